@@ -1,0 +1,5 @@
+"""`python -m mirror` = the `mirror` command."""
+
+from mirror.cli import main
+
+main()

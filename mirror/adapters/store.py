@@ -1,0 +1,191 @@
+"""The channel tree on disk: safe paths, atomic installs, write-if-changed, prune.
+
+Every file a client can see appears by `os.replace` of a fully written, fsynced temp file in
+the same directory, so a reader never sees half a file. Temp files are dotfiles named
+`.mirror-*.tmp` so web servers configured to hide dotfiles never serve them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from mirror.core.records import is_safe_filename
+from mirror.errors import InsufficientSpaceError, StoreError
+
+TEMP_PREFIX = ".mirror-"
+TEMP_SUFFIX = ".tmp"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    size: int
+    mtime_ns: int
+
+
+class ChannelTree:
+    """All channels under one root: `<root>/<channel>/<subdir>/<file>`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def channel_dir(self, channel: str) -> Path:
+        if not _NAME.fullmatch(channel) or channel in (".", ".."):
+            raise StoreError(f"refusing unsafe channel name {channel!r}")
+        return self.root / channel
+
+    def subdir_dir(self, channel: str, subdir: str) -> Path:
+        if not _NAME.fullmatch(subdir) or subdir in (".", ".."):
+            raise StoreError(f"refusing unsafe subdir name {subdir!r}")
+        return self.channel_dir(channel) / subdir
+
+    def package_path(self, channel: str, subdir: str, filename: str) -> Path:
+        """The final path of a package file; anything but a plain package basename is refused."""
+        if not is_safe_filename(filename):
+            raise StoreError(f"refusing unsafe package file name {filename!r}")
+        return self.subdir_dir(channel, subdir) / filename
+
+    def ensure_subdir(self, channel: str, subdir: str) -> Path:
+        path = self.subdir_dir(channel, subdir)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path}: {exc.strerror}") from exc
+        return path
+
+    def temp_path(self, channel: str, subdir: str) -> Path:
+        """A fresh temp file name beside the final files (same filesystem: atomic rename)."""
+        return self.subdir_dir(channel, subdir) / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def scan_packages(self, channel: str, subdir: str) -> dict[str, FileStat]:
+        """Package files present in a subdir (regular files only, never following symlinks)."""
+        directory = self.subdir_dir(channel, subdir)
+        found: dict[str, FileStat] = {}
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return found
+        except OSError as exc:
+            raise StoreError(f"cannot list {directory}: {exc.strerror}") from exc
+        for entry in entries:
+            if not is_safe_filename(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            stat = entry.stat(follow_symlinks=False)
+            found[entry.name] = FileStat(stat.st_size, stat.st_mtime_ns)
+        return found
+
+    def stat(self, path: Path) -> FileStat | None:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return None
+        return FileStat(st.st_size, st.st_mtime_ns)
+
+    def free_bytes(self) -> int:
+        probe = self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        return shutil.disk_usage(probe).free
+
+    def check_space(self, needed_bytes: int, margin_bytes: int, what: str) -> None:
+        free = self.free_bytes()
+        if needed_bytes + margin_bytes > free:
+            raise InsufficientSpaceError(
+                f"{what}: {_mb(needed_bytes)} to download but only {_mb(free)} free under "
+                f"{self.root} (keeping a margin of {_mb(margin_bytes)}); free some space, narrow "
+                "the filters or lower free_space_margin. Nothing was downloaded."
+            )
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def install(self, temp: Path, final: Path) -> FileStat:
+        """Move a complete, fsynced temp file to its final name."""
+        try:
+            os.replace(temp, final)
+            st = final.lstat()
+        except OSError as exc:
+            raise StoreError(f"cannot install {final}: {exc.strerror}") from exc
+        return FileStat(st.st_size, st.st_mtime_ns)
+
+    def write_if_changed(self, path: Path, data: bytes) -> bool:
+        """Atomically write `data` unless the file already holds exactly these bytes.
+
+        Unchanged files keep their mtime, so web caches and ETags stay valid.
+        """
+        try:
+            if path.lstat().st_size == len(data) and path.read_bytes() == data:
+                return False
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+        temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise StoreError(
+                f"cannot write {path}: {exc.strerror}; the previous file is intact"
+            ) from exc
+        return True
+
+    def sync_dir(self, directory: Path) -> None:
+        """Make renames in `directory` durable before anything that depends on them is written."""
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # some filesystems (e.g. network shares) do not support it
+        finally:
+            os.close(fd)
+
+    def remove(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def clean_temp(self, channel: str, subdir: str) -> int:
+        """Delete temp files an interrupted run left behind (we hold the writer lock)."""
+        directory = self.subdir_dir(channel, subdir)
+        removed = 0
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(directory):
+                if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
+
+
+def hash_file(path: Path, chunk_bytes: int = 1 << 20) -> tuple[int, str, str]:
+    """(size, sha256, md5) of a file, read in chunks."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            size += len(chunk)
+            sha256.update(chunk)
+            md5.update(chunk)
+    return size, sha256.hexdigest(), md5.hexdigest()
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"

@@ -1,0 +1,263 @@
+"""Command line: argparse subcommands; the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import yaml
+
+from mirror import __version__
+from mirror.errors import ConfigError, LockBusyError, MirrorError, UsageError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    everything asked for is done (or was already up to date)
+  1    some work failed (files that could not be mirrored, an upstream error,
+       the mass-deletion guard); what is published is still consistent
+  2    configuration or usage error
+  3    another mirror process holds the tree's writer lock
+  130  stopped by a signal before finishing
+"""
+
+if TYPE_CHECKING:
+    from mirror.downloads import Progress
+
+log = logging.getLogger("mirror")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point. Exits with os._exit after flushing: py-rattler can crash during interpreter
+    teardown after its work is done, and that must not change the exit status."""
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    redactor = _setup_logging(args.log_level)
+    try:
+        code: int = args.handler(args, redactor)
+        return code
+    except ConfigError as exc:
+        print(f"error: {redactor(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"error: {redactor(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except LockBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except MirrorError as exc:
+        print(f"error: {redactor(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception:
+        log.exception("internal error; please report it with this traceback")
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="config file (default: $MIRROR_CONFIG, else /etc/mirror/config.yaml)",
+    )
+    common.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default INFO)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="mirror",
+        description="Mirror and index conda channels for offline sites.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mirror {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = sub.add_parser(
+        "sync",
+        parents=[common],
+        help="mirror the configured channels once",
+        description="Fetch upstream repodata, select records with the filters, download and "
+        "verify the files, publish repodata, and prune what is no longer selected.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sync.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this channel (repeatable)",
+    )
+    sync.add_argument(
+        "--subdir",
+        action="append",
+        default=[],
+        metavar="S",
+        help="only this subdir, e.g. linux-64 (repeatable)",
+    )
+    sync.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be downloaded and deleted, change nothing",
+    )
+    sync.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="this once, allow deleting more than max_delete_fraction of a subdir",
+    )
+    sync.set_defaults(handler=_cmd_sync)
+
+    check = sub.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate the config and print the effective one",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.set_defaults(handler=_cmd_check_config)
+    return parser
+
+
+def _cmd_check_config(args: argparse.Namespace, redactor: object) -> int:
+    from mirror.config import load_config, resolve_config_path
+    from mirror.config.model import describe
+
+    config = load_config(resolve_config_path(args.config))
+    print(yaml.safe_dump(describe(config), sort_keys=False, default_flow_style=False), end="")
+    print(f"# {config.source}: OK ({len(config.channels)} channels)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_sync(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
+    from mirror.adapters.catalog import Catalog
+    from mirror.adapters.lock import WriterLock
+    from mirror.adapters.store import ChannelTree
+    from mirror.adapters.upstream import make_http_client
+    from mirror.config import load_config, resolve_config_path
+    from mirror.core.secrets import url_secrets
+    from mirror.sync import SyncContext, SyncOptions, sync
+
+    config = load_config(resolve_config_path(args.config))
+    for channel in config.channels:
+        redactor.redact.add(url_secrets(channel.upstream or ""))
+    unknown = [c for c in args.channel if config.channel(c) is None]
+    if unknown:
+        known = ", ".join(c.name for c in config.channels)
+        raise UsageError(
+            f"no channel named {', '.join(unknown)} in {config.source} (have: {known})"
+        )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    lock = WriterLock(config.state_dir)
+    if not args.dry_run:
+        lock.acquire()
+    try:
+        workers = max(c.transfer.workers for c in config.channels)
+        with (
+            make_http_client(workers) as http,
+            Catalog(config.state_dir / "catalog.sqlite") as catalog,
+        ):
+            ctx = SyncContext(
+                config=config,
+                tree=ChannelTree(config.root),
+                catalog=catalog,
+                http=http,
+                redactor=redactor.redact,
+                stop=stop,
+                progress=_progress(),
+                env=dict(os.environ),
+            )
+            report = sync(
+                ctx,
+                SyncOptions(
+                    channels=tuple(args.channel),
+                    subdirs=tuple(args.subdir),
+                    dry_run=args.dry_run,
+                    allow_mass_delete=args.allow_mass_delete,
+                ),
+            )
+    finally:
+        lock.release()
+    if stop.is_set():
+        return EXIT_INTERRUPTED
+    if not report.subdirs:
+        raise UsageError("nothing to sync: no configured subdir matches --channel/--subdir")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _progress() -> Progress:
+    from mirror.downloads import NoProgress
+    from mirror.progress import TerminalProgress
+
+    return TerminalProgress(sys.stderr) if sys.stderr.isatty() else NoProgress()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.warning(
+            "received %s: finishing files in flight, then stopping", signal.Signals(signum).name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Masks known secrets in every log line, tracebacks included."""
+
+    def __init__(self, fmt: str) -> None:
+        from mirror.core.secrets import Redactor
+
+        super().__init__(fmt)
+        self.redact = Redactor()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+    def __call__(self, text: str) -> str:
+        return self.redact(text)
+
+
+def _setup_logging(level: str) -> _RedactingFormatter:
+    # journald stamps each line itself; elsewhere a timestamp helps (cron mail, files)
+    fmt = (
+        "%(levelname)s %(message)s"
+        if os.environ.get("JOURNAL_STREAM")
+        else ("%(asctime)s %(levelname)s %(message)s")
+    )
+    formatter = _RedactingFormatter(fmt)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request URL at INFO
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    return formatter

@@ -1,0 +1,214 @@
+"""Read a YAML config file into a MirrorConfig; every error names the file, line and key."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from mirror.config.model import ChannelConfig, MirrorConfig, TransferSettings
+from mirror.config.yaml_view import YamlView, load_document
+from mirror.core.filters import FilterRules
+from mirror.core.secrets import redact_url, url_secrets
+from mirror.core.specs import Spec, parse_spec
+from mirror.errors import SpecError
+
+CONFIG_ENV = "MIRROR_CONFIG"
+DEFAULT_CONFIG = Path("/etc/mirror/config.yaml")
+
+_TRANSFER_KEYS = ("workers", "retries", "retry_backoff_s", "connect_timeout_s", "read_timeout_s")
+_TOP_KEYS = (
+    "root", "state_dir", "channels", "free_space_margin", "max_delete_fraction",
+    "max_repodata_size", *_TRANSFER_KEYS,
+)  # fmt: skip
+_CHANNEL_KEYS = (
+    "upstream", "token_env", "subdirs", "include", "exclude", "licenses", "not_older_than",
+    "not_newer_than", "max_age_days", "cooldown_days", "max_package_size", "keep_latest",
+    "prefer_conda", "max_delete_fraction", *_TRANSFER_KEYS,
+)  # fmt: skip
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_SUBDIR = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def resolve_config_path(given: str | None) -> Path:
+    """--config, else $MIRROR_CONFIG, else /etc/mirror/config.yaml."""
+    chosen = given or os.environ.get(CONFIG_ENV) or str(DEFAULT_CONFIG)
+    return Path(chosen).expanduser().absolute()
+
+
+def load_config(path: Path) -> MirrorConfig:
+    doc = load_document(path)
+    top = doc.mapping(_TOP_KEYS)
+    base = path.parent
+    for required in ("root", "state_dir", "channels"):
+        if required not in top:
+            raise doc.error(f"missing required key '{required}'")
+    root = _local_path(top["root"], base)
+    state_dir = _local_path(top["state_dir"], base)
+    if _overlaps(root, state_dir):
+        raise top["state_dir"].error(
+            f"state_dir {state_dir} and root {root} overlap; the state directory holds "
+            "temporary and private files and must live outside the published tree"
+        )
+    defaults = _transfer(top, TransferSettings())
+    delete_fraction = (
+        top["max_delete_fraction"].number(0.0, 1.0) if "max_delete_fraction" in top else 0.10
+    )
+    channels_view = top["channels"]
+    entries = channels_view.mapping()
+    if not entries:
+        raise channels_view.error("no channels configured; add at least one under 'channels:'")
+    channels = tuple(
+        _channel(name, view, base, defaults, delete_fraction) for name, view in entries.items()
+    )
+    return MirrorConfig(
+        source=path,
+        root=root,
+        state_dir=state_dir,
+        channels=channels,
+        free_space_margin_bytes=(
+            top["free_space_margin"].size_bytes() if "free_space_margin" in top else 1 << 30
+        ),
+        max_repodata_bytes=(
+            top["max_repodata_size"].size_bytes() if "max_repodata_size" in top else 4 << 30
+        ),
+    )
+
+
+def _channel(
+    name: str, view: YamlView, base: Path, defaults: TransferSettings, delete_fraction: float
+) -> ChannelConfig:
+    if not _CHANNEL_NAME.fullmatch(name):
+        raise view.error(
+            "a channel name becomes a folder under root: use letters, digits, '.', '_' or '-'"
+        )
+    fields = view.mapping(_CHANNEL_KEYS)
+    upstream = _upstream(fields["upstream"], base) if "upstream" in fields else None
+    if upstream is None:
+        raise view.error("missing 'upstream' (an http(s):// URL, a file:// URL or a path)")
+    if "subdirs" not in fields:
+        raise view.error("missing 'subdirs', e.g. subdirs: [linux-64, noarch]")
+    token_env = None
+    if "token_env" in fields:
+        token_env = fields["token_env"].string()
+        if not _ENV_NAME.fullmatch(token_env):
+            raise fields["token_env"].error("expected the NAME of an environment variable")
+    return ChannelConfig(
+        name=name,
+        upstream=upstream,
+        token_env=token_env,
+        subdirs=_subdirs(fields["subdirs"]),
+        filters=_filters(fields),
+        transfer=_transfer(fields, defaults),
+        max_delete_fraction=(
+            fields["max_delete_fraction"].number(0.0, 1.0)
+            if "max_delete_fraction" in fields
+            else delete_fraction
+        ),
+    )
+
+
+def _filters(fields: dict[str, YamlView]) -> FilterRules:
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    if "licenses" in fields:
+        licenses = fields["licenses"].mapping(("allow", "deny"))
+        allow = (
+            tuple(g.lower() for g in licenses["allow"].string_list()) if "allow" in licenses else ()
+        )
+        deny = (
+            tuple(g.lower() for g in licenses["deny"].string_list()) if "deny" in licenses else ()
+        )
+
+    def optional(key: str, read: Any) -> Any:
+        return read(fields[key]) if key in fields else None
+
+    return FilterRules(
+        include=_specs(fields.get("include")),
+        exclude=_specs(fields.get("exclude")),
+        license_allow=allow,
+        license_deny=deny,
+        not_older_than_ms=optional("not_older_than", YamlView.timestamp_ms),
+        not_newer_than_ms=optional("not_newer_than", YamlView.timestamp_ms),
+        max_age_days=optional("max_age_days", lambda v: v.number(0.0)),
+        cooldown_days=optional("cooldown_days", lambda v: v.number(0.0)),
+        max_package_size_bytes=optional("max_package_size", YamlView.size_bytes),
+        keep_latest=optional("keep_latest", lambda v: v.integer(1)),
+        prefer_conda=fields["prefer_conda"].boolean() if "prefer_conda" in fields else True,
+    )
+
+
+def _specs(view: YamlView | None) -> tuple[Spec, ...]:
+    if view is None:
+        return ()
+    specs = []
+    for item in view.sequence():
+        try:
+            specs.append(parse_spec(item.string()))
+        except SpecError as exc:
+            raise item.error(f"invalid spec: {exc}") from None
+    return tuple(specs)
+
+
+def _transfer(fields: dict[str, YamlView], defaults: TransferSettings) -> TransferSettings:
+    def pick(key: str, read: Any, fallback: Any) -> Any:
+        return read(fields[key]) if key in fields else fallback
+
+    return TransferSettings(
+        workers=pick("workers", lambda v: min(v.integer(1), 64), defaults.workers),
+        retries=pick("retries", lambda v: v.integer(0), defaults.retries),
+        retry_backoff_s=pick("retry_backoff_s", lambda v: v.number(0.0), defaults.retry_backoff_s),
+        connect_timeout_s=pick(
+            "connect_timeout_s", lambda v: v.number(0.1), defaults.connect_timeout_s
+        ),
+        read_timeout_s=pick("read_timeout_s", lambda v: v.number(0.1), defaults.read_timeout_s),
+    )
+
+
+def _subdirs(view: YamlView) -> tuple[str, ...]:
+    subdirs: list[str] = []
+    for item in view.sequence():
+        subdir = item.string()
+        if not _SUBDIR.fullmatch(subdir):
+            raise item.error(f"'{subdir}' is not a conda subdir such as linux-64 or noarch")
+        if subdir in subdirs:
+            raise item.error(f"subdir '{subdir}' is listed twice")
+        subdirs.append(subdir)
+    if not subdirs:
+        raise view.error("list at least one subdir, e.g. [linux-64, noarch]")
+    return tuple(subdirs)
+
+
+def _upstream(view: YamlView, base: Path) -> str:
+    """An http(s) URL, a file:// URL, or a path (relative to the config file)."""
+    text = view.string().strip()
+    scheme = urlsplit(text).scheme.lower()
+    if scheme in ("http", "https"):
+        if not urlsplit(text).hostname:
+            raise view.error(f"'{redact_url(text)}' has no host name")
+        if any(len(secret) < 4 for secret in url_secrets(text)):
+            raise view.error("the token in this URL is too short to be a real token")
+        return text.rstrip("/")
+    if scheme == "file":
+        path = Path(unquote(urlsplit(text).path))
+    elif scheme and len(scheme) > 1:
+        raise view.error(f"unsupported URL scheme '{scheme}'; use http, https or file")
+    else:
+        path = Path(text).expanduser()
+    path = path if path.is_absolute() else (base / path)
+    path = path.resolve()
+    if not path.is_dir():
+        raise view.error(f"local upstream {path} does not exist or is not a directory")
+    return path.as_uri()
+
+
+def _local_path(view: YamlView, base: Path) -> Path:
+    path = Path(view.string()).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)

@@ -1,0 +1,82 @@
+"""The effective configuration as frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mirror.core.filters import FilterRules
+from mirror.core.secrets import redact_url
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """How a channel's upstream is talked to. Set at top level, overridable per channel."""
+
+    workers: int = 4
+    retries: int = 4
+    retry_backoff_s: float = 1.0
+    connect_timeout_s: float = 15.0
+    read_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    upstream: str | None  # http(s):// or file:// URL; None for a channel fed only by drops
+    token_env: str | None  # name of the environment variable holding a bearer token
+    subdirs: tuple[str, ...]
+    filters: FilterRules
+    transfer: TransferSettings
+    max_delete_fraction: float
+
+    @property
+    def shown_upstream(self) -> str:
+        return redact_url(self.upstream) if self.upstream else "(none)"
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    source: Path  # the file this was read from
+    root: Path  # published tree: <root>/<channel>/<subdir>/
+    state_dir: Path  # catalog, lock, upstream cache, temp: never inside root
+    channels: tuple[ChannelConfig, ...]
+    free_space_margin_bytes: int
+    max_repodata_bytes: int
+
+    def channel(self, name: str) -> ChannelConfig | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+
+def describe(config: MirrorConfig) -> dict[str, object]:
+    """The effective configuration as plain data, secrets masked (for `mirror check-config`)."""
+    return {
+        "source": str(config.source),
+        "root": str(config.root),
+        "state_dir": str(config.state_dir),
+        "free_space_margin_bytes": config.free_space_margin_bytes,
+        "max_repodata_bytes": config.max_repodata_bytes,
+        "channels": {c.name: _describe_channel(c) for c in config.channels},
+    }
+
+
+def _describe_channel(channel: ChannelConfig) -> dict[str, object]:
+    rules = channel.filters
+    described: dict[str, object] = {
+        "upstream": channel.shown_upstream,
+        "token_env": channel.token_env,
+        "subdirs": list(channel.subdirs),
+        "include": [s.text for s in rules.include] or "everything",
+        "exclude": [s.text for s in rules.exclude],
+        "licenses": {"allow": list(rules.license_allow), "deny": list(rules.license_deny)},
+        "not_older_than_ms": rules.not_older_than_ms,
+        "not_newer_than_ms": rules.not_newer_than_ms,
+        "max_age_days": rules.max_age_days,
+        "cooldown_days": rules.cooldown_days,
+        "max_package_size_bytes": rules.max_package_size_bytes,
+        "keep_latest": rules.keep_latest,
+        "prefer_conda": rules.prefer_conda,
+        "max_delete_fraction": channel.max_delete_fraction,
+        "transfer": vars(channel.transfer).copy(),
+    }
+    return described

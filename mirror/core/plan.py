@@ -1,0 +1,99 @@
+"""Wanted vs present -> what a sync must download, verify, keep and delete."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+ORIGIN_MIRROR = "mirror"
+ORIGIN_LOCAL = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class WantedFile:
+    """A package file the selection wants, with what it must hash to."""
+
+    filename: str
+    size: int | None
+    sha256: str | None
+    md5: str | None
+
+    def same_content(self, size: int | None, sha256: str | None, md5: str | None) -> bool:
+        if self.size is not None and size != self.size:
+            return False
+        if self.sha256 is not None:
+            return sha256 == self.sha256
+        return self.md5 is not None and md5 == self.md5
+
+
+@dataclass(frozen=True, slots=True)
+class PresentFile:
+    """A package file on disk. Hashes are those the catalog vouches for (its recorded size and
+    mtime still equal the file's), else None: then the file must be hashed before it is trusted.
+    `origin` is None for a file the catalog does not know."""
+
+    filename: str
+    size: int
+    sha256: str | None
+    md5: str | None
+    origin: str | None
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    download: tuple[WantedFile, ...]
+    verify: tuple[WantedFile, ...]  # on disk, right size, hash unknown: hash, then keep or fetch
+    keep: tuple[WantedFile, ...]
+    delete: tuple[PresentFile, ...]  # mirrored files no longer wanted (after publishing)
+    untracked: tuple[PresentFile, ...]  # unknown files nobody wants: left alone, reported
+
+    @property
+    def download_bytes(self) -> int:
+        return sum(w.size or 0 for w in self.download)
+
+    @property
+    def delete_bytes(self) -> int:
+        return sum(p.size for p in self.delete)
+
+
+def plan_sync(wanted: Mapping[str, WantedFile], present: Mapping[str, PresentFile]) -> SyncPlan:
+    download: list[WantedFile] = []
+    verify: list[WantedFile] = []
+    keep: list[WantedFile] = []
+    for filename in sorted(wanted):
+        want = wanted[filename]
+        have = present.get(filename)
+        if have is None or (want.size is not None and have.size != want.size):
+            download.append(want)
+        elif have.sha256 is None and have.md5 is None:
+            verify.append(want)
+        elif want.same_content(have.size, have.sha256, have.md5):
+            keep.append(want)
+        else:
+            download.append(want)  # upstream replaced the file under the same name
+    leftovers = [present[name] for name in sorted(present) if name not in wanted]
+    return SyncPlan(
+        download=tuple(download),
+        verify=tuple(verify),
+        keep=tuple(keep),
+        delete=tuple(p for p in leftovers if p.origin == ORIGIN_MIRROR),
+        untracked=tuple(p for p in leftovers if p.origin is None),
+    )
+
+
+def deletion_guard(plan: SyncPlan, published_count: int, max_fraction: float) -> str | None:
+    """Why this plan deletes too much to be trusted, or None.
+
+    An upstream that suddenly lists nothing (or a filter typo) would otherwise wipe the mirror.
+    """
+    if published_count == 0 or not plan.delete:
+        return None
+    share = len(plan.delete) / published_count
+    if share <= max_fraction:
+        return None
+    return (
+        f"this run would delete {len(plan.delete)} of {published_count} published files "
+        f"({share:.0%}, limit {max_fraction:.0%}); nothing was changed. If upstream or the "
+        "filters really changed this much, run again with --allow-mass-delete or raise "
+        "max_delete_fraction"
+    )

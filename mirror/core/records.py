@@ -1,0 +1,242 @@
+"""Repodata model: parse upstream repodata keeping raw record bytes; render deterministically.
+
+Upstream records are copied verbatim into what we publish (that keeps conda-forge's patches and
+keys we do not know), so we decode only the few fields filtering and verification need and keep
+the rest as the exact JSON bytes upstream sent (`msgspec.Raw` slices of the document).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from mirror.errors import RepodataError
+
+PACKAGE_GROUPS: tuple[str, ...] = ("packages", "packages.conda")
+CONDA_EXT = ".conda"
+TAR_BZ2_EXT = ".tar.bz2"
+
+# A published file name is a plain basename: no separators, no leading dot, printable ASCII from
+# the set conda itself produces. Everything else in upstream repodata is refused, never written.
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+!=-]{0,250}\.(?:conda|tar\.bz2)")
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+class RecordFields(msgspec.Struct, frozen=True):
+    """The fields of a record that filters and download verification read; the rest stays raw."""
+
+    name: str
+    version: str
+    build: str
+    build_number: int = 0
+    subdir: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    md5: str | None = None
+    timestamp: int | float | None = None
+    license: str | None = None
+    license_family: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One upstream record: its file name, its verbatim JSON bytes and the decoded fields."""
+
+    filename: str
+    raw: bytes | msgspec.Raw
+    fields: RecordFields
+
+    @property
+    def timestamp_ms(self) -> int | None:
+        return normalize_timestamp_ms(self.fields.timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An upstream record we will not mirror, and why (the file name is named in messages)."""
+
+    filename: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class UpstreamRepodata:
+    """A parsed upstream repodata document.
+
+    `entries` maps file name to raw record for both groups (the group is implied by the
+    extension); `top_level` keeps every other top-level key verbatim (info, removed,
+    repodata_version, signatures, unknown keys).
+    """
+
+    entries: Mapping[str, tuple[str, msgspec.Raw]]
+    top_level: Mapping[str, msgspec.Raw]
+
+    @property
+    def record_count(self) -> int:
+        return len(self.entries)
+
+
+def parse_repodata(body: bytes | bytearray, *, source: str) -> UpstreamRepodata:
+    """Split a repodata document into raw records without decoding them.
+
+    `source` names the document in errors (a redacted URL or a path).
+    """
+    try:
+        top = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
+    except msgspec.DecodeError as exc:
+        raise RepodataError(
+            f"{source}: not valid repodata JSON ({exc}); the upstream served something else "
+            "(an error page, a truncated file). Nothing was changed; retry later."
+        ) from exc
+    entries: dict[str, tuple[str, msgspec.Raw]] = {}
+    for group in PACKAGE_GROUPS:
+        raw_group = top.pop(group, None)
+        if raw_group is None:
+            continue
+        try:
+            records = msgspec.json.decode(raw_group, type=dict[str, msgspec.Raw])
+        except msgspec.DecodeError as exc:
+            raise RepodataError(
+                f"{source}: '{group}' is not a JSON object of records ({exc}); nothing was changed."
+            ) from exc
+        for filename, raw in records.items():
+            entries[filename] = (group, raw)
+    return UpstreamRepodata(entries=entries, top_level=top)
+
+
+def is_safe_filename(filename: str) -> bool:
+    """True for a plain package basename we are willing to create on disk."""
+    return _SAFE_FILENAME.fullmatch(filename) is not None and ".." not in filename
+
+
+def expected_group(filename: str) -> str:
+    return "packages.conda" if filename.endswith(CONDA_EXT) else "packages"
+
+
+def split_extension(filename: str) -> tuple[str, str]:
+    """`numpy-2.0-py_0.conda` -> (`numpy-2.0-py_0`, `.conda`); unknown extensions give ('', '')."""
+    for ext in (CONDA_EXT, TAR_BZ2_EXT):
+        if filename.endswith(ext):
+            return filename[: -len(ext)], ext
+    return "", ""
+
+
+def name_from_filename(filename: str) -> str | None:
+    """The package name a well-formed file name implies, used to skip records cheaply.
+
+    A record is only accepted when its file name equals name-version-build + extension, so a
+    record whose implied name no include spec matches can be skipped without decoding it.
+    """
+    stem, _ = split_extension(filename)
+    parts = stem.rsplit("-", 2)
+    return parts[0] if len(parts) == 3 and parts[0] else None
+
+
+def decode_record(filename: str, group: str, raw: msgspec.Raw) -> Record | Refusal:
+    """Decode and validate one upstream record; anything suspicious becomes a Refusal."""
+    shown = _printable(filename)
+    if not is_safe_filename(filename):
+        return Refusal(
+            shown,
+            "file name is not a plain .conda/.tar.bz2 basename (path or "
+            "unexpected characters); refused",
+        )
+    if expected_group(filename) != group:
+        return Refusal(shown, f"listed under '{group}' but its extension belongs elsewhere")
+    try:
+        fields = msgspec.json.decode(raw, type=RecordFields)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return Refusal(shown, f"record is malformed: {exc}")
+    stem, _ = split_extension(filename)
+    if f"{fields.name}-{fields.version}-{fields.build}" != stem:
+        return Refusal(
+            shown,
+            f"record says {fields.name}-{fields.version}-{fields.build}, "
+            "which does not match its file name",
+        )
+    problem = _checksum_problem(fields)
+    if problem:
+        return Refusal(shown, problem)
+    return Record(filename=filename, raw=raw, fields=fields)
+
+
+def _checksum_problem(fields: RecordFields) -> str | None:
+    if fields.size is not None and fields.size < 0:
+        return "size is negative"
+    if fields.sha256 is not None and not (
+        len(fields.sha256) == 64 and _HEX.fullmatch(fields.sha256)
+    ):
+        return "sha256 is not 64 lowercase hex digits"
+    if fields.md5 is not None and not (len(fields.md5) == 32 and _HEX.fullmatch(fields.md5)):
+        return "md5 is not 32 lowercase hex digits"
+    if fields.sha256 is None and fields.md5 is None:
+        return "record has neither sha256 nor md5, so a download could not be verified"
+    return None
+
+
+def normalize_timestamp_ms(value: int | float | None) -> int | None:
+    """conda timestamps are milliseconds, but old records use seconds; conda tells them apart
+    the same way (anything past year 9999 in seconds must be milliseconds)."""
+    if value is None:
+        return None
+    return int(value) if value > 253402300799 else int(value * 1000)
+
+
+def _printable(text: str) -> str:
+    """A file name safe to print in a log line (hostile names may hold control characters)."""
+    shown = text.encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= 200 else shown[:200] + "..."
+
+
+@dataclass(frozen=True)
+class PublishedRecord:
+    """A record as it will be written: verbatim bytes under its file name."""
+
+    filename: str
+    raw: bytes | msgspec.Raw
+
+
+def render_repodata(
+    subdir: str,
+    records: Iterable[PublishedRecord],
+    top_level: Mapping[str, bytes | msgspec.Raw] | None = None,
+) -> bytes:
+    """Render repodata.json deterministically: sorted keys and file names, one record a line.
+
+    Upstream's top-level keys are kept verbatim, except `info`: its `subdir` is set to ours and
+    `base_url` is dropped because the files now sit beside this repodata. A repodata_version of
+    2 only announced that base_url; without it we write 1 so that older clients accept the file.
+    """
+    top: dict[str, bytes] = {k: bytes(v) for k, v in (top_level or {}).items()}
+    info, dropped_base_url = _local_info(subdir, top.get("info"))
+    top["info"] = info
+    if dropped_base_url and top.get("repodata_version", b"").strip() == b"2":
+        top["repodata_version"] = b"1"
+    top.setdefault("repodata_version", b"1")
+    top.setdefault("removed", b"[]")
+    groups: dict[str, list[PublishedRecord]] = {group: [] for group in PACKAGE_GROUPS}
+    for record in records:
+        groups[expected_group(record.filename)].append(record)
+    for group, members in groups.items():
+        members.sort(key=lambda r: r.filename)
+        lines = [msgspec.json.encode(r.filename) + b":" + bytes(r.raw) for r in members]
+        top[group] = b"{\n" + b",\n".join(lines) + b"\n}" if lines else b"{}"
+    parts = [msgspec.json.encode(key) + b":" + top[key] for key in sorted(top)]
+    return b"{\n" + b",\n".join(parts) + b"\n}\n"
+
+
+def _local_info(subdir: str, raw_info: bytes | None) -> tuple[bytes, bool]:
+    info: dict[str, object] = {}
+    if raw_info:
+        try:
+            decoded = msgspec.json.decode(raw_info)
+        except msgspec.DecodeError:
+            decoded = None
+        if isinstance(decoded, dict):
+            info = decoded
+    dropped = info.pop("base_url", None) is not None
+    info["subdir"] = subdir
+    return msgspec.json.encode(info, order="sorted"), dropped

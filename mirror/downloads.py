@@ -1,0 +1,149 @@
+"""The bounded download pool of one subdir: fetch or re-verify files, install only verified ones."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mirror.adapters.catalog import CatalogFile
+from mirror.adapters.store import ChannelTree, hash_file
+from mirror.adapters.upstream import Upstream
+from mirror.core.plan import ORIGIN_MIRROR, WantedFile
+from mirror.errors import Interrupted, MirrorError, UpstreamError
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """What the CLI shows while files move; calls may come from pool threads."""
+
+    def start(self, label: str, files: int, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, label: str, files: int, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self) -> None: ...
+    def finish(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    filename: str
+    reason: str  # low-cardinality, for metrics
+    message: str  # names the file, never a token
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """One file's result: `installed` is set when the file is now good on disk."""
+
+    filename: str
+    installed: CatalogFile | None
+    downloaded: bool  # False when an existing file only had to be hashed
+    failure: FileFailure | None
+
+
+@dataclass(frozen=True)
+class PoolJob:
+    upstream: Upstream
+    tree: ChannelTree
+    channel: str
+    subdir: str
+    workers: int
+    stop: threading.Event
+    progress: Progress
+
+
+def run_pool(
+    job: PoolJob, download: list[WantedFile], verify: list[WantedFile]
+) -> Iterator[FileOutcome]:
+    """Yield each file's outcome as it completes. On a stop request, pending work is dropped and
+    Interrupted is raised once in-flight files have finished or been abandoned (their temp
+    files are removed, nothing half-written is installed)."""
+    tasks: Sequence[tuple[Callable[[JobArgs], FileOutcome], WantedFile]] = [
+        (_verify_then_fetch, w) for w in verify
+    ] + [(_fetch, w) for w in download]
+    if not tasks:
+        return
+    with ThreadPoolExecutor(max_workers=job.workers, thread_name_prefix="download") as pool:
+        pending: set[Future[FileOutcome]] = {
+            pool.submit(task, JobArgs(job, want)) for task, want in tasks
+        }
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+                if job.stop.is_set():
+                    raise Interrupted("stop requested")
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+@dataclass(frozen=True)
+class JobArgs:
+    job: PoolJob
+    want: WantedFile
+
+
+def _verify_then_fetch(args: JobArgs) -> FileOutcome:
+    """A file already on disk but unknown to the catalog: hash it; fetch only if it is wrong."""
+    job, want = args.job, args.want
+    path = job.tree.package_path(job.channel, job.subdir, want.filename)
+    try:
+        size, sha256, md5 = hash_file(path)
+        stat = job.tree.stat(path)
+    except OSError:
+        return _fetch(args)
+    if stat is not None and want.same_content(size, sha256, md5):
+        job.progress.advance(size)
+        job.progress.file_done()
+        return FileOutcome(
+            want.filename,
+            CatalogFile(want.filename, stat.size, stat.mtime_ns, sha256, md5, ORIGIN_MIRROR),
+            downloaded=False,
+            failure=None,
+        )
+    log.info(
+        "%s/%s: %s on disk differs from upstream; fetching it again",
+        job.channel,
+        job.subdir,
+        want.filename,
+    )
+    return _fetch(args)
+
+
+def _fetch(args: JobArgs) -> FileOutcome:
+    job, want = args.job, args.want
+    final = job.tree.package_path(job.channel, job.subdir, want.filename)
+    temp: Path = job.tree.temp_path(job.channel, job.subdir)
+    try:
+        got = job.upstream.download(job.subdir, want, temp, job.progress.advance)
+        stat = job.tree.install(temp, final)
+    except Interrupted:
+        raise
+    except UpstreamError as exc:
+        job.progress.file_done()
+        return FileOutcome(
+            want.filename, None, True, FileFailure(want.filename, exc.reason, str(exc))
+        )
+    except MirrorError as exc:
+        job.progress.file_done()
+        return FileOutcome(want.filename, None, True, FileFailure(want.filename, "store", str(exc)))
+    job.progress.file_done()
+    return FileOutcome(
+        want.filename,
+        CatalogFile(want.filename, stat.size, stat.mtime_ns, got.sha256, got.md5, ORIGIN_MIRROR),
+        downloaded=True,
+        failure=None,
+    )

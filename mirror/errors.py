@@ -1,0 +1,56 @@
+"""The one error family of mirror: every failure a user can see is a MirrorError."""
+
+from __future__ import annotations
+
+
+class MirrorError(Exception):
+    """Base of every error mirror reports; its message says what happened and what to do."""
+
+
+class ConfigError(MirrorError):
+    """The configuration file is unreadable or invalid (exit code 2)."""
+
+
+class UsageError(MirrorError):
+    """The command line asks for something that cannot be done (exit code 2)."""
+
+
+class LockBusyError(MirrorError):
+    """Another mirror process holds the single-writer lock of the tree."""
+
+
+class UpstreamError(MirrorError):
+    """An upstream answered badly or not at all. Carries a low-cardinality reason."""
+
+    def __init__(self, message: str, *, reason: str = "error", retryable: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retryable = retryable
+
+
+class RepodataError(MirrorError):
+    """Upstream repodata is not valid JSON or not shaped like repodata."""
+
+
+class VerificationError(UpstreamError):
+    """A downloaded file's size or hash differs from its upstream record."""
+
+
+class StoreError(MirrorError):
+    """The channel tree could not be written (disk full, permissions, unsafe path)."""
+
+
+class InsufficientSpaceError(StoreError):
+    """The files still to download do not fit on the disk with the configured margin."""
+
+
+class CatalogError(MirrorError):
+    """The SQLite state database is unusable."""
+
+
+class SpecError(MirrorError):
+    """A MatchSpec string in the configuration cannot be parsed."""
+
+
+class Interrupted(MirrorError):
+    """A stop was requested (SIGTERM, Ctrl-C); work in flight was abandoned cleanly."""

@@ -1,0 +1,92 @@
+"""Report values the use cases return; callers (cli, daemon, metrics) read them, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mirror.core.records import Refusal
+from mirror.downloads import FileFailure
+
+OUTCOME_OK = "ok"  # everything selected is published
+OUTCOME_UNCHANGED = "unchanged"  # upstream unchanged and the tree intact: nothing to do
+OUTCOME_FAILED = "failed"  # some work failed; what was published is still consistent
+OUTCOME_GUARDED = "guarded"  # refused to delete too much; the tree was left untouched
+OUTCOME_INTERRUPTED = "interrupted"
+OUTCOME_PLANNED = "planned"  # --dry-run
+
+
+@dataclass(frozen=True)
+class SubdirReport:
+    channel: str
+    subdir: str
+    outcome: str
+    seconds: float
+    upstream_status: str = "fetched"  # fetched | not_modified | error
+    selected: int = 0
+    published: int = 0
+    downloaded_files: int = 0
+    downloaded_bytes: int = 0
+    verified_files: int = 0  # files found on disk and hashed instead of downloaded
+    unchanged_files: int = 0
+    deleted_files: int = 0
+    deleted_bytes: int = 0
+    planned_download_files: int = 0
+    planned_download_bytes: int = 0
+    repodata_changed: bool = False
+    failures: tuple[FileFailure, ...] = ()
+    refused: tuple[Refusal, ...] = ()
+    untracked: tuple[str, ...] = ()
+    retries: Mapping[str, int] = field(default_factory=dict)
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (OUTCOME_OK, OUTCOME_UNCHANGED, OUTCOME_PLANNED)
+
+    @property
+    def label(self) -> str:
+        return f"{self.channel}/{self.subdir}"
+
+    def summary(self) -> str:
+        """The one line a sync logs per channel/subdir."""
+        if self.outcome == OUTCOME_PLANNED:
+            return (
+                f"{self.label}: dry run: {self.selected} selected; would download "
+                f"{self.planned_download_files} files ({_mb(self.planned_download_bytes)}), delete "
+                f"{self.deleted_files} ({_mb(self.deleted_bytes)}), keep {self.unchanged_files}"
+            )
+        text = (
+            f"{self.label}: {self.outcome}; {self.selected} selected, downloaded "
+            f"{self.downloaded_files} files ({_mb(self.downloaded_bytes)}), deleted "
+            f"{self.deleted_files}, unchanged {self.unchanged_files}"
+        )
+        if self.verified_files:
+            text += f", re-verified {self.verified_files}"
+        if self.failures:
+            text += f", failed {len(self.failures)}"
+        if self.refused:
+            text += f", refused {len(self.refused)} upstream records"
+        text += f" in {self.seconds:.2f} s"
+        if self.upstream_status == "not_modified":
+            text += " (upstream not modified)"
+        return text + (f": {self.message}" if self.message else "")
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    subdirs: tuple[SubdirReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.subdirs)
+
+
+def _mb(size: int) -> str:
+    """Human-readable size (decimal units, like download tools show)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1000
+    return f"{value:,.1f} TB"

@@ -1,0 +1,417 @@
+"""Use case: mirror the configured channels' subdirs into the tree -> SyncReport.
+
+Per subdir: fetch repodata (conditionally) -> select records -> plan against what is on disk
+-> guard against mass deletion -> download and verify -> publish repodata -> prune.
+The tree is consistent at every step: a record is published only once its file is verified
+in place, and files are deleted only after the repodata that named them is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from mirror import __version__
+from mirror.adapters.catalog import Catalog, CatalogFile, UpstreamState
+from mirror.adapters.store import ChannelTree
+from mirror.adapters.upstream import Fetched, NotModified, Upstream, Validators, open_upstream
+from mirror.config.model import ChannelConfig, MirrorConfig
+from mirror.core.filters import Selection, select
+from mirror.core.plan import (
+    ORIGIN_MIRROR,
+    PresentFile,
+    SyncPlan,
+    WantedFile,
+    deletion_guard,
+    plan_sync,
+)
+from mirror.core.records import PublishedRecord, UpstreamRepodata, parse_repodata
+from mirror.core.secrets import Redactor
+from mirror.downloads import FileFailure, NoProgress, PoolJob, Progress, run_pool
+from mirror.errors import InsufficientSpaceError, Interrupted, MirrorError
+from mirror.indexer import ensure_noarch, outputs_intact, publish_subdir
+from mirror.reports import (
+    OUTCOME_FAILED,
+    OUTCOME_GUARDED,
+    OUTCOME_INTERRUPTED,
+    OUTCOME_OK,
+    OUTCOME_PLANNED,
+    OUTCOME_UNCHANGED,
+    SubdirReport,
+    SyncReport,
+)
+
+log = logging.getLogger(__name__)
+
+ZST_MISSING_RECHECK_S = 24 * 3600.0  # how long to believe an upstream has no repodata.json.zst
+CATALOG_FLUSH_S = 2.0  # record installed files at least this often, so a crash loses little
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    channels: tuple[str, ...] = ()  # empty = all configured
+    subdirs: tuple[str, ...] = ()  # empty = each channel's configured subdirs
+    dry_run: bool = False
+    allow_mass_delete: bool = False
+
+
+@dataclass
+class SyncContext:
+    """Everything a sync needs from outside, passed in (no globals)."""
+
+    config: MirrorConfig
+    tree: ChannelTree
+    catalog: Catalog
+    http: httpx.Client
+    redactor: Redactor
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: Progress = field(default_factory=NoProgress)
+    env: dict[str, str] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+
+
+def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
+    reports: list[SubdirReport] = []
+    for channel in ctx.config.channels:
+        if options.channels and channel.name not in options.channels:
+            continue
+        subdirs = [s for s in channel.subdirs if not options.subdirs or s in options.subdirs]
+        for subdir in subdirs:
+            if ctx.stop.is_set():
+                break
+            report = _SubdirSync(ctx, channel, subdir, options).run()
+            log.log(
+                logging.INFO if report.ok else logging.ERROR, "%s", ctx.redactor(report.summary())
+            )
+            reports.append(report)
+        if not options.dry_run and not ctx.stop.is_set():
+            ensure_noarch(ctx.tree, ctx.catalog, channel.name)
+    return SyncReport(tuple(reports))
+
+
+class _SubdirSync:
+    """One channel/subdir run; a class only to share its many inputs between the steps."""
+
+    def __init__(
+        self, ctx: SyncContext, channel: ChannelConfig, subdir: str, options: SyncOptions
+    ) -> None:
+        self.ctx, self.channel, self.subdir, self.options = ctx, channel, subdir, options
+        self.name = channel.name
+        self.started = time.monotonic()
+        self.retries: Counter[str] = Counter()
+        self.retries_lock = threading.Lock()
+        self.upstream_key = hashlib.sha256((channel.upstream or "").encode()).hexdigest()
+        self.selection_key = hashlib.sha256(
+            repr((__version__, subdir, channel.filters)).encode()
+        ).hexdigest()
+
+    def report(self, outcome: str, **fields: object) -> SubdirReport:
+        return SubdirReport(
+            channel=self.name,
+            subdir=self.subdir,
+            outcome=outcome,
+            seconds=time.monotonic() - self.started,
+            retries=dict(self.retries),
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def run(self) -> SubdirReport:
+        try:
+            report = self._run()
+        except Interrupted:
+            report = self.report(OUTCOME_INTERRUPTED, message="stopped before finishing")
+        except MirrorError as exc:
+            report = self.report(
+                OUTCOME_FAILED, upstream_status="error", message=self.ctx.redactor(str(exc))
+            )
+        except Exception as exc:  # a bug must not stop the other subdirs (or the daemon)
+            log.exception("%s/%s: internal error", self.name, self.subdir)
+            report = self.report(OUTCOME_FAILED, message=f"internal error: {exc!r}")
+        if report.outcome != OUTCOME_PLANNED:
+            self._record_run(report)
+        return report
+
+    def _run(self) -> SubdirReport:
+        ctx = self.ctx
+        if not self.options.dry_run:
+            ctx.tree.ensure_subdir(self.name, self.subdir)
+            ctx.tree.clean_temp(self.name, self.subdir)
+        state = ctx.catalog.upstream_state(self.name, self.subdir)
+        if state is not None and state.upstream_key != self.upstream_key:
+            state = None  # the upstream URL changed: nothing we remember applies
+        upstream = self._open_upstream()
+        previous = Validators(state.variant, state.etag, state.last_modified) if state else None
+        skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
+        result = upstream.fetch_repodata(self.subdir, previous, skip_zst)
+        if isinstance(result, NotModified):
+            if self._still_published(state):
+                files = len(self._mirrored_files())
+                return self.report(
+                    OUTCOME_UNCHANGED,
+                    upstream_status="not_modified",
+                    selected=files,
+                    published=files,
+                    unchanged_files=files,
+                )
+            # the filters, the clock or the tree changed: we need the body after all
+            result = upstream.fetch_repodata(self.subdir, None, skip_zst)
+            assert isinstance(result, Fetched)
+        # no copy: the records stay zero-copy slices of the (possibly huge) body
+        repodata = parse_repodata(result.body, source=f"{upstream.shown_url}/{self.subdir}")
+        return self._apply(upstream, repodata, result)
+
+    def _apply(
+        self, upstream: Upstream, repodata: UpstreamRepodata, fetched: Fetched
+    ) -> SubdirReport:
+        ctx = self.ctx
+        selection = select(repodata, self.channel.filters, int(ctx.clock() * 1000))
+        self._warn_refused(selection)
+        wanted = {
+            r.filename: WantedFile(r.filename, r.fields.size, r.fields.sha256, r.fields.md5)
+            for r in selection.records
+        }
+        known = self._mirrored_files()
+        plan = plan_sync(wanted, self._present(known))
+        published_count = len(known)
+        common = {
+            "selected": len(wanted),
+            "refused": selection.refused,
+            "untracked": tuple(p.filename for p in plan.untracked),
+        }
+        guard = (
+            None
+            if self.options.allow_mass_delete
+            else deletion_guard(plan, published_count, self.channel.max_delete_fraction)
+        )
+        if self.options.dry_run:
+            return self.report(
+                OUTCOME_PLANNED,
+                planned_download_files=len(plan.download) + len(plan.verify),
+                planned_download_bytes=plan.download_bytes,
+                deleted_files=len(plan.delete),
+                deleted_bytes=plan.delete_bytes,
+                unchanged_files=len(plan.keep),
+                message=guard,
+                **common,
+            )
+        if guard:
+            return self.report(OUTCOME_GUARDED, message=guard, **common)
+        ctx.tree.check_space(
+            plan.download_bytes, ctx.config.free_space_margin_bytes, f"{self.name}/{self.subdir}"
+        )
+        good, failures, downloaded, verified = self._transfer(upstream, plan)
+        records = [
+            PublishedRecord(r.filename, r.raw) for r in selection.records if r.filename in good
+        ]
+        published = publish_subdir(
+            ctx.tree, ctx.catalog, self.name, self.subdir, records, repodata.top_level
+        )
+        deleted_bytes = self._prune(plan)
+        self._remember(fetched, selection, complete=not failures)
+        outcome = OUTCOME_FAILED if failures else OUTCOME_OK
+        message = None
+        if failures:
+            message = (
+                f"{len(failures)} files could not be mirrored: "
+                + "; ".join(f.message for f in failures[:5])
+                + (" ..." if len(failures) > 5 else "")
+            )
+        report = self.report(
+            outcome,
+            published=len(records),
+            downloaded_files=len(downloaded),
+            downloaded_bytes=sum(f.size for f in downloaded),
+            verified_files=verified,
+            unchanged_files=len(plan.keep),
+            deleted_files=len(plan.delete),
+            deleted_bytes=deleted_bytes,
+            repodata_changed=bool(published.changed),
+            failures=tuple(failures),
+            message=message and self.ctx.redactor(message),
+            **common,
+        )
+        return report
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _open_upstream(self) -> Upstream:
+        token = None
+        if self.channel.token_env:
+            token = self.ctx.env.get(self.channel.token_env)
+            if not token:
+                raise MirrorError(
+                    f"{self.name}: token_env names ${self.channel.token_env}, which is not set"
+                )
+            self.ctx.redactor.add([token])
+
+        def on_retry(reason: str) -> None:
+            with self.retries_lock:
+                self.retries[reason] += 1
+
+        return open_upstream(
+            self.channel.upstream or "",
+            http=self.ctx.http,
+            settings=self.channel.transfer,
+            bearer_token=token,
+            redactor=self.ctx.redactor,
+            stop=self.ctx.stop,
+            max_repodata_bytes=self.ctx.config.max_repodata_bytes,
+            on_retry=on_retry,
+        )
+
+    def _mirrored_files(self) -> dict[str, CatalogFile]:
+        files = self.ctx.catalog.files(self.name, self.subdir)
+        return {k: v for k, v in files.items() if v.origin == ORIGIN_MIRROR}
+
+    def _still_published(self, state: UpstreamState | None) -> bool:
+        """Upstream is unchanged; is what we published last time still exactly right?"""
+        if state is None or state.selection_key != self.selection_key:
+            return False
+        if state.selection_valid_until_ms is not None and (
+            self.ctx.clock() * 1000 >= state.selection_valid_until_ms
+        ):
+            return False
+        tree = self.ctx.tree
+        for name, known in self._mirrored_files().items():
+            stat = tree.stat(tree.package_path(self.name, self.subdir, name))
+            if stat is None or (stat.size, stat.mtime_ns) != (known.size, known.mtime_ns):
+                return False
+        return outputs_intact(tree, self.ctx.catalog, self.name, self.subdir)
+
+    def _present(self, known: dict[str, CatalogFile]) -> dict[str, PresentFile]:
+        """Files on disk, with the hashes the catalog vouches for (stats unchanged)."""
+        all_known = self.ctx.catalog.files(self.name, self.subdir)
+        present = {}
+        for name, stat in self.ctx.tree.scan_packages(self.name, self.subdir).items():
+            entry = all_known.get(name)
+            trusted = entry is not None and (entry.size, entry.mtime_ns) == (
+                stat.size,
+                stat.mtime_ns,
+            )
+            present[name] = PresentFile(
+                filename=name,
+                size=stat.size,
+                sha256=entry.sha256 if trusted and entry else None,
+                md5=entry.md5 if trusted and entry else None,
+                origin=entry.origin if entry else None,
+            )
+        return present
+
+    def _transfer(
+        self, upstream: Upstream, plan: SyncPlan
+    ) -> tuple[set[str], list[FileFailure], list[CatalogFile], int]:
+        ctx = self.ctx
+        good = {w.filename for w in plan.keep}
+        failures: list[FileFailure] = []
+        downloaded: list[CatalogFile] = []
+        verified = 0
+        buffer: list[CatalogFile] = []
+        last_flush = time.monotonic()
+        total_files = len(plan.download) + len(plan.verify)
+        ctx.progress.start(
+            f"{self.name}/{self.subdir}",
+            total_files,
+            plan.download_bytes + sum(w.size or 0 for w in plan.verify),
+        )
+        job = PoolJob(
+            upstream,
+            ctx.tree,
+            self.name,
+            self.subdir,
+            self.channel.transfer.workers,
+            ctx.stop,
+            ctx.progress,
+        )
+        try:
+            for outcome in run_pool(job, list(plan.download), list(plan.verify)):
+                if outcome.failure is not None:
+                    failures.append(outcome.failure)
+                    continue
+                assert outcome.installed is not None
+                good.add(outcome.filename)
+                buffer.append(outcome.installed)
+                if outcome.downloaded:
+                    downloaded.append(outcome.installed)
+                else:
+                    verified += 1
+                if time.monotonic() - last_flush > CATALOG_FLUSH_S:
+                    self._flush(buffer)
+                    last_flush = time.monotonic()
+        finally:
+            self._flush(buffer)
+            ctx.progress.finish()
+        return good, failures, downloaded, verified
+
+    def _flush(self, buffer: list[CatalogFile]) -> None:
+        if buffer:
+            with self.ctx.catalog.transaction():
+                self.ctx.catalog.put_files(self.name, self.subdir, buffer)
+            buffer.clear()
+
+    def _prune(self, plan: SyncPlan) -> int:
+        tree = self.ctx.tree
+        for present in plan.delete:
+            tree.remove(tree.package_path(self.name, self.subdir, present.filename))
+        with self.ctx.catalog.transaction():
+            self.ctx.catalog.remove_files(self.name, self.subdir, (p.filename for p in plan.delete))
+        return plan.delete_bytes
+
+    def _remember(self, fetched: Fetched, selection: Selection, *, complete: bool) -> None:
+        """Store validators only when everything selected is in place: after a partial run the
+        next one must fetch and plan again (a 304 would otherwise hide the missing files)."""
+        v = fetched.validators
+        zst_missing_until = (
+            self.ctx.clock() + ZST_MISSING_RECHECK_S if fetched.zst_missing else None
+        )
+        state = UpstreamState(
+            upstream_key=self.upstream_key,
+            variant=v.variant,
+            etag=v.etag if complete else None,
+            last_modified=v.last_modified if complete else None,
+            zst_missing_until=zst_missing_until,
+            selection_key=self.selection_key,
+            selection_valid_until_ms=selection.valid_until_ms,
+        )
+        with self.ctx.catalog.transaction():
+            self.ctx.catalog.save_upstream_state(self.name, self.subdir, state)
+
+    def _record_run(self, report: SubdirReport) -> None:
+        with self.ctx.catalog.transaction():
+            self.ctx.catalog.record_run(
+                channel=self.name,
+                subdir=self.subdir,
+                started_at=self.ctx.clock() - report.seconds,
+                outcome=report.outcome,
+                downloaded_files=report.downloaded_files,
+                downloaded_bytes=report.downloaded_bytes,
+                deleted_files=report.deleted_files,
+                failed_files=len(report.failures),
+                message=report.message,
+            )
+
+    def _warn_refused(self, selection: Selection) -> None:
+        for refusal in selection.refused[:20]:
+            log.warning(
+                "%s/%s: refused upstream record %s: %s",
+                self.name,
+                self.subdir,
+                refusal.filename,
+                refusal.reason,
+            )
+        if len(selection.refused) > 20:
+            log.warning(
+                "%s/%s: ... and %d more refused records",
+                self.name,
+                self.subdir,
+                len(selection.refused) - 20,
+            )
+
+
+__all__ = ["InsufficientSpaceError", "SyncContext", "SyncOptions", "sync"]
