@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -155,17 +156,10 @@ def _cmd_check_config(args: argparse.Namespace, redactor: object) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
-    from mirror.adapters.catalog import Catalog
-    from mirror.adapters.lock import WriterLock
-    from mirror.adapters.store import ChannelTree
-    from mirror.adapters.upstream import make_http_client
     from mirror.config import load_config, resolve_config_path
-    from mirror.core.secrets import url_secrets
-    from mirror.sync import SyncContext, SyncOptions, sync
+    from mirror.sync import SyncOptions, run_sync
 
     config = load_config(resolve_config_path(args.config))
-    for channel in config.channels:
-        redactor.redact.add(url_secrets(channel.upstream or ""))
     unknown = [c for c in args.channel if config.channel(c) is None]
     if unknown:
         known = ", ".join(c.name for c in config.channels)
@@ -173,37 +167,19 @@ def _cmd_sync(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
             f"no channel named {', '.join(unknown)} in {config.source} (have: {known})"
         )
     stop = threading.Event()
-    _stop_on_signals(stop)
-    lock = WriterLock(config.state_dir)
-    if not args.dry_run:
-        lock.acquire()
-    try:
-        workers = max(c.transfer.workers for c in config.channels)
-        with (
-            make_http_client(workers) as http,
-            Catalog(config.state_dir / "catalog.sqlite") as catalog,
-        ):
-            ctx = SyncContext(
-                config=config,
-                tree=ChannelTree(config.root),
-                catalog=catalog,
-                http=http,
-                redactor=redactor.redact,
-                stop=stop,
-                progress=_progress(),
-                env=dict(os.environ),
-            )
-            report = sync(
-                ctx,
-                SyncOptions(
-                    channels=tuple(args.channel),
-                    subdirs=tuple(args.subdir),
-                    dry_run=args.dry_run,
-                    allow_mass_delete=args.allow_mass_delete,
-                ),
-            )
-    finally:
-        lock.release()
+    with _stop_on_signals(stop):
+        report = run_sync(
+            config,
+            SyncOptions(
+                channels=tuple(args.channel),
+                subdirs=tuple(args.subdir),
+                dry_run=args.dry_run,
+                allow_mass_delete=args.allow_mass_delete,
+            ),
+            redactor=redactor.redact,
+            stop=stop,
+            progress=_progress(),
+        )
     if stop.is_set():
         return EXIT_INTERRUPTED
     if not report.subdirs:
@@ -218,15 +194,22 @@ def _progress() -> Progress:
     return TerminalProgress(sys.stderr) if sys.stderr.isatty() else NoProgress()
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set the stop event; the previous handlers come back afterwards."""
+
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.warning(
             "received %s: finishing files in flight, then stopping", signal.Signals(signum).name
         )
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -256,7 +239,10 @@ def _setup_logging(level: str) -> _RedactingFormatter:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [
+        h for h in root.handlers if not isinstance(h.formatter, _RedactingFormatter)
+    ]
+    root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request URL at INFO
     logging.getLogger("httpcore").setLevel(logging.WARNING)

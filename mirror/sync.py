@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 
 from mirror import __version__
 from mirror.adapters.catalog import Catalog, CatalogFile, UpstreamState
+from mirror.adapters.lock import WriterLock
 from mirror.adapters.store import ChannelTree
-from mirror.adapters.upstream import Fetched, NotModified, Upstream, Validators, open_upstream
+from mirror.adapters.upstream import (
+    Fetched,
+    NotModified,
+    Upstream,
+    Validators,
+    make_http_client,
+    open_upstream,
+)
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.filters import Selection, select
 from mirror.core.plan import (
@@ -33,7 +42,7 @@ from mirror.core.plan import (
     plan_sync,
 )
 from mirror.core.records import PublishedRecord, UpstreamRepodata, parse_repodata
-from mirror.core.secrets import Redactor
+from mirror.core.secrets import Redactor, url_secrets
 from mirror.downloads import FileFailure, NoProgress, PoolJob, Progress, run_pool
 from mirror.errors import InsufficientSpaceError, Interrupted, MirrorError
 from mirror.indexer import ensure_noarch, outputs_intact, publish_subdir
@@ -51,6 +60,7 @@ from mirror.reports import (
 log = logging.getLogger(__name__)
 
 ZST_MISSING_RECHECK_S = 24 * 3600.0  # how long to believe an upstream has no repodata.json.zst
+CATALOG_NAME = "catalog.sqlite"
 CATALOG_FLUSH_S = 2.0  # record installed files at least this often, so a crash loses little
 
 
@@ -75,6 +85,43 @@ class SyncContext:
     progress: Progress = field(default_factory=NoProgress)
     env: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+
+
+def run_sync(
+    config: MirrorConfig,
+    options: SyncOptions,
+    *,
+    redactor: Redactor | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    env: Mapping[str, str] | None = None,
+) -> SyncReport:
+    """Open what a sync needs (writer lock, catalog, one http client), run it, close it all."""
+    redactor = redactor or Redactor()
+    for channel in config.channels:
+        redactor.add(url_secrets(channel.upstream or ""))
+    lock = WriterLock(config.state_dir)
+    if not options.dry_run:
+        lock.acquire()
+    try:
+        workers = max(c.transfer.workers for c in config.channels)
+        with (
+            make_http_client(workers) as http,
+            Catalog(config.state_dir / CATALOG_NAME) as catalog,
+        ):
+            ctx = SyncContext(
+                config=config,
+                tree=ChannelTree(config.root),
+                catalog=catalog,
+                http=http,
+                redactor=redactor,
+                stop=stop or threading.Event(),
+                progress=progress or NoProgress(),
+                env=dict(env if env is not None else os.environ),
+            )
+            return sync(ctx, options)
+    finally:
+        lock.release()
 
 
 def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:

@@ -1,0 +1,132 @@
+"""Config: the shipped files load, and every mistake names file, line and key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mirror.config import load_config, resolve_config_path
+from mirror.errors import ConfigError
+from tests.conftest import REPO
+
+
+def load_text(tmp_path: Path, text: str) -> object:
+    path = tmp_path / "mirror.yaml"
+    path.write_text(text)
+    (tmp_path / "up").mkdir(exist_ok=True)
+    return load_config(path)
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, text)
+    return str(info.value)
+
+
+BASE = "root: tree\nstate_dir: state\nchannels:\n  c:\n    upstream: up\n    subdirs: [noarch]\n"
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "demo.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(REPO / "config" / name)
+    assert config.channels
+    assert not config.state_dir.is_relative_to(config.root)
+
+
+def test_example_config_covers_every_filter_rule() -> None:
+    rules = load_config(REPO / "config" / "example.yaml").channel("conda-forge").filters
+    assert rules.include and rules.exclude and rules.license_deny
+    assert rules.not_older_than_ms and rules.cooldown_days and rules.max_package_size_bytes
+    assert rules.keep_latest == 3 and rules.prefer_conda
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    config = load_text(tmp_path, BASE)
+    assert config.root == tmp_path / "tree"
+    assert config.state_dir == tmp_path / "state"
+    assert config.channels[0].upstream == (tmp_path / "up").as_uri()
+
+
+def test_mirror_config_variable_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIRROR_CONFIG", "/some/where.yaml")
+    assert resolve_config_path(None) == Path("/some/where.yaml")
+    assert resolve_config_path("x.yaml") == Path("x.yaml").absolute()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            BASE + "    keep_lastest: 2\n",
+            r":7: channels\.c\.keep_lastest: unknown key; did you mean 'keep_latest'\?",
+        ),
+        (
+            BASE.replace("root: tree", "roots: tree"),
+            r":1: roots: unknown key; did you mean 'root'\?",
+        ),
+        (
+            BASE + "    keep_latest: three\n",
+            r":7: channels\.c\.keep_latest: expected a whole number, got 'three'",
+        ),
+        (BASE + "    keep_latest: 0\n", r":7: channels\.c\.keep_latest: must be at least 1"),
+        (BASE + "    include: numpy\n", r":7: channels\.c\.include: expected a list"),
+        (BASE + "    include: ['numpy >=>1']\n", r":7: channels\.c\.include\[0\]: invalid spec"),
+        (BASE + "    include: ['conda-forge::numpy']\n", r"channel-qualified"),
+        (
+            BASE + "    prefer_conda: yes please\n",
+            r":7: channels\.c\.prefer_conda: expected true or false",
+        ),
+        (BASE + "    max_package_size: lots\n", r"expected a size such as 500MB"),
+        (BASE + "    not_older_than: last tuesday\n", r"expected a date such as 2024-01-31"),
+        (BASE + "    licenses: {allow: MIT}\n", r"channels\.c\.licenses\.allow: expected a list"),
+        (
+            BASE + "    subdirs: [linux-64]\n",
+            r":7: channels\.c\.subdirs: duplicate key \(first at line 6\)",
+        ),
+        (
+            BASE.replace("[noarch]", "[Linux_64]"),
+            r"channels\.c\.subdirs\[0\]: 'Linux_64' is not a conda subdir",
+        ),
+        (BASE.replace("[noarch]", "[]"), r"list at least one subdir"),
+        (BASE.replace("upstream: up", "upstream: ftp://x/y"), r"unsupported URL scheme 'ftp'"),
+        (
+            BASE.replace("upstream: up", "upstream: missing-dir"),
+            r"local upstream .*missing-dir does not exist",
+        ),
+        (BASE.replace("state_dir: state", "state_dir: tree/state"), r":2: state_dir: .* overlap"),
+        (BASE.replace("  c:", "  ../evil:"), r"channel name becomes a folder"),
+        ("root: tree\nstate_dir: s\n", r"missing required key 'channels'"),
+        ("root: [unclosed\n", r":2: invalid YAML: expected .,. or .\]."),
+        ("", r"config file is empty"),
+        ("- a list\n", r"expected a mapping"),
+        (BASE + "workers: -1\n", r":7: workers: must be at least 1"),
+        (BASE + "max_delete_fraction: 2\n", r"max_delete_fraction: must be at most 1.0"),
+        (BASE + "    token_env: 'not a name'\n", r"expected the NAME of an environment variable"),
+    ],
+)
+def test_mistakes_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    message = error_of(tmp_path, text)
+    assert message.startswith(str(tmp_path / "mirror.yaml"))
+    assert re.search(expected, message), message
+
+
+def test_a_token_in_the_url_never_appears_in_config_errors(tmp_path: Path) -> None:
+    secret = "s3cr3t-token-value"
+    message = error_of(tmp_path, BASE.replace("upstream: up", f"upstream: 'https:///t/{secret}/c'"))
+    assert secret not in message
+
+
+def test_sizes_dates_and_overrides(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path,
+        BASE + "    max_package_size: 1.5GiB\n"
+        "    not_older_than: 2024-01-31\n    workers: 2\n    cooldown_days: 3\n"
+        "retries: 7\nfree_space_margin: 10MB\n",
+    )
+    channel = config.channels[0]
+    assert channel.filters.max_package_size_bytes == int(1.5 * 2**30)
+    assert channel.filters.not_older_than_ms == 1706659200000
+    assert channel.transfer.workers == 2 and channel.transfer.retries == 7
+    assert config.free_space_margin_bytes == 10_000_000
