@@ -8,6 +8,7 @@ in place, and files are deleted only after the repodata that named them is repla
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -79,7 +80,7 @@ class SyncContext:
     config: MirrorConfig
     tree: ChannelTree
     catalog: Catalog
-    http: httpx.Client
+    http: httpx.Client | None  # None when no upstream is http(s)
     redactor: Redactor
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress = field(default_factory=NoProgress)
@@ -105,10 +106,11 @@ def run_sync(
         lock.acquire()
     try:
         workers = max(c.transfer.workers for c in config.channels)
-        with (
-            make_http_client(workers) as http,
-            Catalog(config.state_dir / CATALOG_NAME) as catalog,
-        ):
+        # a file://-only config never pays for TLS set-up
+        needs_http = any(c.upstream and not c.upstream.startswith("file:") for c in config.channels)
+        with contextlib.ExitStack() as stack:
+            http = stack.enter_context(make_http_client(workers)) if needs_http else None
+            catalog = stack.enter_context(Catalog(config.state_dir / CATALOG_NAME))
             ctx = SyncContext(
                 config=config,
                 tree=ChannelTree(config.root),

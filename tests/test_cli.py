@@ -139,3 +139,34 @@ def test_check_config_prints_the_effective_config(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     assert "conda-forge:" in result.stdout and "keep_latest: 3" in result.stdout
     assert "prefer_conda: true" in result.stdout
+
+
+def test_a_terminal_gets_a_progress_line(tmp_path: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    build_channel(tmp_path / "up", [PackageSpec(f"p{i}", "1.0") for i in range(5)])
+    config = write_config(tmp_path, {"c": {"upstream": "up", "subdirs": ["noarch"]}})
+    leader, follower = pty.openpty()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mirror", "sync", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        cwd=REPO,
+        timeout=60,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    screen = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "c/noarch [" in screen and "5/5 files" in screen and "MB/s" in screen

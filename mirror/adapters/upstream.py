@@ -107,7 +107,7 @@ def make_http_client(max_connections: int) -> httpx.Client:
 def open_upstream(
     url: str,
     *,
-    http: httpx.Client,
+    http: httpx.Client | None,
     settings: TransferSettings,
     bearer_token: str | None,
     redactor: Redactor,
@@ -118,6 +118,8 @@ def open_upstream(
     retry = _Retrier(settings, stop, on_retry)
     if urlsplit(url).scheme == "file":
         return FileUpstream(Path(unquote(urlsplit(url).path)), retry, max_repodata_bytes)
+    if http is None:
+        raise ValueError("an http(s) upstream needs an http client")
     return HttpUpstream(url, http, settings, bearer_token, redactor, retry, max_repodata_bytes)
 
 
