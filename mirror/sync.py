@@ -42,7 +42,7 @@ from mirror.core.plan import (
     deletion_guard,
     plan_sync,
 )
-from mirror.core.records import PublishedRecord, UpstreamRepodata, parse_repodata
+from mirror.core.records import PublishedRecord, UpstreamRepodata
 from mirror.core.secrets import Redactor, url_secrets
 from mirror.downloads import FileFailure, NoProgress, PoolJob, Progress, run_pool
 from mirror.errors import InsufficientSpaceError, Interrupted, MirrorError
@@ -212,9 +212,7 @@ class _SubdirSync:
             # the filters, the clock or the tree changed: we need the body after all
             result = upstream.fetch_repodata(self.subdir, None, skip_zst)
             assert isinstance(result, Fetched)
-        # no copy: the records stay zero-copy slices of the (possibly huge) body
-        repodata = parse_repodata(result.body, source=f"{upstream.shown_url}/{self.subdir}")
-        return self._apply(upstream, repodata, result)
+        return self._apply(upstream, result.repodata, result)
 
     def _apply(
         self, upstream: Upstream, repodata: UpstreamRepodata, fetched: Fetched

@@ -366,3 +366,59 @@ def test_outcome_ok_reports_counts(server: UpstreamServer, make_site) -> None:
     assert linux.downloaded_bytes == sum(
         p.stat().st_size for p in (server.root / "linux-64").glob("*.conda")
     )
+
+
+def test_hostile_upstream_records_are_refused_by_name_and_nothing_lands_outside(
+    tmp_path: Path, make_site, caplog: pytest.LogCaptureFixture
+) -> None:
+    up = tmp_path / "evil"
+    channel = build_channel(up, [PackageSpec("good", "1.0", subdir="linux-64")])
+    good = channel["linux-64"]["good-1.0-0.conda"]
+    hostile = {
+        "../../etc/x.conda": {**good, "name": "x"},
+        "/tmp/abs-1-0.conda": good,
+        "sub/dir-1-0.conda": good,
+        "nul\x00-1-0.conda": good,
+        "lies-1.0-0.conda": good,  # says it is good-1.0-0
+        "notapackage.txt": good,
+    }
+    from tests.support.builder import write_repodata
+
+    write_repodata(up, "linux-64", {**channel["linux-64"]}, write_zst=False)
+    doc = json.loads((up / "linux-64" / "repodata.json").read_bytes())
+    doc["packages.conda"].update(hostile)
+    (up / "linux-64" / "repodata.json").write_text(json.dumps(doc))
+    site = make_site(up.as_uri())
+
+    report = site.sync(subdirs=("linux-64",))
+
+    assert report.ok
+    (linux,) = report.subdirs
+    assert sorted(r.filename for r in linux.refused) == sorted(
+        name.encode("unicode_escape").decode() for name in hostile
+    )
+    assert "refused upstream record ../../etc/x.conda" in caplog.text
+    assert published_names(site) == {"good-1.0-0.conda"}
+    written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()}
+    assert all(str(p).startswith(("evil/", "site/")) for p in written), written
+    assert not (tmp_path.parent / "etc").exists()
+
+
+def test_upstream_serving_something_that_is_not_json_leaves_the_tree_untouched(
+    server: UpstreamServer, make_site
+) -> None:
+    site = make_site(server.url)
+    assert site.sync().ok
+    before = {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()}
+    server.add_fault("/linux-64/repodata.json.zst", "not_json", count=20)  # beyond the retries
+    report = site.sync(subdirs=("linux-64",))
+    assert not report.ok
+    assert "corrupt zstd data" in (report.subdirs[0].message or "")
+    assert report.subdirs[0].retries == {"corrupt": 4}
+    server.clear_faults()
+    server.add_fault("/linux-64/repodata.json.zst", "404")
+    server.add_fault("/linux-64/repodata.json", "not_json", count=20)
+    report = site.sync(subdirs=("linux-64",))
+    assert "not valid repodata JSON" in (report.subdirs[0].message or "")
+    assert report.subdirs[0].retries == {"invalid_repodata": 4}
+    assert {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()} == before

@@ -26,8 +26,9 @@ import zstandard
 from mirror import __version__
 from mirror.config.model import TransferSettings
 from mirror.core.plan import WantedFile
+from mirror.core.records import UpstreamRepodata, parse_repodata
 from mirror.core.secrets import Redactor, redact_url
-from mirror.errors import Interrupted, UpstreamError, VerificationError
+from mirror.errors import Interrupted, RepodataError, UpstreamError, VerificationError
 
 REPODATA_JSON = "repodata.json"
 REPODATA_ZST = "repodata.json.zst"
@@ -56,7 +57,7 @@ class NotModified:
 
 @dataclass(frozen=True)
 class Fetched:
-    body: bytes | bytearray  # the repodata JSON, decompressed
+    repodata: UpstreamRepodata  # split into raw records (zero-copy slices of the body)
     validators: Validators
     zst_missing: bool  # the .zst was asked for and upstream does not have it
 
@@ -186,7 +187,7 @@ class HttpUpstream:
                     raise
         result, _ = self._retry.run(lambda: self._get_repodata(subdir, REPODATA_JSON, previous))
         if isinstance(result, Fetched) and not skip_zst:
-            return Fetched(result.body, result.validators, zst_missing=True)
+            return Fetched(result.repodata, result.validators, zst_missing=True)
         return result
 
     def _get_repodata(
@@ -217,7 +218,7 @@ class HttpUpstream:
                     )
         if variant == REPODATA_ZST:
             body = decompress_zst(body, self._max_repodata, self._shown(url))
-        return Fetched(body, validators, zst_missing=False)
+        return Fetched(parse_checked(body, self._shown(url)), validators, zst_missing=False)
 
     def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
         url = f"{self._base}/{subdir}/{want.filename}"
@@ -315,7 +316,7 @@ class FileUpstream:
             body: bytes | bytearray = path.read_bytes()
             if variant == REPODATA_ZST:
                 body = decompress_zst(body, self._max_repodata, str(path))
-            return Fetched(body, validators, zst_missing=False)
+            return Fetched(parse_checked(body, str(path)), validators, zst_missing=False)
         raise UpstreamError(
             f"{self._root / subdir}: no repodata.json there; is this a conda channel with that "
             "subdir?",
@@ -391,6 +392,14 @@ def write_verified(
         with contextlib.suppress(OSError):
             dest.unlink()
         raise
+
+
+def parse_checked(body: bytes | bytearray, shown: str) -> UpstreamRepodata:
+    """Parse inside the attempt, so an error page served with 200 is retried like a 5xx."""
+    try:
+        return parse_repodata(body, source=shown)
+    except RepodataError as exc:
+        raise UpstreamError(str(exc), reason="invalid_repodata") from None
 
 
 def decompress_zst(data: bytes | bytearray, limit: int, shown: str) -> bytearray:
