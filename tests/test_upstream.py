@@ -93,7 +93,8 @@ def test_fetch_prefers_zst_and_sends_identity_and_validators() -> None:
     upstream = make(handler, bearer="tok-123456")
     first = upstream.fetch_repodata("linux-64", None, skip_zst=False)
     assert (
-        isinstance(first, Fetched) and first.repodata.top_level["info"] == b'{"subdir": "linux-64"}'
+        isinstance(first, Fetched)
+        and bytes(first.repodata.top_level["info"]) == b'{"subdir": "linux-64"}'
     )
     assert first.validators == Validators(
         "repodata.json.zst", '"v1"', "Mon, 01 Jan 2024 00:00:00 GMT"
