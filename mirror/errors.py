@@ -36,6 +36,18 @@ class VerificationError(UpstreamError):
     """A downloaded file's size or hash differs from its upstream record."""
 
 
+class ArchiveError(MirrorError):
+    """A package file cannot be read safely: damaged, not a conda package, or hostile.
+
+    Carries a low-cardinality reason (corrupt, missing_index, invalid_json, too_large,
+    unsafe_member, unsupported, io) for metrics and quarantine decisions.
+    """
+
+    def __init__(self, message: str, *, reason: str = "corrupt") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class StoreError(MirrorError):
     """The channel tree could not be written (disk full, permissions, unsafe path)."""
 
