@@ -326,8 +326,9 @@ class _SubdirSync:
         ):
             return False
         tree = self.ctx.tree
+        on_disk = tree.scan_packages(self.name, self.subdir)  # one directory read, no per-file stat
         for name, known in self._mirrored_files().items():
-            stat = tree.stat(tree.package_path(self.name, self.subdir, name))
+            stat = on_disk.get(name)
             if stat is None or (stat.size, stat.mtime_ns) != (known.size, known.mtime_ns):
                 return False
         return outputs_intact(tree, self.ctx.catalog, self.name, self.subdir)

@@ -88,10 +88,16 @@ def _candidates(
     refused: list[Refusal] = []
     skipped = 0
     cache = RattlerRecordCache()
+    # a subdir has ~20x fewer names than records: decide each name once
+    name_verdicts: dict[str, bool] = {}
     for filename, (group, raw) in repodata.entries.items():
         if rules.include:
-            implied = name_from_filename(filename)
-            if implied is None or not any(s.matches_name(implied) for s in rules.include):
+            implied = name_from_filename(filename) or ""
+            verdict = name_verdicts.get(implied)
+            if verdict is None:
+                verdict = bool(implied) and any(s.matches_name(implied) for s in rules.include)
+                name_verdicts[implied] = verdict
+            if not verdict:
                 skipped += 1
                 continue
         decoded = decode_record(filename, group, raw)
