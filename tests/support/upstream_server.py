@@ -210,6 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(response, head, log)
             return
 
+        if owner.latency_s:
+            owner._stopping.wait(owner.latency_s)  # a remote upstream's round trip
         fault = owner._take_fault(match_path)
         if fault == "reset":
             log(0, 0, fault)
@@ -364,11 +366,13 @@ class UpstreamServer:
         token: str | None = None,
         bearer: str | None = None,
         slow_delay: float = 2.0,
+        latency_s: float = 0.0,
     ) -> None:
         self.root = Path(root).resolve()
         self.token = token
         self.bearer = bearer
         self.slow_delay = slow_delay
+        self.latency_s = latency_s
         self._state = _State()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
