@@ -9,31 +9,15 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from mirror.adapters.catalog import CatalogFile
 from mirror.adapters.store import ChannelTree, hash_file
 from mirror.adapters.upstream import Upstream
 from mirror.core.plan import ORIGIN_MIRROR, WantedFile
 from mirror.errors import Interrupted, MirrorError, UpstreamError
+from mirror.progress import Progress
 
 log = logging.getLogger(__name__)
-
-
-class Progress(Protocol):
-    """What the CLI shows while files move; calls may come from pool threads."""
-
-    def start(self, label: str, files: int, total_bytes: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self) -> None: ...
-    def finish(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, label: str, files: int, total_bytes: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self) -> None: ...
-    def finish(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -1,106 +1,276 @@
-"""Use case: publish a subdir's repodata from its records, in the order that keeps clients safe.
+"""Use case: index a channel from the package files in its subdirs -> IndexReport.
 
-Order (DESIGN.md rule 2): the package files are already in place and durable; then
-repodata.json.zst, then repodata.json (rattler reads only .json over file://, so it goes last
-and never names a file that is not there). Only changed outputs are rewritten, so unchanged
-repodata keeps its mtime and ETag.
+Only new or changed files (size or mtime differ from the catalog) are read and hashed; a file
+replaced in place under the same name is read again. Local files get their record from their
+own info/; files the mirror downloaded keep their upstream record and are only re-hashed
+against it. A file that cannot be read or does not agree with itself (or, for a mirrored file,
+with its upstream record) is moved to quarantine with a `.reason` file, and the rest of the
+subdir is still indexed. Then each changed subdir is published (publish.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import zstandard
 
-from mirror.adapters.catalog import Catalog, OutputStat
-from mirror.adapters.store import ChannelTree
-from mirror.core.records import PublishedRecord, render_repodata
+from mirror.adapters.archive import PackageInfo, read_package
+from mirror.adapters.catalog import Catalog, CatalogFile
+from mirror.adapters.store import ChannelTree, FileStat, Quarantine, hash_file
+from mirror.config.model import IndexSettings
+from mirror.core.package_records import InvalidPackage, local_record
+from mirror.core.plan import ORIGIN_LOCAL, ORIGIN_MIRROR
+from mirror.core.side_indexes import ABOUT_KEYS
+from mirror.errors import ArchiveError
+from mirror.progress import NoProgress, Progress
+from mirror.publish import (
+    NOARCH,
+    PublishResult,
+    channeldata_enabled,
+    publish_channeldata,
+    publish_subdir,
+    settings_for,
+)
 
 log = logging.getLogger(__name__)
 
-REPODATA_JSON = "repodata.json"
-REPODATA_ZST = "repodata.json.zst"
-NOARCH = "noarch"
+POOL_THRESHOLD = 48  # below this many files, a process pool costs more than it saves
+ReadResult = PackageInfo | tuple[str, str]  # the package's metadata, or (reason, message)
 
 
 @dataclass(frozen=True)
-class PublishResult:
+class QuarantinedFile:
+    filename: str
+    reason: str  # low-cardinality, for metrics
+    message: str
+    moved_to: Path
+
+
+@dataclass(frozen=True)
+class SubdirIndexReport:
     channel: str
     subdir: str
-    records: int
-    changed: tuple[str, ...]  # output file names that were (re)written
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    quarantined: tuple[QuarantinedFile, ...] = ()
+    published: PublishResult | None = None
+    seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.channel}/{self.subdir}"
+
+    def summary(self) -> str:
+        records = self.published.records if self.published else 0
+        text = (
+            f"{self.label}: {records} records; new {self.new}, changed {self.changed}, "
+            f"removed {self.removed}, quarantined {len(self.quarantined)} in {self.seconds:.2f} s"
+        )
+        if self.published and self.published.changed:
+            text += f" (wrote {', '.join(self.published.changed)})"
+        return text
 
 
-def zst_level_for(size_bytes: int) -> int:
-    """A level that keeps publishing fast: rattler's 19 costs ~0.5 s per MB of JSON on this
-    class of machine, level 9 is ~25x faster for a file ~15% larger, level 3 faster still."""
-    if size_bytes <= 1 << 20:
-        return 19
-    if size_bytes <= 32 << 20:
-        return 9
-    return 3
+@dataclass(frozen=True)
+class IndexReport:
+    subdirs: tuple[SubdirIndexReport, ...]
+    channeldata_written: bool = False
+
+    @property
+    def quarantined(self) -> int:
+        return sum(len(s.quarantined) for s in self.subdirs)
 
 
-def publish_subdir(
-    tree: ChannelTree,
-    catalog: Catalog,
-    channel: str,
-    subdir: str,
-    records: Iterable[PublishedRecord],
-    top_level: Mapping[str, bytes | msgspec.Raw] | None = None,
-) -> PublishResult:
-    directory = tree.ensure_subdir(channel, subdir)
-    tree.sync_dir(directory)  # package renames must be durable before repodata names them
-    records = list(records)
-    body = render_repodata(subdir, records, top_level)
-    json_path, zst_path = directory / REPODATA_JSON, directory / REPODATA_ZST
-    changed: list[str] = []
-    if _differs(json_path, body) or tree.stat(zst_path) is None:
-        compressed = zstandard.ZstdCompressor(
-            level=zst_level_for(len(body)), write_content_size=True
-        ).compress(body)
-        if tree.write_if_changed(zst_path, compressed):
-            changed.append(REPODATA_ZST)
-        if tree.write_if_changed(json_path, body):
-            changed.append(REPODATA_JSON)
-        tree.sync_dir(directory)
-    outputs = {}
-    for name, path in ((REPODATA_JSON, json_path), (REPODATA_ZST, zst_path)):
-        stat = tree.stat(path)
-        if stat is not None:
-            outputs[name] = OutputStat(stat.size, stat.mtime_ns)
-    with catalog.transaction():
-        catalog.put_outputs(channel, subdir, outputs)
-    if changed:
-        log.debug("%s/%s: wrote %s (%d records)", channel, subdir, ", ".join(changed), len(records))
-    return PublishResult(channel, subdir, len(records), tuple(changed))
+@dataclass
+class IndexContext:
+    tree: ChannelTree
+    catalog: Catalog
+    quarantine: Quarantine
+    settings: IndexSettings
+    workers: int = 2
+    clock: Callable[[], float] = time.time
+    local_channel: bool = True  # no upstream: run_exports/channeldata default on
+    progress: Progress = field(default_factory=NoProgress)
+    on_subdir: Callable[[SubdirIndexReport], None] = field(default=lambda report: None)
 
 
-def ensure_noarch(tree: ChannelTree, catalog: Catalog, channel: str) -> None:
-    """conda requires noarch/repodata.json in every channel, even when it lists nothing."""
-    if tree.stat(tree.subdir_dir(channel, NOARCH) / REPODATA_JSON) is None:
-        publish_subdir(tree, catalog, channel, NOARCH, [])
+def index_channel(
+    ctx: IndexContext, channel: str, subdirs: Sequence[str] | None = None, *, force: bool = False
+) -> IndexReport:
+    """Index the given subdirs (default: every subdir folder present, and always noarch)."""
+    chosen = list(subdirs) if subdirs else discover_subdirs(ctx.tree.channel_dir(channel))
+    reports = []
+    for subdir in chosen:
+        report = index_subdir(ctx, channel, subdir, force=force)
+        ctx.on_subdir(report)
+        reports.append(report)
+    written = False
+    if channeldata_enabled(ctx.settings, ctx.local_channel):
+        all_subdirs = discover_subdirs(ctx.tree.channel_dir(channel))
+        written = publish_channeldata(ctx.tree, ctx.catalog, channel, all_subdirs)
+    return IndexReport(tuple(reports), written)
 
 
-def outputs_intact(tree: ChannelTree, catalog: Catalog, channel: str, subdir: str) -> bool:
-    """True when the published repodata files are exactly as we last wrote them."""
-    recorded = catalog.outputs(channel, subdir)
-    if set(recorded) != {REPODATA_JSON, REPODATA_ZST}:
-        return False
-    directory = tree.subdir_dir(channel, subdir)
-    for name, expected in recorded.items():
-        stat = tree.stat(directory / name)
-        if stat is None or (stat.size, stat.mtime_ns) != (expected.size, expected.mtime_ns):
-            return False
-    return True
+def discover_subdirs(channel_dir: Path) -> list[str]:
+    """Folders that look like conda subdirs (linux-64, osx-arm64, noarch, ...), plus noarch."""
+    found = {NOARCH}
+    if channel_dir.is_dir():
+        for entry in channel_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink() and _looks_like_subdir(entry.name):
+                found.add(entry.name)
+    return sorted(found)
 
 
-def _differs(path: Path, body: bytes) -> bool:
-    try:
-        return path.read_bytes() != body
-    except FileNotFoundError:
+def _looks_like_subdir(name: str) -> bool:
+    if name == NOARCH:
         return True
+    platform, _, arch = name.partition("-")
+    return bool(platform and arch) and name.replace("-", "").isalnum() and name.islower()
+
+
+def index_subdir(
+    ctx: IndexContext, channel: str, subdir: str, *, force: bool = False
+) -> SubdirIndexReport:
+    started = time.monotonic()
+    tree, catalog = ctx.tree, ctx.catalog
+    directory = tree.ensure_subdir(channel, subdir)
+    tree.clean_temp(channel, subdir)
+    on_disk = tree.scan_packages(channel, subdir)
+    known = catalog.files(channel, subdir)
+    fresh = [fn for fn in on_disk if fn not in known]
+    touched = [
+        fn for fn in on_disk
+        if fn in known and (force or (known[fn].size, known[fn].mtime_ns)
+                            != (on_disk[fn].size, on_disk[fn].mtime_ns))
+    ]  # fmt: skip
+    gone = [fn for fn in known if fn not in on_disk]
+    quarantined: list[QuarantinedFile] = []
+    rows: list[CatalogFile] = []
+    stats_only: list[tuple[str, int, int]] = []
+    drop: list[str] = []
+
+    mirrored = [fn for fn in touched if known[fn].origin == ORIGIN_MIRROR]
+    for filename in mirrored:
+        verdict = _recheck_mirrored(directory / filename, known[filename])
+        if verdict is None:
+            stats_only.append((filename, on_disk[filename].size, on_disk[filename].mtime_ns))
+        else:
+            quarantined.append(_quarantine(ctx, channel, subdir, filename, "mismatch", verdict))
+            drop.append(filename)
+    local = fresh + [fn for fn in touched if known[fn].origin != ORIGIN_MIRROR]
+    now_ms = int(ctx.clock() * 1000)
+    ctx.progress.start(f"{channel}/{subdir}", len(local), sum(on_disk[f].size for f in local))
+    for filename, result in _read_all(directory, local, ctx.workers):
+        ctx.progress.advance(on_disk[filename].size)
+        ctx.progress.file_done()
+        try:
+            if isinstance(result, tuple):
+                raise _Rejected(*result)
+            rows.append(_local_row(filename, subdir, result, on_disk[filename], known, now_ms))
+        except _Rejected as rejected:
+            quarantined.append(
+                _quarantine(ctx, channel, subdir, filename, rejected.reason, rejected.message)
+            )
+            if filename in known:
+                drop.append(filename)
+    ctx.progress.finish()
+    with catalog.transaction():
+        catalog.put_files(channel, subdir, rows)
+        catalog.update_stats(channel, subdir, stats_only)
+        catalog.remove_files(channel, subdir, gone + drop)
+    published = publish_subdir(
+        tree, catalog, channel, subdir, settings_for(ctx.settings, subdir, ctx.local_channel),
+        now=ctx.clock(), force=force,
+    )  # fmt: skip
+    return SubdirIndexReport(
+        channel, subdir, new=len(fresh) - sum(1 for q in quarantined if q.filename in fresh),
+        changed=len(touched), removed=len(gone), quarantined=tuple(quarantined),
+        published=published, seconds=time.monotonic() - started,
+    )  # fmt: skip
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _local_row(
+    filename: str,
+    subdir: str,
+    info: PackageInfo,
+    stat: FileStat,
+    known: dict[str, CatalogFile],
+    now_ms: int,
+) -> CatalogFile:
+    try:
+        record = local_record(filename, subdir, info.index, size=info.size, sha256=info.sha256,
+                              md5=info.md5, run_exports=info.run_exports)  # fmt: skip
+    except InvalidPackage as exc:
+        raise _Rejected("invalid_metadata", f"{filename}: {exc}") from None
+    previous = known.get(filename)
+    # CEP-47: the time this content first entered the index; new bytes are a new entry
+    same_bytes = previous is not None and previous.sha256 == info.sha256
+    indexed_ms = previous.indexed_ms if same_bytes and previous and previous.indexed_ms else now_ms
+    about = {key: info.about[key] for key in ABOUT_KEYS if key in info.about}
+    return CatalogFile(
+        filename, stat.size, stat.mtime_ns, info.sha256, info.md5, ORIGIN_LOCAL,
+        name=str(info.index["name"]), record=record, indexed_ms=indexed_ms,
+        run_exports=msgspec.json.encode(info.run_exports or {}),
+        about=msgspec.json.encode(about),
+    )  # fmt: skip
+
+
+def _recheck_mirrored(path: Path, known: CatalogFile) -> str | None:
+    """None when a touched mirrored file still hashes to its upstream record, else why not."""
+    try:
+        size, sha256, md5 = hash_file(path)
+    except OSError as exc:
+        return f"{path.name}: cannot be read ({exc.strerror})"
+    if (known.sha256 and sha256 == known.sha256) or (not known.sha256 and md5 == known.md5):
+        return None
+    return (
+        f"{path.name}: its bytes no longer match the upstream record it was mirrored with "
+        f"(size {size}); the next `mirror sync` downloads it again"
+    )
+
+
+def _quarantine(
+    ctx: IndexContext, channel: str, subdir: str, filename: str, reason: str, message: str
+) -> QuarantinedFile:
+    source = ctx.tree.package_path(channel, subdir, filename)
+    moved = ctx.quarantine.move(source, channel, subdir, f"{reason}: {message}")
+    log.warning("%s/%s: quarantined %s (%s): %s -> %s", channel, subdir, filename, reason,
+                message, moved)  # fmt: skip
+    return QuarantinedFile(filename, reason, message, moved)
+
+
+def _read_all(
+    directory: Path, filenames: list[str], workers: int
+) -> Iterator[tuple[str, ReadResult]]:
+    """Read packages, in a process pool when there are many (reading is CPU-bound)."""
+    paths = [str(directory / fn) for fn in filenames]
+    if len(paths) < POOL_THRESHOLD or workers <= 1:
+        yield from zip(filenames, map(read_one, paths), strict=True)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        results: Iterable[ReadResult] = pool.map(read_one, paths, chunksize=32)
+        yield from zip(filenames, results, strict=True)
+
+
+def read_one(path: str) -> ReadResult:
+    """Runs in a worker: exceptions with keyword arguments do not cross processes, so a
+    refusal comes back as (reason, message)."""
+    try:
+        return read_package(Path(path), deep=True)
+    except ArchiveError as exc:
+        return (exc.reason, str(exc))

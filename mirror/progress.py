@@ -1,12 +1,28 @@
-"""A one-line progress display for terminals (files, bytes, rate); silent elsewhere."""
+"""Progress reporting: the protocol the use cases call, and a one-line terminal display."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
 
 REDRAW_S = 0.1
+
+
+class Progress(Protocol):
+    """What the CLI shows while files move or are read; calls may come from pool threads."""
+
+    def start(self, label: str, files: int, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, label: str, files: int, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self) -> None: ...
+    def finish(self) -> None: ...
 
 
 class TerminalProgress:

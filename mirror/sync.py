@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
@@ -42,11 +42,21 @@ from mirror.core.plan import (
     deletion_guard,
     plan_sync,
 )
-from mirror.core.records import PublishedRecord, UpstreamRepodata
+from mirror.core.records import Record, UpstreamRepodata
 from mirror.core.secrets import Redactor, url_secrets
-from mirror.downloads import FileFailure, NoProgress, PoolJob, Progress, run_pool
+from mirror.downloads import FileFailure, PoolJob, run_pool
 from mirror.errors import InsufficientSpaceError, Interrupted, MirrorError
-from mirror.indexer import ensure_noarch, outputs_intact, publish_subdir
+from mirror.progress import NoProgress, Progress
+from mirror.publish import (
+    PublishSettings,
+    channeldata_enabled,
+    ensure_noarch,
+    outputs_intact,
+    pack_top_level,
+    publish_channeldata,
+    publish_subdir,
+    settings_for,
+)
 from mirror.reports import (
     OUTCOME_FAILED,
     OUTCOME_GUARDED,
@@ -141,7 +151,14 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
             )
             reports.append(report)
         if not options.dry_run and not ctx.stop.is_set():
-            ensure_noarch(ctx.tree, ctx.catalog, channel.name)
+            ensure_noarch(
+                ctx.tree,
+                ctx.catalog,
+                channel.name,
+                settings_for(channel.index, "noarch", local_channel=False),
+            )
+            if channeldata_enabled(channel.index, local_channel=False):
+                publish_channeldata(ctx.tree, ctx.catalog, channel.name, channel.subdirs)
     return SyncReport(tuple(reports))
 
 
@@ -253,12 +270,13 @@ class _SubdirSync:
         ctx.tree.check_space(
             plan.download_bytes, ctx.config.free_space_margin_bytes, f"{self.name}/{self.subdir}"
         )
-        good, failures, downloaded, verified = self._transfer(upstream, plan)
-        records = [
-            PublishedRecord(r.filename, r.raw) for r in selection.records if r.filename in good
-        ]
+        by_filename = {r.filename: r for r in selection.records}
+        good, failures, downloaded, verified = self._transfer(upstream, plan, by_filename)
+        self._update_records(by_filename, good, repodata)
+        with ctx.catalog.transaction():
+            ctx.catalog.retire_records(self.name, self.subdir, (p.filename for p in plan.delete))
         published = publish_subdir(
-            ctx.tree, ctx.catalog, self.name, self.subdir, records, repodata.top_level
+            ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings()
         )
         deleted_bytes = self._prune(plan)
         self._remember(fetched, selection, complete=not failures)
@@ -272,7 +290,7 @@ class _SubdirSync:
             )
         report = self.report(
             outcome,
-            published=len(records),
+            published=published.records,
             downloaded_files=len(downloaded),
             downloaded_bytes=sum(f.size for f in downloaded),
             verified_files=verified,
@@ -353,9 +371,11 @@ class _SubdirSync:
         return present
 
     def _transfer(
-        self, upstream: Upstream, plan: SyncPlan
+        self, upstream: Upstream, plan: SyncPlan, records: dict[str, Record]
     ) -> tuple[set[str], list[FileFailure], list[CatalogFile], int]:
+        """Download and verify; each installed file enters the catalog with its record."""
         ctx = self.ctx
+        now_ms = int(ctx.clock() * 1000)
         good = {w.filename for w in plan.keep}
         failures: list[FileFailure] = []
         downloaded: list[CatalogFile] = []
@@ -384,9 +404,16 @@ class _SubdirSync:
                     continue
                 assert outcome.installed is not None
                 good.add(outcome.filename)
-                buffer.append(outcome.installed)
+                record = records[outcome.filename]
+                installed = replace(
+                    outcome.installed,
+                    name=record.fields.name,
+                    record=bytes(record.raw),
+                    indexed_ms=now_ms,
+                )
+                buffer.append(installed)
                 if outcome.downloaded:
-                    downloaded.append(outcome.installed)
+                    downloaded.append(installed)
                 else:
                     verified += 1
                 if time.monotonic() - last_flush > CATALOG_FLUSH_S:
@@ -403,12 +430,39 @@ class _SubdirSync:
                 self.ctx.catalog.put_files(self.name, self.subdir, buffer)
             buffer.clear()
 
+    def _update_records(
+        self, records: dict[str, Record], good: set[str], repodata: UpstreamRepodata
+    ) -> None:
+        """Kept files whose upstream record changed (patched upstream) get the new record, and
+        upstream's top-level keys (removed, unknown ones) are stored for publishing."""
+        catalog = self.ctx.catalog
+        stored = catalog.record_bytes(self.name, self.subdir)
+        changed = [
+            (fn, records[fn].fields.name, bytes(records[fn].raw))
+            for fn in good
+            if stored.get(fn) != bytes(records[fn].raw)
+        ]
+        top_level = pack_top_level({k: bytes(v) for k, v in repodata.top_level.items()})
+        with catalog.transaction():
+            if changed:
+                catalog.update_records(
+                    self.name, self.subdir, changed, int(self.ctx.clock() * 1000)
+                )
+            if catalog.top_level(self.name, self.subdir) != top_level:
+                catalog.set_top_level(self.name, self.subdir, top_level)
+
+    def _publish_settings(self) -> PublishSettings:
+        return settings_for(self.channel.index, self.subdir, local_channel=False)
+
     def _prune(self, plan: SyncPlan) -> int:
+        """Delete files no longer selected; their records already left the published index."""
         tree = self.ctx.tree
         for present in plan.delete:
             tree.remove(tree.package_path(self.name, self.subdir, present.filename))
         with self.ctx.catalog.transaction():
-            self.ctx.catalog.remove_files(self.name, self.subdir, (p.filename for p in plan.delete))
+            self.ctx.catalog.remove_files(
+                self.name, self.subdir, (p.filename for p in plan.delete), mark_dirty=False
+            )
         return plan.delete_bytes
 
     def _remember(self, fetched: Fetched, selection: Selection, *, complete: bool) -> None:

@@ -8,15 +8,14 @@ import msgspec
 import pytest
 
 from mirror.core.records import (
-    PublishedRecord,
     Record,
     Refusal,
     decode_record,
     is_safe_filename,
     name_from_filename,
     parse_repodata,
-    render_repodata,
 )
+from mirror.core.repodata_doc import PublishedRecord, render_repodata
 from mirror.errors import RepodataError
 from tests.conftest import SHARED_REAL
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ from tests.support.upstream_server import UpstreamServer
 
 def repodata(site: Site, subdir: str = "linux-64") -> dict:
     return json.loads((site.subdir("up", subdir) / "repodata.json").read_bytes())
+
+
+def without_indexed_timestamps(document: bytes) -> dict:
+    data = json.loads(document)
+    for group in ("packages", "packages.conda"):
+        for record in data[group].values():
+            record.pop("indexed_timestamp", None)
+    return data
 
 
 def published_names(site: Site, subdir: str = "linux-64") -> set[str]:
@@ -106,7 +115,10 @@ def test_published_repodata_keeps_upstream_records_verbatim_and_zst_matches_json
     assert site.sync().ok
 
     data = repodata(site)
-    assert data["packages.conda"]["a-1.0-h_0.conda"] == record
+    published = dict(data["packages.conda"]["a-1.0-h_0.conda"])
+    # CEP-47: the time the file first entered our index is added; nothing else changes
+    assert abs(published.pop("indexed_timestamp") / 1000 - time.time()) < 60
+    assert published == record
     assert data["signatures"] == {"x": 1} and data["future_key"] == [1, 2]
     assert data["info"] == {"subdir": "linux-64"}  # base_url dropped: files are local now
     assert data["repodata_version"] == 1
@@ -355,7 +367,8 @@ def test_repodata_result_is_the_same_over_http_and_file(
         write_config(other, {"up": {"upstream": server.root.as_uri(), "subdirs": ["linux-64"]}}),
     )
     assert over_file.sync().ok
-    assert (over_file.subdir("up", "linux-64") / "repodata.json").read_bytes() == http_bytes
+    file_bytes = (over_file.subdir("up", "linux-64") / "repodata.json").read_bytes()
+    assert without_indexed_timestamps(file_bytes) == without_indexed_timestamps(http_bytes)
 
 
 def test_outcome_ok_reports_counts(server: UpstreamServer, make_site) -> None:

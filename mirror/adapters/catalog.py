@@ -1,7 +1,10 @@
-"""SQLite state: published files with stats and hashes, upstream validators, sync runs.
+"""SQLite state: files with stats, hashes and records; what changed since the last publish;
+shard maps; upstream validators; run history.
 
-The tree on disk is the truth; the catalog only lets us trust a file without hashing it again
-(its recorded size and mtime still match) and ask upstream "has this changed?".
+The tree on disk is the truth for what exists; the catalog lets us trust a file without hashing
+it again (its size and mtime still match), render repodata without re-reading packages or
+upstream, and know which records changed since repodata was last written (the `dirty` table,
+kept until a publish completes, so a crash only means more work next time).
 Only the thread that opened the catalog uses it.
 """
 
@@ -16,19 +19,51 @@ from pathlib import Path
 
 from mirror.errors import CatalogError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
+    channel     TEXT NOT NULL,
+    subdir      TEXT NOT NULL,
+    filename    TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL,
+    sha256      TEXT,
+    md5         TEXT,
+    origin      TEXT NOT NULL,
+    name        TEXT,
+    record      BLOB,     -- JSON as published before patches (mirrored: upstream's bytes)
+    indexed_ms  INTEGER,  -- CEP-47: when the file first entered the index
+    run_exports BLOB,     -- JSON object, NULL when unknown (mirrored files)
+    about       BLOB,     -- JSON object of info/about.json fields, NULL when unknown
+    PRIMARY KEY (channel, subdir, filename)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_name ON files (channel, subdir, name);
+CREATE TABLE IF NOT EXISTS dirty (
+    channel  TEXT NOT NULL,
+    subdir   TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    PRIMARY KEY (channel, subdir, filename)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subdir_meta (
     channel   TEXT NOT NULL,
     subdir    TEXT NOT NULL,
-    filename  TEXT NOT NULL,
-    size      INTEGER NOT NULL,
-    mtime_ns  INTEGER NOT NULL,
-    sha256    TEXT,
-    md5       TEXT,
-    origin    TEXT NOT NULL,
-    PRIMARY KEY (channel, subdir, filename)
+    top_level BLOB NOT NULL,  -- msgpack map of upstream top-level keys -> raw JSON bytes
+    PRIMARY KEY (channel, subdir)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shards (
+    channel TEXT NOT NULL,
+    subdir  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    sha256  TEXT NOT NULL,
+    PRIMARY KEY (channel, subdir, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shard_orphans (
+    channel TEXT NOT NULL,
+    subdir  TEXT NOT NULL,
+    sha256  TEXT NOT NULL,
+    since   REAL NOT NULL,  -- when the published index stopped naming it
+    PRIMARY KEY (channel, subdir, sha256)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS upstream_state (
     channel        TEXT NOT NULL,
@@ -48,6 +83,8 @@ CREATE TABLE IF NOT EXISTS outputs (
     name      TEXT NOT NULL,
     size      INTEGER NOT NULL,
     mtime_ns  INTEGER NOT NULL,
+    render_key TEXT,       -- what the file was rendered from (settings, top level, patches)
+    zst_level INTEGER,     -- for .zst files: recompress later when this is a fast level
     PRIMARY KEY (channel, subdir, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -68,12 +105,27 @@ CREATE TABLE IF NOT EXISTS sync_runs (
 
 @dataclass(frozen=True, slots=True)
 class CatalogFile:
+    """A file in the tree as the catalog knows it. The record fields are None when only the
+    file's stats were read (`files()`), or for a file whose record is not known yet."""
+
     filename: str
     size: int
     mtime_ns: int
     sha256: str | None
     md5: str | None
     origin: str
+    name: str | None = None
+    record: bytes | None = None
+    indexed_ms: int | None = None
+    run_exports: bytes | None = None
+    about: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    filename: str
+    record: bytes
+    indexed_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -98,6 +150,8 @@ class UpstreamState:
 class OutputStat:
     size: int
     mtime_ns: int
+    render_key: str | None = None
+    zst_level: int | None = None
 
 
 class Catalog:
@@ -113,6 +167,8 @@ class Catalog:
                 raise CatalogError(
                     f"{path}: written by a newer mirror (schema {version}); upgrade mirror"
                 )
+            if 0 < version < SCHEMA_VERSION:
+                self._drop_all()  # everything here can be rebuilt from the tree and upstream
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -120,6 +176,13 @@ class Catalog:
                 f"{path}: the state database is unusable ({exc}); move it aside and run "
                 "`mirror sync` again: it is rebuilt by hashing the files already in the tree"
             ) from exc
+
+    def _drop_all(self) -> None:
+        tables = [
+            r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        for table in tables:
+            self._db.execute(f'DROP TABLE IF EXISTS "{table}"')
 
     def close(self) -> None:
         self._db.close()
@@ -143,26 +206,210 @@ class Catalog:
     # -- files ------------------------------------------------------------------------------
 
     def files(self, channel: str, subdir: str) -> dict[str, CatalogFile]:
+        """Every file of a subdir with its stats and hashes (records not loaded)."""
         rows = self._db.execute(
-            "SELECT filename, size, mtime_ns, sha256, md5, origin FROM files "
+            "SELECT filename, size, mtime_ns, sha256, md5, origin, name, indexed_ms FROM files "
             "WHERE channel = ? AND subdir = ?",
             (channel, subdir),
         )
-        return {row[0]: CatalogFile(*row) for row in rows}
+        return {
+            row[0]: CatalogFile(*row[:7], indexed_ms=row[7])  # type: ignore[misc]
+            for row in rows
+        }
 
     def put_files(self, channel: str, subdir: str, files: Iterable[CatalogFile]) -> None:
+        """Insert or replace files with their records; each becomes dirty (to be published)."""
+        rows = [
+            (channel, subdir, f.filename, f.size, f.mtime_ns, f.sha256, f.md5, f.origin, f.name,
+             f.record, f.indexed_ms, f.run_exports, f.about)
+            for f in files
+        ]  # fmt: skip
         self._db.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                (channel, subdir, f.filename, f.size, f.mtime_ns, f.sha256, f.md5, f.origin)
-                for f in files
-            ),
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+        self._mark_dirty(channel, subdir, (row[2] for row in rows))
+
+    def update_stats(
+        self, channel: str, subdir: str, stats: Iterable[tuple[str, int, int]]
+    ) -> None:
+        """A file was touched but its bytes are unchanged: only its size/mtime are new."""
+        self._db.executemany(
+            "UPDATE files SET size = ?, mtime_ns = ? WHERE channel = ? AND subdir = ? "
+            "AND filename = ?",
+            ((size, mtime, channel, subdir, name) for name, size, mtime in stats),
         )
 
-    def remove_files(self, channel: str, subdir: str, filenames: Iterable[str]) -> None:
+    def update_records(
+        self,
+        channel: str,
+        subdir: str,
+        records: Iterable[tuple[str, str, bytes]],
+        indexed_ms: int,
+    ) -> None:
+        """(filename, package name, record): upstream changed a record (a repodata patch)
+        while the file stayed the same. A file without an indexed time gets `indexed_ms`."""
+        changed = list(records)
+        self._db.executemany(
+            "UPDATE files SET record = ?, name = ?, indexed_ms = COALESCE(indexed_ms, ?) "
+            "WHERE channel = ? AND subdir = ? AND filename = ?",
+            ((raw, name, indexed_ms, channel, subdir, fn) for fn, name, raw in changed),
+        )
+        self._mark_dirty(channel, subdir, (fn for fn, _, _ in changed))
+
+    def retire_records(self, channel: str, subdir: str, filenames: Iterable[str]) -> None:
+        """Take records out of the index while their files still exist: files are deleted only
+        after the repodata that named them is replaced, and the row (with its stats) is how the
+        next run finds a file whose deletion a crash interrupted."""
+        names = list(filenames)
+        self._db.executemany(
+            "UPDATE files SET record = NULL WHERE channel = ? AND subdir = ? AND filename = ?",
+            ((channel, subdir, name) for name in names),
+        )
+        self._mark_dirty(channel, subdir, names)
+
+    def remove_files(
+        self, channel: str, subdir: str, filenames: Iterable[str], *, mark_dirty: bool = True
+    ) -> None:
+        names = list(filenames)
         self._db.executemany(
             "DELETE FROM files WHERE channel = ? AND subdir = ? AND filename = ?",
+            ((channel, subdir, name) for name in names),
+        )
+        if mark_dirty:
+            self._mark_dirty(channel, subdir, names)
+
+    def records(self, channel: str, subdir: str) -> Iterator[StoredRecord]:
+        """Every record of a subdir (files whose record is known)."""
+        rows = self._db.execute(
+            "SELECT filename, record, indexed_ms FROM files "
+            "WHERE channel = ? AND subdir = ? AND record IS NOT NULL",
+            (channel, subdir),
+        )
+        for filename, record, indexed_ms in rows:
+            yield StoredRecord(filename, record, indexed_ms)
+
+    def records_of(
+        self, channel: str, subdir: str, filenames: Iterable[str]
+    ) -> dict[str, StoredRecord]:
+        found = {}
+        for filename in filenames:
+            row = self._db.execute(
+                "SELECT record, indexed_ms FROM files WHERE channel = ? AND subdir = ? "
+                "AND filename = ? AND record IS NOT NULL",
+                (channel, subdir, filename),
+            ).fetchone()
+            if row:
+                found[filename] = StoredRecord(filename, row[0], row[1])
+        return found
+
+    def records_named(self, channel: str, subdir: str, name: str) -> list[StoredRecord]:
+        rows = self._db.execute(
+            "SELECT filename, record, indexed_ms FROM files "
+            "WHERE channel = ? AND subdir = ? AND name = ? AND record IS NOT NULL",
+            (channel, subdir, name),
+        )
+        return [StoredRecord(*row) for row in rows]
+
+    def count_records(self, channel: str, subdir: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM files WHERE channel = ? AND subdir = ? AND record IS NOT NULL",
+            (channel, subdir),
+        ).fetchone()
+        return int(row[0])
+
+    def names(self, channel: str, subdir: str) -> set[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT name FROM files WHERE channel = ? AND subdir = ? AND name IS NOT NULL",
+            (channel, subdir),
+        )
+        return {row[0] for row in rows}
+
+    def record_bytes(self, channel: str, subdir: str) -> dict[str, bytes]:
+        """filename -> stored record, to compare with what upstream now says."""
+        rows = self._db.execute(
+            "SELECT filename, record FROM files WHERE channel = ? AND subdir = ? "
+            "AND record IS NOT NULL",
+            (channel, subdir),
+        )
+        return dict(rows)
+
+    def extras(self, channel: str, subdir: str) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+        """(filename, run_exports, about) of every file, for run_exports.json/channeldata."""
+        yield from self._db.execute(
+            "SELECT filename, run_exports, about FROM files WHERE channel = ? AND subdir = ?",
+            (channel, subdir),
+        )
+
+    # -- changes since the last publish -----------------------------------------------------
+
+    def _mark_dirty(self, channel: str, subdir: str, filenames: Iterable[str]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO dirty VALUES (?, ?, ?)",
             ((channel, subdir, name) for name in filenames),
+        )
+
+    def dirty(self, channel: str, subdir: str) -> set[str]:
+        rows = self._db.execute(
+            "SELECT filename FROM dirty WHERE channel = ? AND subdir = ?", (channel, subdir)
+        )
+        return {row[0] for row in rows}
+
+    def clear_dirty(self, channel: str, subdir: str, filenames: Iterable[str]) -> None:
+        self._db.executemany(
+            "DELETE FROM dirty WHERE channel = ? AND subdir = ? AND filename = ?",
+            ((channel, subdir, name) for name in filenames),
+        )
+
+    # -- upstream top-level keys ------------------------------------------------------------
+
+    def top_level(self, channel: str, subdir: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT top_level FROM subdir_meta WHERE channel = ? AND subdir = ?",
+            (channel, subdir),
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_top_level(self, channel: str, subdir: str, packed: bytes) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO subdir_meta VALUES (?, ?, ?)", (channel, subdir, packed)
+        )
+
+    # -- shards -----------------------------------------------------------------------------
+
+    def shard_map(self, channel: str, subdir: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT name, sha256 FROM shards WHERE channel = ? AND subdir = ?", (channel, subdir)
+        )
+        return dict(rows)
+
+    def set_shards(self, channel: str, subdir: str, changes: dict[str, str | None]) -> None:
+        """name -> new shard hash, or None when the name no longer has records."""
+        self._db.executemany(
+            "DELETE FROM shards WHERE channel = ? AND subdir = ? AND name = ?",
+            ((channel, subdir, n) for n, digest in changes.items() if digest is None),
+        )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
+            ((channel, subdir, n, digest) for n, digest in changes.items() if digest is not None),
+        )
+
+    def shard_orphans(self, channel: str, subdir: str) -> dict[str, float]:
+        rows = self._db.execute(
+            "SELECT sha256, since FROM shard_orphans WHERE channel = ? AND subdir = ?",
+            (channel, subdir),
+        )
+        return dict(rows)
+
+    def set_shard_orphans(
+        self, channel: str, subdir: str, add: dict[str, float], drop: Iterable[str]
+    ) -> None:
+        self._db.executemany(
+            "DELETE FROM shard_orphans WHERE channel = ? AND subdir = ? AND sha256 = ?",
+            ((channel, subdir, digest) for digest in drop),
+        )
+        self._db.executemany(
+            "INSERT OR IGNORE INTO shard_orphans VALUES (?, ?, ?, ?)",
+            ((channel, subdir, digest, since) for digest, since in add.items()),
         )
 
     # -- upstream validators ----------------------------------------------------------------
@@ -179,33 +426,32 @@ class Catalog:
     def save_upstream_state(self, channel: str, subdir: str, state: UpstreamState) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO upstream_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                channel,
-                subdir,
-                state.upstream_key,
-                state.variant,
-                state.etag,
-                state.last_modified,
-                state.zst_missing_until,
-                state.selection_key,
-                state.selection_valid_until_ms,
-            ),
-        )
+            (channel, subdir, state.upstream_key, state.variant, state.etag, state.last_modified,
+             state.zst_missing_until, state.selection_key, state.selection_valid_until_ms),
+        )  # fmt: skip
 
     # -- published outputs (repodata files) -------------------------------------------------
 
     def outputs(self, channel: str, subdir: str) -> dict[str, OutputStat]:
         rows = self._db.execute(
-            "SELECT name, size, mtime_ns FROM outputs WHERE channel = ? AND subdir = ?",
+            "SELECT name, size, mtime_ns, render_key, zst_level FROM outputs "
+            "WHERE channel = ? AND subdir = ?",
             (channel, subdir),
         )
-        return {name: OutputStat(size, mtime_ns) for name, size, mtime_ns in rows}
+        return {name: OutputStat(*rest) for name, *rest in rows}
 
     def put_outputs(self, channel: str, subdir: str, outputs: dict[str, OutputStat]) -> None:
-        self._db.execute("DELETE FROM outputs WHERE channel = ? AND subdir = ?", (channel, subdir))
+        """Record what was written; outputs not named keep their previous entry."""
         self._db.executemany(
-            "INSERT INTO outputs VALUES (?, ?, ?, ?, ?)",
-            ((channel, subdir, name, s.size, s.mtime_ns) for name, s in outputs.items()),
+            "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ((channel, subdir, name, s.size, s.mtime_ns, s.render_key, s.zst_level)
+             for name, s in outputs.items()),
+        )  # fmt: skip
+
+    def drop_outputs(self, channel: str, subdir: str, names: Iterable[str]) -> None:
+        self._db.executemany(
+            "DELETE FROM outputs WHERE channel = ? AND subdir = ? AND name = ?",
+            ((channel, subdir, name) for name in names),
         )
 
     # -- run history ------------------------------------------------------------------------
@@ -227,16 +473,6 @@ class Catalog:
             "INSERT INTO sync_runs (channel, subdir, started_at, finished_at, outcome, "
             "downloaded_files, downloaded_bytes, deleted_files, failed_files, message) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                channel,
-                subdir,
-                started_at,
-                time.time(),
-                outcome,
-                downloaded_files,
-                downloaded_bytes,
-                deleted_files,
-                failed_files,
-                message,
-            ),
-        )
+            (channel, subdir, started_at, time.time(), outcome, downloaded_files,
+             downloaded_bytes, deleted_files, failed_files, message),
+        )  # fmt: skip

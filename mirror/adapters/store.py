@@ -13,8 +13,11 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import zstandard
 
 from mirror.core.records import is_safe_filename
 from mirror.errors import InsufficientSpaceError, StoreError
@@ -145,6 +148,55 @@ class ChannelTree:
             ) from exc
         return True
 
+    def write_pieces(
+        self, path: Path, pieces: Iterable[bytes | memoryview], zst_level: int | None = None
+    ) -> FileStat:
+        """Atomically write the concatenation of `pieces` (compressed as one zstd frame with
+        its content size when `zst_level` is given) without joining them in memory."""
+        pieces = list(pieces)
+        temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        try:
+            with open(temp, "wb") as handle:
+                if zst_level is None:
+                    handle.writelines(pieces)
+                else:
+                    total = sum(len(p) for p in pieces)
+                    compressor = zstandard.ZstdCompressor(
+                        level=zst_level, write_content_size=True, threads=-1
+                    )
+                    with compressor.stream_writer(handle, size=total, closefd=False) as out:
+                        for piece in pieces:
+                            out.write(piece)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+            st = path.lstat()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise StoreError(
+                f"cannot write {path}: {exc.strerror}; the previous file is intact"
+            ) from exc
+        return FileStat(st.st_size, st.st_mtime_ns)
+
+    def write_new(self, path: Path, data: bytes) -> bool:
+        """Write a content-addressed file unless it exists (its name is its hash)."""
+        if path.exists():
+            return False
+        self.write_if_changed(path, data)
+        return True
+
+    def list_names(self, directory: Path, suffix: str) -> set[str]:
+        """Names (without `suffix`) of the regular files in a directory that end in it."""
+        try:
+            return {
+                entry.name[: -len(suffix)]
+                for entry in os.scandir(directory)
+                if entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False)
+            }
+        except FileNotFoundError:
+            return set()
+
     def sync_dir(self, directory: Path) -> None:
         """Make renames in `directory` durable before anything that depends on them is written."""
         try:
@@ -173,6 +225,32 @@ class ChannelTree:
                         os.unlink(entry.path)
                         removed += 1
         return removed
+
+
+class Quarantine:
+    """Where rejected package files go: outside the published tree, each with a `.reason`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def move(self, source: Path, channel: str, subdir: str, reason: str) -> Path:
+        """Move `source` out of the tree (or out of a drop folder); returns where it went."""
+        folder = self.root / channel / subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / source.name
+        if target.exists() or target.is_symlink():
+            target = folder / f"{source.name}.{uuid.uuid4().hex[:8]}"
+        try:
+            os.replace(source, target)
+        except OSError:
+            shutil.move(str(source), target)  # across filesystems (a drop folder elsewhere)
+        target.with_name(target.name + ".reason").write_text(reason.rstrip() + "\n")
+        return target
+
+    def count(self) -> int:
+        if not self.root.exists():
+            return 0
+        return sum(1 for p in self.root.rglob("*.reason") if p.is_file())
 
 
 def hash_file(path: Path, chunk_bytes: int = 1 << 20) -> tuple[int, str, str]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from mirror.config.model import ChannelConfig, MirrorConfig, TransferSettings
+from mirror.config.model import ChannelConfig, IndexSettings, MirrorConfig, TransferSettings
 from mirror.config.yaml_view import YamlView, load_document
 from mirror.core.filters import FilterRules
 from mirror.core.secrets import redact_url, url_secrets
@@ -21,13 +22,15 @@ DEFAULT_CONFIG = Path("/etc/mirror/config.yaml")
 _TRANSFER_KEYS = ("workers", "retries", "retry_backoff_s", "connect_timeout_s", "read_timeout_s")
 _TOP_KEYS = (
     "root", "state_dir", "channels", "free_space_margin", "max_delete_fraction",
-    "max_repodata_size", *_TRANSFER_KEYS,
+    "max_repodata_size", "index", *_TRANSFER_KEYS,
 )  # fmt: skip
 _CHANNEL_KEYS = (
     "upstream", "token_env", "subdirs", "include", "exclude", "licenses", "not_older_than",
     "not_newer_than", "max_age_days", "cooldown_days", "max_package_size", "keep_latest",
-    "prefer_conda", "max_delete_fraction", *_TRANSFER_KEYS,
+    "prefer_conda", "max_delete_fraction", "index", *_TRANSFER_KEYS,
 )  # fmt: skip
+_INDEX_SWITCHES = ("zst", "bz2", "shards", "current_repodata", "run_exports", "channeldata")
+_INDEX_KEYS = (*_INDEX_SWITCHES, "shard_grace_days", "patch_instructions")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SUBDIR = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -54,6 +57,9 @@ def load_config(path: Path) -> MirrorConfig:
             "temporary and private files and must live outside the published tree"
         )
     defaults = _transfer(top, TransferSettings())
+    index_defaults = (
+        _index(top["index"], base, IndexSettings()) if "index" in top else IndexSettings()
+    )
     delete_fraction = (
         top["max_delete_fraction"].number(0.0, 1.0) if "max_delete_fraction" in top else 0.10
     )
@@ -62,7 +68,8 @@ def load_config(path: Path) -> MirrorConfig:
     if not entries:
         raise channels_view.error("no channels configured; add at least one under 'channels:'")
     channels = tuple(
-        _channel(name, view, base, defaults, delete_fraction) for name, view in entries.items()
+        _channel(name, view, base, defaults, delete_fraction, index_defaults)
+        for name, view in entries.items()
     )
     return MirrorConfig(
         source=path,
@@ -79,7 +86,12 @@ def load_config(path: Path) -> MirrorConfig:
 
 
 def _channel(
-    name: str, view: YamlView, base: Path, defaults: TransferSettings, delete_fraction: float
+    name: str,
+    view: YamlView,
+    base: Path,
+    defaults: TransferSettings,
+    delete_fraction: float,
+    index_defaults: IndexSettings,
 ) -> ChannelConfig:
     if not _CHANNEL_NAME.fullmatch(name):
         raise view.error(
@@ -108,6 +120,9 @@ def _channel(
             if "max_delete_fraction" in fields
             else delete_fraction
         ),
+        index=_index(fields["index"], base, index_defaults)
+        if "index" in fields
+        else index_defaults,
     )
 
 
@@ -166,6 +181,21 @@ def _transfer(fields: dict[str, YamlView], defaults: TransferSettings) -> Transf
         ),
         read_timeout_s=pick("read_timeout_s", lambda v: v.number(0.1), defaults.read_timeout_s),
     )
+
+
+def _index(view: YamlView, base: Path, defaults: IndexSettings) -> IndexSettings:
+    fields = view.mapping(_INDEX_KEYS)
+    changes: dict[str, Any] = {
+        key: fields[key].boolean() for key in _INDEX_SWITCHES if key in fields
+    }
+    if "shard_grace_days" in fields:
+        changes["shard_grace_days"] = fields["shard_grace_days"].number(0.0)
+    if "patch_instructions" in fields:
+        path = _local_path(fields["patch_instructions"], base)
+        if not path.exists():
+            raise fields["patch_instructions"].error(f"{path} does not exist")
+        changes["patch_instructions"] = path
+    return replace(defaults, **changes)
 
 
 def _subdirs(view: YamlView) -> tuple[str, ...]:

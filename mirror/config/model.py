@@ -21,6 +21,22 @@ class TransferSettings:
 
 
 @dataclass(frozen=True)
+class IndexSettings:
+    """Which index files to write per subdir. Set under `index:` at top level, overridable per
+    channel. run_exports.json and channeldata.json need the packages' own info/, which only
+    local packages give: None means "when every record has it"."""
+
+    zst: bool = True
+    bz2: bool = False
+    shards: bool = True
+    current_repodata: bool = False
+    run_exports: bool | None = None  # None: on for channels without an upstream
+    channeldata: bool | None = None
+    shard_grace_days: float = 7.0
+    patch_instructions: Path | None = None  # a .json, a folder of <subdir>/..., or a patch package
+
+
+@dataclass(frozen=True)
 class ChannelConfig:
     name: str
     upstream: str | None  # http(s):// or file:// URL; None for a channel fed only by drops
@@ -29,6 +45,7 @@ class ChannelConfig:
     filters: FilterRules
     transfer: TransferSettings
     max_delete_fraction: float
+    index: IndexSettings = IndexSettings()
 
     @property
     def shown_upstream(self) -> str:
@@ -78,5 +95,8 @@ def _describe_channel(channel: ChannelConfig) -> dict[str, object]:
         "prefer_conda": rules.prefer_conda,
         "max_delete_fraction": channel.max_delete_fraction,
         "transfer": vars(channel.transfer).copy(),
+        "index": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(channel.index).items()
+        },
     }
     return described

@@ -8,7 +8,7 @@ the rest as the exact JSON bytes upstream sent (`msgspec.Raw` slices of the docu
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -189,54 +189,3 @@ def _printable(text: str) -> str:
     """A file name safe to print in a log line (hostile names may hold control characters)."""
     shown = text.encode("unicode_escape").decode("ascii")
     return shown if len(shown) <= 200 else shown[:200] + "..."
-
-
-@dataclass(frozen=True)
-class PublishedRecord:
-    """A record as it will be written: verbatim bytes under its file name."""
-
-    filename: str
-    raw: bytes | msgspec.Raw
-
-
-def render_repodata(
-    subdir: str,
-    records: Iterable[PublishedRecord],
-    top_level: Mapping[str, bytes | msgspec.Raw] | None = None,
-) -> bytes:
-    """Render repodata.json deterministically: sorted keys and file names, one record a line.
-
-    Upstream's top-level keys are kept verbatim, except `info`: its `subdir` is set to ours and
-    `base_url` is dropped because the files now sit beside this repodata. A repodata_version of
-    2 only announced that base_url; without it we write 1 so that older clients accept the file.
-    """
-    top: dict[str, bytes] = {k: bytes(v) for k, v in (top_level or {}).items()}
-    info, dropped_base_url = _local_info(subdir, top.get("info"))
-    top["info"] = info
-    if dropped_base_url and top.get("repodata_version", b"").strip() == b"2":
-        top["repodata_version"] = b"1"
-    top.setdefault("repodata_version", b"1")
-    top.setdefault("removed", b"[]")
-    groups: dict[str, list[PublishedRecord]] = {group: [] for group in PACKAGE_GROUPS}
-    for record in records:
-        groups[expected_group(record.filename)].append(record)
-    for group, members in groups.items():
-        members.sort(key=lambda r: r.filename)
-        lines = [msgspec.json.encode(r.filename) + b":" + bytes(r.raw) for r in members]
-        top[group] = b"{\n" + b",\n".join(lines) + b"\n}" if lines else b"{}"
-    parts = [msgspec.json.encode(key) + b":" + top[key] for key in sorted(top)]
-    return b"{\n" + b",\n".join(parts) + b"\n}\n"
-
-
-def _local_info(subdir: str, raw_info: bytes | None) -> tuple[bytes, bool]:
-    info: dict[str, object] = {}
-    if raw_info:
-        try:
-            decoded = msgspec.json.decode(raw_info)
-        except msgspec.DecodeError:
-            decoded = None
-        if isinstance(decoded, dict):
-            info = decoded
-    dropped = info.pop("base_url", None) is not None
-    info["subdir"] = subdir
-    return msgspec.json.encode(info, order="sorted"), dropped
