@@ -35,6 +35,7 @@ exit codes:
 """
 
 if TYPE_CHECKING:
+    from mirror.indexer import IndexContext, IndexReport
     from mirror.progress import Progress
 
 log = logging.getLogger("mirror")
@@ -150,6 +151,14 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="S",
         help="only this subdir (repeatable; default: every subdir folder)",
+    )
+    index.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="SUBDIR/NAME",
+        help="only look at this package file (added, replaced or deleted), without scanning "
+        "the rest of its subdir (repeatable)",
     )
     index.add_argument(
         "--force", action="store_true", help="read every package again and rewrite every index file"
@@ -290,7 +299,10 @@ def _cmd_index(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
             settings=settings, workers=max(1, args.workers), progress=_progress(),
             on_subdir=lambda report: log.info("%s", report.summary()),
         )  # fmt: skip
-        report = index_channel(ctx, channel_dir.name, args.subdir or None, force=args.force)
+        if args.file:
+            report = _index_files(ctx, channel_dir.name, args.file)
+        else:
+            report = index_channel(ctx, channel_dir.name, args.subdir or None, force=args.force)
         if args.final_zst:
             for subdir in report.subdirs:
                 recompress(tree, catalog, channel_dir.name, subdir.subdir)
@@ -299,6 +311,23 @@ def _cmd_index(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
                     report.quarantined, state_dir / "quarantine")  # fmt: skip
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _index_files(ctx: IndexContext, channel: str, files: list[str]) -> IndexReport:
+    from mirror.indexer import IndexReport, index_subdir
+
+    by_subdir: dict[str, list[str]] = {}
+    for item in files:
+        subdir, _, name = item.strip("/").rpartition("/")
+        if not subdir or "/" in subdir:
+            raise UsageError(f"--file {item}: give it as SUBDIR/NAME, e.g. linux-64/pkg-1-0.conda")
+        by_subdir.setdefault(subdir, []).append(name)
+    reports = []
+    for subdir, names in by_subdir.items():
+        report = index_subdir(ctx, channel, subdir, only=names)
+        ctx.on_subdir(report)
+        reports.append(report)
+    return IndexReport(tuple(reports))
 
 
 def _progress() -> Progress:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,14 +136,25 @@ def _looks_like_subdir(name: str) -> bool:
 
 
 def index_subdir(
-    ctx: IndexContext, channel: str, subdir: str, *, force: bool = False
+    ctx: IndexContext,
+    channel: str,
+    subdir: str,
+    *,
+    force: bool = False,
+    only: Collection[str] | None = None,
 ) -> SubdirIndexReport:
+    """Index one subdir. With `only`, just those file names are looked at (added, replaced or
+    deleted): what a watcher that saw them change asks for, without scanning a large subdir."""
     started = time.monotonic()
     tree, catalog = ctx.tree, ctx.catalog
     directory = tree.ensure_subdir(channel, subdir)
-    tree.clean_temp(channel, subdir)
-    on_disk = tree.scan_packages(channel, subdir)
-    known = catalog.files(channel, subdir)
+    if only is None:
+        tree.clean_temp(channel, subdir)
+        on_disk = tree.scan_packages(channel, subdir)
+        known = catalog.files(channel, subdir)
+    else:
+        on_disk = tree.stat_packages(channel, subdir, only)
+        known = catalog.files_named(channel, subdir, only)
     fresh = [fn for fn in on_disk if fn not in known]
     touched = [
         fn for fn in on_disk

@@ -217,6 +217,21 @@ class Catalog:
             for row in rows
         }
 
+    def files_named(
+        self, channel: str, subdir: str, filenames: Iterable[str]
+    ) -> dict[str, CatalogFile]:
+        """Like files(), for just these names (no scan of a large subdir)."""
+        found = {}
+        for filename in filenames:
+            row = self._db.execute(
+                "SELECT filename, size, mtime_ns, sha256, md5, origin, name, indexed_ms FROM files "
+                "WHERE channel = ? AND subdir = ? AND filename = ?",
+                (channel, subdir, filename),
+            ).fetchone()
+            if row:
+                found[filename] = CatalogFile(*row[:7], indexed_ms=row[7])  # type: ignore[misc]
+        return found
+
     def put_files(self, channel: str, subdir: str, files: Iterable[CatalogFile]) -> None:
         """Insert or replace files with their records; each becomes dirty (to be published)."""
         rows = [

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat as stat_module
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,6 +87,21 @@ class ChannelTree:
                 continue
             stat = entry.stat(follow_symlinks=False)
             found[entry.name] = FileStat(stat.st_size, stat.st_mtime_ns)
+        return found
+
+    def stat_packages(
+        self, channel: str, subdir: str, filenames: Iterable[str]
+    ) -> dict[str, FileStat]:
+        """Like scan_packages(), for just these names (the rest of the subdir is not read)."""
+        found = {}
+        for filename in filenames:
+            path = self.package_path(channel, subdir, filename)
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat_module.S_ISREG(st.st_mode):
+                found[filename] = FileStat(st.st_size, st.st_mtime_ns)
         return found
 
     def stat(self, path: Path) -> FileStat | None:
