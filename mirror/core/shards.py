@@ -20,8 +20,11 @@ from mirror.core.records import expected_group, name_from_filename
 SHARD_INDEX_NAME = "repodata_shards.msgpack.zst"
 SHARDS_DIR = "shards"
 SHARDS_BASE_URL = "./shards/"
-SHARD_ZST_LEVEL = 19  # shards are small and written once; clients fetch them many times
-INDEX_ZST_LEVEL = 19
+# Shards and the index are mostly sha256 digests, which do not compress: level 19 makes them
+# ~4% smaller than level 9 and costs ~12x the time (1.1 ms vs 0.08 ms for a 20-record shard),
+# which matters when a subdir of 25,000 names is sharded for the first time.
+SHARD_ZST_LEVEL = 9
+INDEX_ZST_LEVEL = 9
 _ENCODER = msgspec.msgpack.Encoder(order="sorted")
 
 
