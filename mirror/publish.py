@@ -217,15 +217,17 @@ def ensure_noarch(
         publish_subdir(tree, catalog, channel, NOARCH, settings, force=True)
 
 
-def outputs_intact(tree: ChannelTree, catalog: Catalog, channel: str, subdir: str) -> bool:
-    """True when repodata.json and .zst are exactly as we last wrote them."""
+def published_intact(tree: ChannelTree, catalog: Catalog, channel: str, subdir: str) -> bool:
+    """True when nothing awaits publishing and every index file is exactly as last written."""
+    if catalog.dirty(channel, subdir):
+        return False
     recorded = catalog.outputs(channel, subdir)
+    if REPODATA_JSON not in recorded:
+        return False
     directory = tree.subdir_dir(channel, subdir)
-    for name in (REPODATA_JSON, REPODATA_ZST):
-        expected = recorded.get(name)
+    for name, expected in recorded.items():
         stat = tree.stat(directory / name)
-        if expected is None or stat is None or (stat.size, stat.mtime_ns) != (
-            expected.size, expected.mtime_ns):  # fmt: skip
+        if stat is None or (stat.size, stat.mtime_ns) != (expected.size, expected.mtime_ns):
             return False
     return True
 

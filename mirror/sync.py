@@ -51,10 +51,10 @@ from mirror.publish import (
     PublishSettings,
     channeldata_enabled,
     ensure_noarch,
-    outputs_intact,
     pack_top_level,
     publish_channeldata,
     publish_subdir,
+    published_intact,
     settings_for,
 )
 from mirror.reports import (
@@ -349,7 +349,7 @@ class _SubdirSync:
             stat = on_disk.get(name)
             if stat is None or (stat.size, stat.mtime_ns) != (known.size, known.mtime_ns):
                 return False
-        return outputs_intact(tree, self.ctx.catalog, self.name, self.subdir)
+        return published_intact(tree, self.ctx.catalog, self.name, self.subdir)
 
     def _present(self, known: dict[str, CatalogFile]) -> dict[str, PresentFile]:
         """Files on disk, with the hashes the catalog vouches for (stats unchanged)."""
