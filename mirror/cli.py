@@ -129,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
         help="show what would be downloaded and deleted, change nothing",
     )
     sync.add_argument(
+        "--final-zst",
+        action="store_true",
+        help="recompress repodata.json.zst at the high final level before exiting",
+    )
+    sync.add_argument(
         "--allow-mass-delete",
         action="store_true",
         help="this once, allow deleting more than max_delete_fraction of a subdir",
@@ -249,6 +254,7 @@ def _cmd_sync(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
                 subdirs=tuple(args.subdir),
                 dry_run=args.dry_run,
                 allow_mass_delete=args.allow_mass_delete,
+                final_zst=args.final_zst,
             ),
             redactor=redactor.redact,
             stop=stop,

@@ -55,6 +55,7 @@ from mirror.publish import (
     publish_channeldata,
     publish_subdir,
     published_intact,
+    recompress,
     settings_for,
 )
 from mirror.reports import (
@@ -81,6 +82,7 @@ class SyncOptions:
     subdirs: tuple[str, ...] = ()  # empty = each channel's configured subdirs
     dry_run: bool = False
     allow_mass_delete: bool = False
+    final_zst: bool = False  # recompress published .zst at the final level before returning
 
 
 @dataclass
@@ -146,6 +148,8 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
             if ctx.stop.is_set():
                 break
             report = _SubdirSync(ctx, channel, subdir, options).run()
+            if options.final_zst and not options.dry_run:
+                recompress(ctx.tree, ctx.catalog, channel.name, subdir)
             log.log(
                 logging.INFO if report.ok else logging.ERROR, "%s", ctx.redactor(report.summary())
             )
