@@ -320,20 +320,19 @@ def _cmd_index(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
 
 
 def _index_files(ctx: IndexContext, channel: str, files: list[str]) -> IndexReport:
-    from mirror.indexer import IndexReport, index_subdir
+    from mirror.core.records import is_safe_filename
+    from mirror.indexer import index_files
 
     by_subdir: dict[str, list[str]] = {}
     for item in files:
         subdir, _, name = item.strip("/").rpartition("/")
-        if not subdir or "/" in subdir:
-            raise UsageError(f"--file {item}: give it as SUBDIR/NAME, e.g. linux-64/pkg-1-0.conda")
+        if not subdir or "/" in subdir or not is_safe_filename(name):
+            raise UsageError(
+                f"--file {item}: give SUBDIR/NAME with a package file name, e.g. "
+                "linux-64/pkg-1.0-0.conda"
+            )
         by_subdir.setdefault(subdir, []).append(name)
-    reports = []
-    for subdir, names in by_subdir.items():
-        report = index_subdir(ctx, channel, subdir, only=names)
-        ctx.on_subdir(report)
-        reports.append(report)
-    return IndexReport(tuple(reports))
+    return index_files(ctx, channel, by_subdir)
 
 
 def _progress() -> Progress:

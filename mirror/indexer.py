@@ -111,11 +111,24 @@ def index_channel(
         report = index_subdir(ctx, channel, subdir, force=force)
         ctx.on_subdir(report)
         reports.append(report)
-    written = False
-    if channeldata_enabled(ctx.settings, ctx.local_channel):
-        all_subdirs = discover_subdirs(ctx.tree.channel_dir(channel))
-        written = publish_channeldata(ctx.tree, ctx.catalog, channel, all_subdirs)
-    return IndexReport(tuple(reports), written)
+    return IndexReport(tuple(reports), _channeldata(ctx, channel))
+
+
+def index_files(ctx: IndexContext, channel: str, files: dict[str, list[str]]) -> IndexReport:
+    """Index just these files ({subdir: [file names]}), without scanning their subdirs."""
+    reports = []
+    for subdir, names in files.items():
+        report = index_subdir(ctx, channel, subdir, only=names)
+        ctx.on_subdir(report)
+        reports.append(report)
+    return IndexReport(tuple(reports), _channeldata(ctx, channel))
+
+
+def _channeldata(ctx: IndexContext, channel: str) -> bool:
+    return publish_channeldata(
+        ctx.tree, ctx.catalog, channel, discover_subdirs(ctx.tree.channel_dir(channel)),
+        ctx.settings, enabled=channeldata_enabled(ctx.settings, ctx.local_channel),
+    )  # fmt: skip
 
 
 def discover_subdirs(channel_dir: Path) -> list[str]:
@@ -128,11 +141,15 @@ def discover_subdirs(channel_dir: Path) -> list[str]:
     return sorted(found)
 
 
+# conda's platforms; a folder like `docs-old` in a channel is not a subdir
+_PLATFORMS = frozenset({"linux", "osx", "win", "zos", "emscripten", "wasi", "freebsd"})
+
+
 def _looks_like_subdir(name: str) -> bool:
     if name == NOARCH:
         return True
     platform, _, arch = name.partition("-")
-    return bool(platform and arch) and name.replace("-", "").isalnum() and name.islower()
+    return platform in _PLATFORMS and bool(arch) and arch.replace("_", "").isalnum()
 
 
 def index_subdir(
@@ -148,8 +165,15 @@ def index_subdir(
     started = time.monotonic()
     tree, catalog = ctx.tree, ctx.catalog
     directory = tree.ensure_subdir(channel, subdir)
+    quarantined: list[QuarantinedFile] = []
     if only is None:
         tree.clean_temp(channel, subdir)
+        for name in tree.scan_unsafe_names(channel, subdir):
+            quarantined.append(_quarantine(
+                ctx, channel, subdir, name, "unsafe_name",
+                f"{name!r} is not a plain <name>-<version>-<build>.conda/.tar.bz2 file name "
+                "clients could download; rename it (no spaces, quotes or control characters)",
+            ))  # fmt: skip
         on_disk = tree.scan_packages(channel, subdir)
         known = catalog.files(channel, subdir)
     else:
@@ -162,7 +186,6 @@ def index_subdir(
                             != (on_disk[fn].size, on_disk[fn].mtime_ns))
     ]  # fmt: skip
     gone = [fn for fn in known if fn not in on_disk]
-    quarantined: list[QuarantinedFile] = []
     rows: list[CatalogFile] = []
     stats_only: list[tuple[str, int, int]] = []
     drop: list[str] = []
@@ -257,7 +280,8 @@ def _recheck_mirrored(path: Path, known: CatalogFile) -> str | None:
 def _quarantine(
     ctx: IndexContext, channel: str, subdir: str, filename: str, reason: str, message: str
 ) -> QuarantinedFile:
-    source = ctx.tree.package_path(channel, subdir, filename)
+    # a file name straight from the directory listing: one path component, never "../"
+    source = ctx.tree.subdir_dir(channel, subdir) / filename
     moved = ctx.quarantine.move(source, channel, subdir, f"{reason}: {message}")
     log.warning("%s/%s: quarantined %s (%s): %s -> %s", channel, subdir, filename, reason,
                 message, moved)  # fmt: skip

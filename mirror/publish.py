@@ -123,25 +123,37 @@ def channeldata_enabled(index: IndexSettings, local_channel: bool) -> bool:
 
 
 def publish_channeldata(
-    tree: ChannelTree, catalog: Catalog, channel: str, subdirs: Iterable[str]
+    tree: ChannelTree,
+    catalog: Catalog,
+    channel: str,
+    subdirs: Iterable[str],
+    index: IndexSettings,
+    *,
+    enabled: bool,
 ) -> bool:
-    """channeldata.json at the channel root (CEP-38), from every subdir's records."""
+    """channeldata.json at the channel root (CEP-38), from every subdir's published records;
+    removed when switched off, so it never lingers stale."""
+    path = tree.channel_dir(channel) / CHANNELDATA
+    if not enabled:
+        tree.remove(path)
+        return False
     subdirs = sorted(subdirs)
     entries = []
     for subdir in subdirs:
+        patches = load_patches(index.patch_instructions, subdir)
         extras = {
             fn: (run_exports, about) for fn, run_exports, about in catalog.extras(channel, subdir)
         }
         for stored in catalog.records(channel, subdir):
-            summary = summarize(stored.record)
+            final = final_record(stored, patches)
+            summary = summarize(final) if final is not None else None
             if summary is None:
                 continue
             run_exports, about = extras.get(stored.filename, (None, None))
             entries.append(
                 ChannelEntry(subdir, summary, _json_object(about), _json_object(run_exports))
             )
-    body = channeldata_json(subdirs, entries)
-    return tree.write_if_changed(tree.channel_dir(channel) / CHANNELDATA, body)
+    return tree.write_if_changed(path, channeldata_json(subdirs, entries))
 
 
 def _json_object(data: bytes | None) -> dict[str, object] | None:
@@ -171,8 +183,13 @@ def publish_subdir(
     recorded = catalog.outputs(channel, subdir)
     intact = not force and _intact(run, recorded, REPODATA_JSON, render_key)
     if intact and not dirty and _optional_outputs_current(run, recorded):
-        return PublishResult(channel, subdir, catalog.count_records(channel, subdir),
-                             seconds=time.monotonic() - started)  # fmt: skip
+        deleted = 0
+        if catalog.shard_orphans(channel, subdir):  # orphans expire even in a quiet subdir
+            with catalog.transaction():
+                deleted = _collect_shard_garbage(run, catalog.shard_map(channel, subdir))
+        records = catalog.count_records(channel, subdir)
+        seconds = time.monotonic() - started
+        return PublishResult(channel, subdir, records, shards_deleted=deleted, seconds=seconds)
 
     pieces = None
     if (
@@ -197,7 +214,8 @@ def publish_subdir(
     if settings.current_repodata:
         _write_current_repodata(run, top)
     _remove_disabled_outputs(run)
-    deleted = _collect_shard_garbage(run, shard_map) if settings.shards else 0
+    # with shards switched off, the old ones are orphans: clients may still hold an old index
+    deleted = _collect_shard_garbage(run, shard_map if settings.shards else {})
     with catalog.transaction():
         catalog.clear_dirty(channel, subdir, dirty)
         catalog.set_shards(channel, subdir, shard_changes)
@@ -322,14 +340,17 @@ def _write_shards(
     written = 0
     for name in sorted(names):
         records = []
+        removed_here = set(removed.get(name, ()))
         for stored in run.catalog.records_named(run.channel, run.subdir, name):
             final = final_record(stored, run.settings.patches)
-            if final is not None:
+            if final is None:
+                removed_here.add(stored.filename)  # removed by patch instructions
+            else:
                 records.append((stored.filename, final))
         if not records:
             changes[name] = None
             continue
-        shard = build_shard(name, records, removed.get(name, ()))
+        shard = build_shard(name, records, removed_here)
         if run.tree.write_new(folder / shard.filename, shard.data):
             written += 1
         changes[name] = shard.sha256
@@ -445,6 +466,8 @@ def _write_run_exports(run: _Run) -> None:
     path = run.directory / RUN_EXPORTS_JSON
     entries = []
     for filename, run_exports, _ in run.catalog.extras(run.channel, run.subdir):
+        if filename in run.settings.patches.remove:
+            continue
         if run_exports is None:
             run.tree.remove(path)
             return

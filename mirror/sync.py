@@ -161,8 +161,10 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
                 channel.name,
                 settings_for(channel.index, "noarch", local_channel=False),
             )
-            if channeldata_enabled(channel.index, local_channel=False):
-                publish_channeldata(ctx.tree, ctx.catalog, channel.name, channel.subdirs)
+            enabled = channeldata_enabled(channel.index, local_channel=False)
+            publish_channeldata(
+                ctx.tree, ctx.catalog, channel.name, channel.subdirs, channel.index, enabled=enabled
+            )
     return SyncReport(tuple(reports))
 
 

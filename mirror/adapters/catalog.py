@@ -351,7 +351,8 @@ class Catalog:
     def extras(self, channel: str, subdir: str) -> Iterator[tuple[str, bytes | None, bytes | None]]:
         """(filename, run_exports, about) of every file, for run_exports.json/channeldata."""
         yield from self._db.execute(
-            "SELECT filename, run_exports, about FROM files WHERE channel = ? AND subdir = ?",
+            "SELECT filename, run_exports, about FROM files WHERE channel = ? AND subdir = ? "
+            "AND record IS NOT NULL",
             (channel, subdir),
         )
 

@@ -89,6 +89,19 @@ class ChannelTree:
             found[entry.name] = FileStat(stat.st_size, stat.st_mtime_ns)
         return found
 
+    def scan_unsafe_names(self, channel: str, subdir: str) -> list[str]:
+        """Regular files that end like a package but whose names clients could not use."""
+        directory = self.subdir_dir(channel, subdir)
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return []
+        return sorted(
+            e.name for e in entries
+            if e.name.endswith((".conda", ".tar.bz2")) and not is_safe_filename(e.name)
+            and not e.name.startswith(TEMP_PREFIX) and e.is_file(follow_symlinks=False)
+        )  # fmt: skip
+
     def stat_packages(
         self, channel: str, subdir: str, filenames: Iterable[str]
     ) -> dict[str, FileStat]:
