@@ -213,6 +213,31 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     index.set_defaults(handler=_cmd_index)
 
+    daemon = sub.add_parser(
+        "daemon",
+        parents=[common],
+        help="run the service: scheduled syncs, drop folders, metrics",
+        description="Sync each channel on its schedule, publish packages dropped into drop "
+        "folders, serve Prometheus metrics. SIGTERM/SIGINT stop cleanly; SIGHUP reloads the "
+        "config (validated first; on error the running one is kept).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    daemon.set_defaults(handler=_cmd_daemon)
+
+    status = sub.add_parser(
+        "status",
+        parents=[common],
+        help="show what each channel publishes and its last sync",
+        description="Per channel and subdir: packages and bytes published, the last sync (time, "
+        "outcome), the next scheduled run and files in quarantine. Reads the state database, "
+        "so it works while the daemon runs.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(handler=_cmd_status)
+
     check = sub.add_parser(
         "check-config",
         parents=[common],
@@ -335,6 +360,29 @@ def _index_files(ctx: IndexContext, channel: str, files: list[str]) -> IndexRepo
     return index_files(ctx, channel, by_subdir)
 
 
+def _cmd_daemon(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
+    from mirror.config import resolve_config_path
+    from mirror.daemon import Daemon
+
+    daemon = Daemon(resolve_config_path(args.config), redactor=redactor.redact)
+    return daemon.run()
+
+
+def _cmd_status(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
+    import json
+
+    from mirror.config import load_config, resolve_config_path
+    from mirror.status import collect_status, format_status
+
+    config = load_config(resolve_config_path(args.config))
+    rows = collect_status(config)
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+    else:
+        print(redactor(format_status(rows)))
+    return EXIT_OK
+
+
 def _progress() -> Progress:
     from mirror.progress import NoProgress, TerminalProgress
 
@@ -393,4 +441,5 @@ def _setup_logging(level: str) -> _RedactingFormatter:
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request URL at INFO
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job otherwise
     return formatter

@@ -126,9 +126,13 @@ def index_files(ctx: IndexContext, channel: str, files: dict[str, list[str]]) ->
 
 def _channeldata(ctx: IndexContext, channel: str) -> bool:
     return publish_channeldata(
-        ctx.tree, ctx.catalog, channel, discover_subdirs(ctx.tree.channel_dir(channel)),
-        ctx.settings, enabled=channeldata_enabled(ctx.settings, ctx.local_channel),
-    )  # fmt: skip
+        ctx.tree,
+        ctx.catalog,
+        channel,
+        discover_subdirs(ctx.tree.channel_dir(channel)),
+        ctx.settings,
+        enabled=channeldata_enabled(ctx.settings, ctx.local_channel),
+    )
 
 
 def discover_subdirs(channel_dir: Path) -> list[str]:
@@ -169,11 +173,17 @@ def index_subdir(
     if only is None:
         tree.clean_temp(channel, subdir)
         for name in tree.scan_unsafe_names(channel, subdir):
-            quarantined.append(_quarantine(
-                ctx, channel, subdir, name, "unsafe_name",
-                f"{name!r} is not a plain <name>-<version>-<build>.conda/.tar.bz2 file name "
-                "clients could download; rename it (no spaces, quotes or control characters)",
-            ))  # fmt: skip
+            quarantined.append(
+                _quarantine(
+                    ctx,
+                    channel,
+                    subdir,
+                    name,
+                    "unsafe_name",
+                    f"{name!r} is not a plain <name>-<version>-<build>.conda/.tar.bz2 file name "
+                    "clients could download; rename it (no spaces, quotes or control characters)",
+                )
+            )
         on_disk = tree.scan_packages(channel, subdir)
         known = catalog.files(channel, subdir)
     else:
@@ -181,10 +191,14 @@ def index_subdir(
         known = catalog.files_named(channel, subdir, only)
     fresh = [fn for fn in on_disk if fn not in known]
     touched = [
-        fn for fn in on_disk
-        if fn in known and (force or (known[fn].size, known[fn].mtime_ns)
-                            != (on_disk[fn].size, on_disk[fn].mtime_ns))
-    ]  # fmt: skip
+        fn
+        for fn in on_disk
+        if fn in known
+        and (
+            force
+            or (known[fn].size, known[fn].mtime_ns) != (on_disk[fn].size, on_disk[fn].mtime_ns)
+        )
+    ]
     gone = [fn for fn in known if fn not in on_disk]
     rows: list[CatalogFile] = []
     stats_only: list[tuple[str, int, int]] = []
@@ -220,14 +234,24 @@ def index_subdir(
         catalog.update_stats(channel, subdir, stats_only)
         catalog.remove_files(channel, subdir, gone + drop)
     published = publish_subdir(
-        tree, catalog, channel, subdir, settings_for(ctx.settings, subdir, ctx.local_channel),
-        now=ctx.clock(), force=force,
-    )  # fmt: skip
+        tree,
+        catalog,
+        channel,
+        subdir,
+        settings_for(ctx.settings, subdir, ctx.local_channel),
+        now=ctx.clock(),
+        force=force,
+    )
     return SubdirIndexReport(
-        channel, subdir, new=len(fresh) - sum(1 for q in quarantined if q.filename in fresh),
-        changed=len(touched), removed=len(gone), quarantined=tuple(quarantined),
-        published=published, seconds=time.monotonic() - started,
-    )  # fmt: skip
+        channel,
+        subdir,
+        new=len(fresh) - sum(1 for q in quarantined if q.filename in fresh),
+        changed=len(touched),
+        removed=len(gone),
+        quarantined=tuple(quarantined),
+        published=published,
+        seconds=time.monotonic() - started,
+    )
 
 
 class _Rejected(Exception):
@@ -246,8 +270,15 @@ def _local_row(
     now_ms: int,
 ) -> CatalogFile:
     try:
-        record = local_record(filename, subdir, info.index, size=info.size, sha256=info.sha256,
-                              md5=info.md5, run_exports=info.run_exports)  # fmt: skip
+        record = local_record(
+            filename,
+            subdir,
+            info.index,
+            size=info.size,
+            sha256=info.sha256,
+            md5=info.md5,
+            run_exports=info.run_exports,
+        )
     except InvalidPackage as exc:
         raise _Rejected("invalid_metadata", f"{filename}: {exc}") from None
     previous = known.get(filename)
@@ -256,11 +287,18 @@ def _local_row(
     indexed_ms = previous.indexed_ms if same_bytes and previous and previous.indexed_ms else now_ms
     about = {key: info.about[key] for key in ABOUT_KEYS if key in info.about}
     return CatalogFile(
-        filename, stat.size, stat.mtime_ns, info.sha256, info.md5, ORIGIN_LOCAL,
-        name=str(info.index["name"]), record=record, indexed_ms=indexed_ms,
+        filename,
+        stat.size,
+        stat.mtime_ns,
+        info.sha256,
+        info.md5,
+        ORIGIN_LOCAL,
+        name=str(info.index["name"]),
+        record=record,
+        indexed_ms=indexed_ms,
         run_exports=msgspec.json.encode(info.run_exports or {}),
         about=msgspec.json.encode(about),
-    )  # fmt: skip
+    )
 
 
 def _recheck_mirrored(path: Path, known: CatalogFile) -> str | None:
@@ -283,8 +321,9 @@ def _quarantine(
     # a file name straight from the directory listing: one path component, never "../"
     source = ctx.tree.subdir_dir(channel, subdir) / filename
     moved = ctx.quarantine.move(source, channel, subdir, f"{reason}: {message}")
-    log.warning("%s/%s: quarantined %s (%s): %s -> %s", channel, subdir, filename, reason,
-                message, moved)  # fmt: skip
+    log.warning(
+        "%s/%s: quarantined %s (%s): %s -> %s", channel, subdir, filename, reason, message, moved
+    )
     return QuarantinedFile(filename, reason, message, moved)
 
 

@@ -112,10 +112,15 @@ def settings_for(index: IndexSettings, subdir: str, local_channel: bool) -> Publ
     """What to write for one subdir. run_exports.json needs the packages' info/, which only
     local packages give, so by default it is written for channels without an upstream."""
     run_exports = index.run_exports if index.run_exports is not None else local_channel
-    return PublishSettings(zst=index.zst, bz2=index.bz2, shards=index.shards,
-                           current_repodata=index.current_repodata, run_exports=run_exports,
-                           shard_grace_days=index.shard_grace_days,
-                           patches=load_patches(index.patch_instructions, subdir))  # fmt: skip
+    return PublishSettings(
+        zst=index.zst,
+        bz2=index.bz2,
+        shards=index.shards,
+        current_repodata=index.current_repodata,
+        run_exports=run_exports,
+        shard_grace_days=index.shard_grace_days,
+        patches=load_patches(index.patch_instructions, subdir),
+    )
 
 
 def channeldata_enabled(index: IndexSettings, local_channel: bool) -> bool:
@@ -174,8 +179,15 @@ def publish_subdir(
     force: bool = False,
 ) -> PublishResult:
     started = time.monotonic()
-    run = _Run(tree, catalog, channel, subdir, settings, now if now is not None else time.time(),
-               tree.ensure_subdir(channel, subdir))  # fmt: skip
+    run = _Run(
+        tree,
+        catalog,
+        channel,
+        subdir,
+        settings,
+        now if now is not None else time.time(),
+        tree.ensure_subdir(channel, subdir),
+    )
     tree.sync_dir(run.directory)  # package renames must be durable before an index names them
     top = local_top_level(subdir, unpack_top_level(catalog.top_level(channel, subdir)))
     render_key = settings.render_key(top)
@@ -222,9 +234,16 @@ def publish_subdir(
         catalog.put_outputs(channel, subdir, run.outputs)
     if run.changed:
         log.debug("%s/%s: wrote %s", channel, subdir, ", ".join(run.changed))
-    return PublishResult(channel, subdir, catalog.count_records(channel, subdir),
-                         tuple(run.changed), spliced, written, deleted,
-                         time.monotonic() - started)  # fmt: skip
+    return PublishResult(
+        channel,
+        subdir,
+        catalog.count_records(channel, subdir),
+        tuple(run.changed),
+        spliced,
+        written,
+        deleted,
+        time.monotonic() - started,
+    )
 
 
 def ensure_noarch(
@@ -493,11 +512,17 @@ def _write_current_repodata(run: _Run, top: dict[str, bytes]) -> None:
 
 def _remove_disabled_outputs(run: _Run) -> None:
     """An output switched off in the config must not linger with stale content."""
-    disabled = [name for name, enabled in (
-        (REPODATA_ZST, run.settings.zst), (REPODATA_BZ2, run.settings.bz2),
-        (SHARD_INDEX_NAME, run.settings.shards), (CURRENT_REPODATA, run.settings.current_repodata),
-        (RUN_EXPORTS_JSON, run.settings.run_exports),
-    ) if not enabled]  # fmt: skip
+    disabled = [
+        name
+        for name, enabled in (
+            (REPODATA_ZST, run.settings.zst),
+            (REPODATA_BZ2, run.settings.bz2),
+            (SHARD_INDEX_NAME, run.settings.shards),
+            (CURRENT_REPODATA, run.settings.current_repodata),
+            (RUN_EXPORTS_JSON, run.settings.run_exports),
+        )
+        if not enabled
+    ]
     for name in disabled:
         run.tree.remove(run.directory / name)
     run.catalog.drop_outputs(run.channel, run.subdir, disabled)
@@ -515,8 +540,11 @@ def _collect_shard_garbage(run: _Run, shard_map: dict[str, str]) -> int:
     orphans = run.catalog.shard_orphans(run.channel, run.subdir)
     grace_s = run.settings.shard_grace_days * 86400
     new_orphans = {d: run.now for d in on_disk - referenced if d not in orphans}
-    expired = {d for d, since in orphans.items() if d in on_disk - referenced
-               and run.now - since >= grace_s}  # fmt: skip
+    expired = {
+        d
+        for d, since in orphans.items()
+        if d in on_disk - referenced and run.now - since >= grace_s
+    }
     for digest in expired:
         run.tree.remove(folder / f"{digest}{SHARD_SUFFIX}")
     forget = expired | {d for d in orphans if d in referenced or d not in on_disk}

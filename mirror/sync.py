@@ -141,7 +141,7 @@ def run_sync(
 def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     reports: list[SubdirReport] = []
     for channel in ctx.config.channels:
-        if options.channels and channel.name not in options.channels:
+        if not channel.mirrored or (options.channels and channel.name not in options.channels):
             continue
         subdirs = [s for s in channel.subdirs if not options.subdirs or s in options.subdirs]
         for subdir in subdirs:
@@ -278,6 +278,15 @@ class _SubdirSync:
         )
         by_filename = {r.filename: r for r in selection.records}
         good, failures, downloaded, verified = self._transfer(upstream, plan, by_filename)
+        failures += [
+            FileFailure(
+                w.filename,
+                "name_conflict",
+                f"{w.filename}: a different local package "
+                "with this name is published here; it is never overwritten by a mirror",
+            )
+            for w in plan.conflicts
+        ]
         self._update_records(by_filename, good, repodata)
         with ctx.catalog.transaction():
             ctx.catalog.retire_records(self.name, self.subdir, (p.filename for p in plan.delete))

@@ -87,6 +87,11 @@ CREATE TABLE IF NOT EXISTS outputs (
     zst_level INTEGER,     -- for .zst files: recompress later when this is a fast level
     PRIMARY KEY (channel, subdir, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedule (
+    channel  TEXT PRIMARY KEY,
+    next_run REAL,             -- when the daemon will next sync it (NULL: not scheduled)
+    updated  REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sync_runs (
     id               INTEGER PRIMARY KEY,
     channel          TEXT NOT NULL,
@@ -235,10 +240,23 @@ class Catalog:
     def put_files(self, channel: str, subdir: str, files: Iterable[CatalogFile]) -> None:
         """Insert or replace files with their records; each becomes dirty (to be published)."""
         rows = [
-            (channel, subdir, f.filename, f.size, f.mtime_ns, f.sha256, f.md5, f.origin, f.name,
-             f.record, f.indexed_ms, f.run_exports, f.about)
+            (
+                channel,
+                subdir,
+                f.filename,
+                f.size,
+                f.mtime_ns,
+                f.sha256,
+                f.md5,
+                f.origin,
+                f.name,
+                f.record,
+                f.indexed_ms,
+                f.run_exports,
+                f.about,
+            )
             for f in files
-        ]  # fmt: skip
+        ]
         self._db.executemany(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
         )
@@ -442,9 +460,18 @@ class Catalog:
     def save_upstream_state(self, channel: str, subdir: str, state: UpstreamState) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO upstream_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (channel, subdir, state.upstream_key, state.variant, state.etag, state.last_modified,
-             state.zst_missing_until, state.selection_key, state.selection_valid_until_ms),
-        )  # fmt: skip
+            (
+                channel,
+                subdir,
+                state.upstream_key,
+                state.variant,
+                state.etag,
+                state.last_modified,
+                state.zst_missing_until,
+                state.selection_key,
+                state.selection_valid_until_ms,
+            ),
+        )
 
     # -- published outputs (repodata files) -------------------------------------------------
 
@@ -460,15 +487,56 @@ class Catalog:
         """Record what was written; outputs not named keep their previous entry."""
         self._db.executemany(
             "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((channel, subdir, name, s.size, s.mtime_ns, s.render_key, s.zst_level)
-             for name, s in outputs.items()),
-        )  # fmt: skip
+            (
+                (channel, subdir, name, s.size, s.mtime_ns, s.render_key, s.zst_level)
+                for name, s in outputs.items()
+            ),
+        )
 
     def drop_outputs(self, channel: str, subdir: str, names: Iterable[str]) -> None:
         self._db.executemany(
             "DELETE FROM outputs WHERE channel = ? AND subdir = ? AND name = ?",
             ((channel, subdir, name) for name in names),
         )
+
+    # -- status ---------------------------------------------------------------------------
+
+    def published_stats(self, channel: str, subdir: str) -> tuple[int, int]:
+        """(records, bytes of their files) a subdir publishes."""
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE channel = ? AND subdir = ? "
+            "AND record IS NOT NULL",
+            (channel, subdir),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def subdirs(self, channel: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT subdir FROM files WHERE channel = ? UNION "
+            "SELECT DISTINCT subdir FROM outputs WHERE channel = ?",
+            (channel, channel),
+        )
+        return sorted(row[0] for row in rows)
+
+    def set_next_runs(self, next_runs: dict[str, float | None]) -> None:
+        now = time.time()
+        self._db.execute("DELETE FROM schedule")
+        self._db.executemany(
+            "INSERT INTO schedule VALUES (?, ?, ?)",
+            ((channel, when, now) for channel, when in next_runs.items()),
+        )
+
+    def next_runs(self) -> dict[str, float | None]:
+        return dict(self._db.execute("SELECT channel, next_run FROM schedule"))
+
+    def last_run(self, channel: str, subdir: str) -> tuple[float, str, str | None] | None:
+        """(finished_at, outcome, message) of the latest sync of a subdir."""
+        row = self._db.execute(
+            "SELECT finished_at, outcome, message FROM sync_runs WHERE channel = ? AND subdir = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (channel, subdir),
+        ).fetchone()
+        return (float(row[0]), str(row[1]), row[2]) if row else None
 
     # -- run history ------------------------------------------------------------------------
 
@@ -489,6 +557,16 @@ class Catalog:
             "INSERT INTO sync_runs (channel, subdir, started_at, finished_at, outcome, "
             "downloaded_files, downloaded_bytes, deleted_files, failed_files, message) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (channel, subdir, started_at, time.time(), outcome, downloaded_files,
-             downloaded_bytes, deleted_files, failed_files, message),
-        )  # fmt: skip
+            (
+                channel,
+                subdir,
+                started_at,
+                time.time(),
+                outcome,
+                downloaded_files,
+                downloaded_bytes,
+                deleted_files,
+                failed_files,
+                message,
+            ),
+        )

@@ -97,10 +97,13 @@ class ChannelTree:
         except FileNotFoundError:
             return []
         return sorted(
-            e.name for e in entries
-            if e.name.endswith((".conda", ".tar.bz2")) and not is_safe_filename(e.name)
-            and not e.name.startswith(TEMP_PREFIX) and e.is_file(follow_symlinks=False)
-        )  # fmt: skip
+            e.name
+            for e in entries
+            if e.name.endswith((".conda", ".tar.bz2"))
+            and not is_safe_filename(e.name)
+            and not e.name.startswith(TEMP_PREFIX)
+            and e.is_file(follow_symlinks=False)
+        )
 
     def stat_packages(
         self, channel: str, subdir: str, filenames: Iterable[str]

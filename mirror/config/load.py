@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from mirror.config.model import ChannelConfig, IndexSettings, MirrorConfig, TransferSettings
+from mirror.config.service import read_drop_folders, read_schedule, read_service
 from mirror.config.yaml_view import YamlView, load_document
 from mirror.core.filters import FilterRules
 from mirror.core.secrets import redact_url, url_secrets
@@ -21,14 +22,55 @@ DEFAULT_CONFIG = Path("/etc/mirror/config.yaml")
 
 _TRANSFER_KEYS = ("workers", "retries", "retry_backoff_s", "connect_timeout_s", "read_timeout_s")
 _TOP_KEYS = (
-    "root", "state_dir", "channels", "free_space_margin", "max_delete_fraction",
-    "max_repodata_size", "index", *_TRANSFER_KEYS,
-)  # fmt: skip
+    "root",
+    "state_dir",
+    "channels",
+    "free_space_margin",
+    "max_delete_fraction",
+    "max_repodata_size",
+    "index",
+    "metrics",
+    "watch",
+    "recompress_after_s",
+    *_TRANSFER_KEYS,
+)
 _CHANNEL_KEYS = (
-    "upstream", "token_env", "subdirs", "include", "exclude", "licenses", "not_older_than",
-    "not_newer_than", "max_age_days", "cooldown_days", "max_package_size", "keep_latest",
-    "prefer_conda", "max_delete_fraction", "index", *_TRANSFER_KEYS,
-)  # fmt: skip
+    "upstream",
+    "token_env",
+    "subdirs",
+    "include",
+    "exclude",
+    "licenses",
+    "not_older_than",
+    "not_newer_than",
+    "max_age_days",
+    "cooldown_days",
+    "max_package_size",
+    "keep_latest",
+    "prefer_conda",
+    "max_delete_fraction",
+    "index",
+    "schedule",
+    "drop_folders",
+    *_TRANSFER_KEYS,
+)
+# keys that only make sense with an upstream to select from and talk to
+_MIRROR_ONLY = (
+    "token_env",
+    "include",
+    "exclude",
+    "licenses",
+    "not_older_than",
+    "not_newer_than",
+    "max_age_days",
+    "cooldown_days",
+    "max_package_size",
+    "keep_latest",
+    "prefer_conda",
+    "max_delete_fraction",
+    "schedule",
+    *_TRANSFER_KEYS,
+)
 _INDEX_SWITCHES = ("zst", "bz2", "shards", "current_repodata", "run_exports", "channeldata")
 _INDEX_KEYS = (*_INDEX_SWITCHES, "shard_grace_days", "patch_instructions")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -71,6 +113,7 @@ def load_config(path: Path) -> MirrorConfig:
         _channel(name, view, base, defaults, delete_fraction, index_defaults)
         for name, view in entries.items()
     )
+    _check_drop_folders(channels, entries, root, state_dir)
     return MirrorConfig(
         source=path,
         root=root,
@@ -82,7 +125,29 @@ def load_config(path: Path) -> MirrorConfig:
         max_repodata_bytes=(
             top["max_repodata_size"].size_bytes() if "max_repodata_size" in top else 4 << 30
         ),
+        service=read_service(top),
     )
+
+
+def _check_drop_folders(
+    channels: tuple[ChannelConfig, ...], views: dict[str, YamlView], root: Path, state_dir: Path
+) -> None:
+    """A drop folder inside the published tree would publish half-copied files; one shared
+    by two channels would make the destination a coin toss."""
+    owner: dict[Path, str] = {}
+    for channel in channels:
+        view = views[channel.name]
+        for folder in channel.drop_folders:
+            for other, name in owner.items():
+                if _overlaps(folder, other):
+                    raise view.error(f"drop folder {folder} overlaps {other} of channel {name}")
+            for private, what in ((root, "root"), (state_dir, "state_dir")):
+                if _overlaps(folder, private):
+                    raise view.error(
+                        f"drop folder {folder} overlaps {what} {private}; drops must arrive "
+                        "outside the published tree and the state directory"
+                    )
+            owner[folder] = channel.name
 
 
 def _channel(
@@ -100,7 +165,15 @@ def _channel(
     fields = view.mapping(_CHANNEL_KEYS)
     upstream = _upstream(fields["upstream"], base) if "upstream" in fields else None
     if upstream is None:
-        raise view.error("missing 'upstream' (an http(s):// URL, a file:// URL or a path)")
+        misplaced = [key for key in _MIRROR_ONLY if key in fields]
+        if misplaced:
+            raise fields[misplaced[0]].error(
+                "only for mirrored channels; this channel has no 'upstream' (drops only)"
+            )
+        if "drop_folders" not in fields:
+            raise view.error(
+                "give an 'upstream' to mirror, or 'drop_folders' for a channel of local packages"
+            )
     if "subdirs" not in fields:
         raise view.error("missing 'subdirs', e.g. subdirs: [linux-64, noarch]")
     token_env = None
@@ -123,6 +196,10 @@ def _channel(
         index=_index(fields["index"], base, index_defaults)
         if "index" in fields
         else index_defaults,
+        schedule=read_schedule(fields["schedule"]) if "schedule" in fields else None,
+        drop_folders=(
+            read_drop_folders(fields["drop_folders"], base) if "drop_folders" in fields else ()
+        ),
     )
 
 

@@ -37,6 +37,27 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """When the daemon syncs a mirrored channel: a cron expression or an interval."""
+
+    cron: str | None = None
+    interval_minutes: float | None = None
+    jitter_s: float = 0.0
+    at_start: bool = False  # also sync once when the daemon starts
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The daemon's own knobs (the top-level `metrics:` and `watch:` keys)."""
+
+    metrics_host: str | None = None  # None: no metrics endpoint
+    metrics_port: int = 9184
+    settle_s: float = 1.0  # a dropped file without a close event must keep its size this long
+    debounce_s: float = 0.3  # drops arriving within this window are published together
+    recompress_after_s: float = 300.0  # quiet time before .zst is recompressed at the final level
+
+
+@dataclass(frozen=True)
 class ChannelConfig:
     name: str
     upstream: str | None  # http(s):// or file:// URL; None for a channel fed only by drops
@@ -46,6 +67,12 @@ class ChannelConfig:
     transfer: TransferSettings
     max_delete_fraction: float
     index: IndexSettings = IndexSettings()
+    schedule: Schedule | None = None
+    drop_folders: tuple[Path, ...] = ()
+
+    @property
+    def mirrored(self) -> bool:
+        return self.upstream is not None
 
     @property
     def shown_upstream(self) -> str:
@@ -60,6 +87,7 @@ class MirrorConfig:
     channels: tuple[ChannelConfig, ...]
     free_space_margin_bytes: int
     max_repodata_bytes: int
+    service: ServiceSettings = ServiceSettings()
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -73,6 +101,13 @@ def describe(config: MirrorConfig) -> dict[str, object]:
         "state_dir": str(config.state_dir),
         "free_space_margin_bytes": config.free_space_margin_bytes,
         "max_repodata_bytes": config.max_repodata_bytes,
+        "metrics": (
+            f"{config.service.metrics_host}:{config.service.metrics_port}"
+            if config.service.metrics_host
+            else None
+        ),
+        "watch": {"settle_s": config.service.settle_s, "debounce_s": config.service.debounce_s},
+        "recompress_after_s": config.service.recompress_after_s,
         "channels": {c.name: _describe_channel(c) for c in config.channels},
     }
 
@@ -98,5 +133,7 @@ def _describe_channel(channel: ChannelConfig) -> dict[str, object]:
         "index": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(channel.index).items()
         },
+        "schedule": vars(channel.schedule).copy() if channel.schedule else None,
+        "drop_folders": [str(p) for p in channel.drop_folders],
     }
     return described

@@ -46,6 +46,7 @@ class SyncPlan:
     keep: tuple[WantedFile, ...]
     delete: tuple[PresentFile, ...]  # mirrored files no longer wanted (after publishing)
     untracked: tuple[PresentFile, ...]  # unknown files nobody wants: left alone, reported
+    conflicts: tuple[WantedFile, ...] = ()  # a different local file holds the name: never replaced
 
     @property
     def download_bytes(self) -> int:
@@ -60,10 +61,14 @@ def plan_sync(wanted: Mapping[str, WantedFile], present: Mapping[str, PresentFil
     download: list[WantedFile] = []
     verify: list[WantedFile] = []
     keep: list[WantedFile] = []
+    conflicts: list[WantedFile] = []
     for filename in sorted(wanted):
         want = wanted[filename]
         have = present.get(filename)
-        if have is None or (want.size is not None and have.size != want.size):
+        if have is not None and have.origin == ORIGIN_LOCAL:
+            same = want.same_content(have.size, have.sha256, have.md5)
+            (keep if same else conflicts).append(want)
+        elif have is None or (want.size is not None and have.size != want.size):
             download.append(want)
         elif have.sha256 is None and have.md5 is None:
             verify.append(want)
@@ -78,6 +83,7 @@ def plan_sync(wanted: Mapping[str, WantedFile], present: Mapping[str, PresentFil
         keep=tuple(keep),
         delete=tuple(p for p in leftovers if p.origin == ORIGIN_MIRROR),
         untracked=tuple(p for p in leftovers if p.origin is None),
+        conflicts=tuple(conflicts),
     )
 
 

@@ -15,9 +15,17 @@ from mirror.core.specs import newest_versions, to_rattler_record
 
 # the about.json fields channeldata carries (CEP-38)
 ABOUT_KEYS = (
-    "description", "dev_url", "doc_source_url", "doc_url", "home", "icon_url", "license",
-    "source_git_url", "source_url", "summary",
-)  # fmt: skip
+    "description",
+    "dev_url",
+    "doc_source_url",
+    "doc_url",
+    "home",
+    "icon_url",
+    "license",
+    "source_git_url",
+    "source_url",
+    "summary",
+)
 
 
 class RecordSummary(msgspec.Struct, frozen=True):
@@ -105,9 +113,14 @@ def current_selection(records: Mapping[str, RecordSummary]) -> set[str]:
         if filename not in rattler_records:
             summary = records[filename]
             rattler_records[filename] = to_rattler_record(
-                RecordFields(name=summary.name, version=summary.version, build=summary.build,
-                             build_number=summary.build_number, subdir=summary.subdir)
-            )  # fmt: skip
+                RecordFields(
+                    name=summary.name,
+                    version=summary.version,
+                    build=summary.build,
+                    build_number=summary.build_number,
+                    subdir=summary.subdir,
+                )
+            )
         return rattler_records[filename]
 
     from rattler import MatchSpec

@@ -1,0 +1,479 @@
+"""The long-running service: scheduled syncs, drop-folder watching, metrics, signals.
+
+One worker thread per channel does all of that channel's writing (syncs, drops, background
+recompression), one task at a time: at most one run per channel, and a drop into a local
+channel never waits for a long conda-forge sync. The scheduler (apscheduler 3) and the watcher
+only queue work; a run that is already queued absorbs the next one (missed runs coalesce).
+The single-writer lock is held for the daemon's life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry, start_http_server
+
+from mirror.adapters.catalog import Catalog
+from mirror.adapters.lock import WriterLock
+from mirror.adapters.store import ChannelTree, Quarantine
+from mirror.adapters.upstream import make_http_client
+from mirror.adapters.watcher import DropWatcher
+from mirror.config import MirrorConfig, load_config
+from mirror.config.model import ChannelConfig
+from mirror.core.secrets import Redactor, url_secrets
+from mirror.drops import DEFERRED, PUBLISHED, DropContext, admit_drops
+from mirror.errors import MirrorError
+from mirror.indexer import IndexContext, index_channel
+from mirror.metrics import MirrorMetrics
+from mirror.publish import recompress
+from mirror.sync import CATALOG_NAME, SyncContext, SyncOptions, sync
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 8.0
+QUARANTINE_DIR = "quarantine"
+
+
+class Notifier:
+    """systemd's sd_notify protocol over $NOTIFY_SOCKET (Type=notify), no dependency needed."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._address = env.get("NOTIFY_SOCKET")
+        usec = env.get("WATCHDOG_USEC", "")
+        self.watchdog_interval_s = int(usec) / 2e6 if usec.isdigit() else None
+
+    def send(self, message: str) -> None:
+        if not self._address:
+            return
+        address = "\0" + self._address[1:] if self._address.startswith("@") else self._address
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(message.encode(), address)
+
+
+@dataclass
+class _Work:
+    index: bool = False  # reconcile a local channel with its folders (start-up)
+    sync: bool = False
+    drops: dict[Path, float] = field(default_factory=dict)  # path -> when it was complete
+    last_drop: float = 0.0
+
+
+class ChannelWorker:
+    """Runs one channel's tasks in order on its own thread (with its own catalog connection)."""
+
+    def __init__(self, daemon: Daemon, channel: ChannelConfig) -> None:
+        self.daemon = daemon
+        self.channel = channel  # replaced on reload; read once per task
+        self._work = _Work()
+        self._cond = threading.Condition()
+        self._last_publish = 0.0
+        self._recompressed = True
+        self._retire = False
+        self.thread = threading.Thread(
+            target=self._run, name=f"channel-{channel.name}", daemon=True
+        )
+
+    def request_index(self) -> None:
+        with self._cond:
+            self._work.index = True
+            self._cond.notify()
+
+    def request_sync(self) -> None:
+        with self._cond:
+            self._work.sync = True
+            self._cond.notify()
+
+    def add_drop(self, path: Path, ready_at: float) -> None:
+        with self._cond:
+            self._work.drops.setdefault(path, ready_at)
+            self._work.last_drop = time.monotonic()
+            self._cond.notify()
+
+    def retire(self) -> None:
+        with self._cond:
+            self._retire = True
+            self._cond.notify()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _take(self) -> tuple[str, dict[Path, float]] | None:
+        """The next task: drops once they have been quiet for debounce_s, else a sync."""
+        service = self.daemon.config.service
+        with self._cond:
+            while True:
+                if self.daemon.stopping.is_set() or self._retire:
+                    return None
+                now = time.monotonic()
+                if self._work.index:
+                    self._work.index = False
+                    return "index", {}
+                if self._work.drops and now - self._work.last_drop >= service.debounce_s:
+                    drops, self._work.drops = self._work.drops, {}
+                    return "drops", drops
+                if self._work.sync:
+                    self._work.sync = False
+                    return "sync", {}
+                timeout = service.debounce_s if self._work.drops else 1.0
+                if not self._work.drops and not self._recompressed:
+                    idle = now - self._last_publish
+                    if idle >= service.recompress_after_s:
+                        return "recompress", {}
+                    timeout = min(timeout, service.recompress_after_s - idle)
+                self._cond.wait(timeout=max(timeout, 0.01))
+
+    def _run(self) -> None:
+        with Catalog(self.daemon.config.state_dir / CATALOG_NAME) as catalog:
+            while (task := self._take()) is not None:
+                kind, drops = task
+                try:
+                    if kind == "index":
+                        self._index(catalog)
+                    elif kind == "sync":
+                        self._sync(catalog)
+                    elif kind == "drops":
+                        self._drops(catalog, drops)
+                    else:
+                        self._recompress(catalog)
+                except Exception:  # a failing run is logged and counted; the daemon goes on
+                    log.exception("%s: task failed", self.channel.name)
+                self._update_gauges(catalog)
+
+    def _sync(self, catalog: Catalog) -> None:
+        daemon, channel = self.daemon, self.channel
+        started = time.monotonic()
+        ctx = SyncContext(
+            config=daemon.config,
+            tree=ChannelTree(daemon.config.root),
+            catalog=catalog,
+            http=daemon.http,
+            redactor=daemon.redactor,
+            stop=daemon.stopping,
+            env=daemon.env,
+        )
+        report = sync(ctx, SyncOptions(channels=(channel.name,)))
+        daemon.metrics.record_sync(channel.name, report, time.monotonic() - started, time.time())
+        for sub in report.subdirs:
+            if sub.repodata_changed:
+                self._published()
+        daemon.publish_schedule()
+
+    def _index(self, catalog: Catalog) -> None:
+        """Files put into (or removed from) a local channel's folders while the daemon was
+        down, and configured subdirs without repodata yet, are taken care of at start."""
+        config = self.daemon.config
+        ctx = IndexContext(
+            tree=ChannelTree(config.root),
+            catalog=catalog,
+            quarantine=Quarantine(config.state_dir / QUARANTINE_DIR),
+            settings=self.channel.index,
+            local_channel=True,
+        )
+        report = index_channel(ctx, self.channel.name, self.channel.subdirs)
+        for sub in report.subdirs:
+            if sub.published and sub.published.changed:
+                self._published()
+            for quarantined in sub.quarantined:
+                self.daemon.metrics.quarantined.labels(self.channel.name, quarantined.reason).inc()
+
+    def _drops(self, catalog: Catalog, drops: dict[Path, float]) -> None:
+        daemon, channel = self.daemon, self.channel
+        ctx = DropContext(
+            tree=ChannelTree(daemon.config.root),
+            catalog=catalog,
+            quarantine=Quarantine(daemon.config.state_dir / QUARANTINE_DIR),
+            fresh_s=max(2 * daemon.config.service.settle_s, 2.0),
+            on_outcome=lambda outcome: daemon.metrics.record_drop(channel.name, outcome),
+        )
+        report = admit_drops(ctx, channel, sorted(drops))
+        visible_at = time.monotonic()
+        for outcome in report.outcomes:
+            if outcome.result == PUBLISHED:
+                daemon.metrics.drop_to_visible.labels(channel.name).observe(
+                    visible_at - drops[outcome.source]
+                )
+            elif outcome.result == DEFERRED and daemon.watcher is not None:
+                daemon.watcher.requeue(outcome.source, channel.name)
+        for published in report.published:
+            daemon.metrics.index_duration.labels(channel.name).observe(published.seconds)
+        if report.published:
+            self._published()
+            log.info(
+                "%s: %d drops published, %d duplicates, %d quarantined, %d deferred in %.2f s",
+                channel.name,
+                report.count(PUBLISHED),
+                report.count("duplicate"),
+                report.count("quarantined"),
+                report.count(DEFERRED),
+                report.seconds,
+            )
+
+    def _published(self) -> None:
+        self._last_publish = time.monotonic()
+        self._recompressed = False
+
+    def _recompress(self, catalog: Catalog) -> None:
+        """The subdir has been quiet: raise its .zst from the fast level to the final one."""
+        self._recompressed = True
+        tree = ChannelTree(self.daemon.config.root)
+        for subdir in catalog.subdirs(self.channel.name):
+            if self.daemon.stopping.is_set():
+                return
+            if recompress(tree, catalog, self.channel.name, subdir):
+                log.info("%s/%s: recompressed repodata.json.zst", self.channel.name, subdir)
+
+    def _update_gauges(self, catalog: Catalog) -> None:
+        for subdir in catalog.subdirs(self.channel.name):
+            packages, size = catalog.published_stats(self.channel.name, subdir)
+            self.daemon.metrics.set_published(self.channel.name, subdir, packages, size)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        registry: CollectorRegistry | None = None,
+        env: dict[str, str] | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.config: MirrorConfig = load_config(config_path)
+        self.env = dict(env if env is not None else os.environ)
+        self.redactor = redactor or Redactor()
+        self.registry = registry or CollectorRegistry()
+        self.metrics = MirrorMetrics(self.registry)
+        self.stopping = threading.Event()
+        self._reload = threading.Event()
+        self.workers: dict[str, ChannelWorker] = {}
+        self.watcher: DropWatcher | None = None
+        self.http: httpx.Client | None = None
+        self._scheduler: Any = None
+        self._metrics_server: Any = None
+        self._lock = WriterLock(self.config.state_dir)
+        self._notifier = Notifier(self.env)
+        self._control = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def run(self, install_signals: bool = True) -> int:
+        """Serve until SIGTERM/SIGINT (or `stop()`); SIGHUP reloads the config."""
+        self._lock.acquire()
+        try:
+            self._start()
+            if install_signals:
+                self._install_signals()
+            self._notifier.send("READY=1")
+            log.info("mirror daemon ready: %d channels", len(self.config.channels))
+            self._serve()
+        finally:
+            self._notifier.send("STOPPING=1")
+            self._shutdown()
+            self._lock.release()
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def reload(self) -> None:
+        self._reload.set()
+
+    def _start(self) -> None:
+        self.redactor.add(s for c in self.config.channels for s in url_secrets(c.upstream or ""))
+        self.http = make_http_client(
+            max((c.transfer.workers for c in self.config.channels), default=4)
+        )
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_metrics_server()
+        for channel in self.config.channels:
+            self._add_worker(channel)
+        self._start_scheduler()
+        self._start_watcher()
+
+    def _serve(self) -> None:
+        interval = self._notifier.watchdog_interval_s
+        while not self.stopping.wait(min(interval or 1.0, 1.0)):
+            if interval:
+                self._notifier.send("WATCHDOG=1")
+            if self._reload.is_set():
+                self._reload.clear()
+                self._apply_reload()
+
+    def _shutdown(self) -> None:
+        """No new work; in-flight downloads are abandoned (temp files removed), drops finish
+        the file in hand; every index published so far stays consistent."""
+        self.stopping.set()
+        if self._scheduler is not None:
+            with contextlib.suppress(Exception):
+                self._scheduler.shutdown(wait=False)
+        if self.watcher is not None:
+            self.watcher.stop()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for worker in self.workers.values():
+            worker.wake()
+        for worker in self.workers.values():
+            worker.thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        if self._metrics_server is not None:
+            server, thread = self._metrics_server
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=2)
+        if self.http is not None:
+            self.http.close()
+        log.info("mirror daemon stopped")
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            self.stop()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self.reload()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    # -- parts ------------------------------------------------------------------------------
+
+    def _add_worker(self, channel: ChannelConfig) -> None:
+        worker = ChannelWorker(self, channel)
+        self.workers[channel.name] = worker
+        worker.thread.start()
+        if not channel.mirrored:
+            worker.request_index()
+        elif channel.schedule and channel.schedule.at_start:
+            worker.request_sync()
+
+    def _start_metrics_server(self) -> None:
+        service = self.config.service
+        if service.metrics_host is None:
+            return
+        try:
+            self._metrics_server = start_http_server(
+                service.metrics_port, addr=service.metrics_host, registry=self.registry
+            )
+        except OSError as exc:
+            raise MirrorError(
+                f"cannot serve metrics on {service.metrics_host}:{service.metrics_port}: "
+                f"{exc.strerror}; change metrics.listen"
+            ) from exc
+        log.info("metrics on http://%s:%d/metrics", service.metrics_host, service.metrics_port)
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._schedule_jobs()
+        self._scheduler.start()
+        self.publish_schedule()
+
+    def _schedule_jobs(self) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self._scheduler.remove_all_jobs()
+        for channel in self.config.channels:
+            schedule = channel.schedule
+            if schedule is None or not channel.mirrored:
+                continue
+            jitter = int(schedule.jitter_s) or None
+            if schedule.cron:
+                trigger: Any = CronTrigger.from_crontab(schedule.cron, timezone="UTC")
+                trigger.jitter = jitter
+            else:
+                assert schedule.interval_minutes is not None
+                trigger = IntervalTrigger(minutes=schedule.interval_minutes, jitter=jitter)
+            self._scheduler.add_job(
+                self._request_sync,
+                trigger,
+                args=(channel.name,),
+                id=f"sync:{channel.name}",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+                replace_existing=True,
+            )
+
+    def _request_sync(self, name: str) -> None:
+        worker = self.workers.get(name)
+        if worker is not None:
+            worker.request_sync()
+        self.publish_schedule()
+
+    def publish_schedule(self) -> None:
+        """Write next run times to the state database, where `mirror status` reads them."""
+        if self._scheduler is None:
+            return
+        next_runs: dict[str, float | None] = {}
+        for job in self._scheduler.get_jobs():
+            name = job.id.split(":", 1)[1]
+            when = getattr(job, "next_run_time", None)
+            next_runs[name] = when.timestamp() if when else None
+        with (
+            contextlib.suppress(MirrorError),
+            Catalog(self.config.state_dir / CATALOG_NAME) as catalog,
+            catalog.transaction(),
+        ):
+            catalog.set_next_runs(next_runs)
+
+    def _start_watcher(self) -> None:
+        folders = {f: c.name for c in self.config.channels for f in c.drop_folders}
+        if not folders:
+            self.watcher = None
+            return
+        self.watcher = DropWatcher(
+            folders,
+            settle_s=self.config.service.settle_s,
+            on_ready=self._on_drop,
+            on_event=lambda kind: self.metrics.watch_events.labels(kind).inc(),
+        )
+        self.watcher.start()
+        log.info("watching %d drop folders", len(folders))
+
+    def _on_drop(self, channel: str, path: Path, ready_at: float) -> None:
+        worker = self.workers.get(channel)
+        if worker is not None:
+            worker.add_drop(path, ready_at)
+
+    def _apply_reload(self) -> None:
+        """SIGHUP: validate the new config first; on any error keep running on the old one."""
+        try:
+            new = load_config(self.config_path)
+        except MirrorError as exc:
+            log.error(
+                "reload refused, keeping the running configuration: %s", self.redactor(str(exc))
+            )
+            return
+        if (new.root, new.state_dir) != (self.config.root, self.config.state_dir):
+            log.error("reload refused: root and state_dir change only with a restart")
+            return
+        with self._control:
+            self.redactor.add(s for c in new.channels for s in url_secrets(c.upstream or ""))
+            old_names = set(self.workers)
+            self.config = new
+            for channel in new.channels:
+                if channel.name in self.workers:
+                    self.workers[channel.name].channel = channel
+                else:
+                    self._add_worker(channel)
+            for name in old_names - {c.name for c in new.channels}:
+                self.workers.pop(name).retire()
+            self._schedule_jobs()
+            if self.watcher is not None:
+                self.watcher.stop()
+            self._start_watcher()
+            self.publish_schedule()
+        log.info("configuration reloaded from %s", self.config_path)

@@ -1,0 +1,139 @@
+"""Prometheus metrics, fed from the reports the use cases return; the registry is passed in.
+
+Labels stay low-cardinality (channel, subdir, outcome, reason, kind): never file names or URLs.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from mirror import __version__
+from mirror.drops import DropOutcome
+from mirror.reports import OUTCOME_OK, OUTCOME_UNCHANGED, SyncReport
+
+_DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, float("inf"))
+
+
+class MirrorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+            return Gauge(name, doc, labels, registry=registry)
+
+        self.build_info = gauge(
+            "conda_mirror_build_info", "Version of mirror running.", ("version",)
+        )
+        self.build_info.labels(__version__).set(1)
+        self.sync_runs = counter(
+            "conda_mirror_sync_runs_total",
+            "Sync runs of a channel by outcome.",
+            ("channel", "outcome"),
+        )
+        self.sync_duration = Histogram(
+            "conda_mirror_sync_duration_seconds",
+            "Wall time of a channel's sync run.",
+            ("channel",),
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.last_success = gauge(
+            "conda_mirror_last_success_timestamp_seconds",
+            "When a channel's sync last completed with everything selected published.",
+            ("channel",),
+        )
+        self.downloaded_packages = counter(
+            "conda_mirror_downloaded_packages_total",
+            "Package files downloaded and verified.",
+            ("channel",),
+        )
+        self.downloaded_bytes = counter(
+            "conda_mirror_downloaded_bytes_total",
+            "Bytes of verified package files downloaded.",
+            ("channel",),
+        )
+        self.download_errors = counter(
+            "conda_mirror_download_errors_total",
+            "Files (or repodata) that could not be mirrored after all retries, by reason.",
+            ("channel", "reason"),
+        )
+        self.download_retries = counter(
+            "conda_mirror_download_retries_total",
+            "Retried transfers by the fault that caused them.",
+            ("channel", "reason"),
+        )
+        self.refused_records = counter(
+            "conda_mirror_refused_records_total",
+            "Upstream records refused as unsafe or malformed.",
+            ("channel",),
+        )
+        self.published_packages = gauge(
+            "conda_mirror_published_packages",
+            "Records in a subdir's published repodata.",
+            ("channel", "subdir"),
+        )
+        self.published_bytes = gauge(
+            "conda_mirror_published_bytes",
+            "Bytes of package files a subdir publishes.",
+            ("channel", "subdir"),
+        )
+        self.index_duration = Histogram(
+            "conda_mirror_index_duration_seconds",
+            "Wall time of publishing a subdir's index files.",
+            ("channel",),
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.drop_to_visible = Histogram(
+            "conda_mirror_drop_to_visible_seconds",
+            "From a dropped file being complete to it being in the published index.",
+            ("channel",),
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.drops = counter(
+            "conda_mirror_drops_total",
+            "Files taken from drop folders, by outcome.",
+            ("channel", "outcome"),
+        )
+        self.quarantined = counter(
+            "conda_mirror_quarantined_files_total",
+            "Files moved to quarantine, by reason.",
+            ("channel", "reason"),
+        )
+        self.watch_events = counter(
+            "conda_mirror_watch_events_total", "File system events seen in drop folders.", ("kind",)
+        )
+
+    def record_sync(self, channel: str, report: SyncReport, seconds: float, now: float) -> None:
+        outcomes = {s.outcome for s in report.subdirs}
+        outcome = (
+            "ok"
+            if outcomes <= {OUTCOME_OK, OUTCOME_UNCHANGED}
+            else ("interrupted" if "interrupted" in outcomes else "failed")
+        )
+        self.sync_runs.labels(channel, outcome).inc()
+        self.sync_duration.labels(channel).observe(seconds)
+        if outcome == "ok":
+            self.last_success.labels(channel).set(now)
+        for sub in report.subdirs:
+            self.downloaded_packages.labels(channel).inc(sub.downloaded_files)
+            self.downloaded_bytes.labels(channel).inc(sub.downloaded_bytes)
+            self.refused_records.labels(channel).inc(len(sub.refused))
+            for reason, count in sub.retries.items():
+                self.download_retries.labels(channel, reason).inc(count)
+            for failure in sub.failures:
+                self.download_errors.labels(channel, failure.reason).inc()
+            if sub.upstream_status == "error":
+                self.download_errors.labels(channel, "repodata").inc()
+
+    def record_drop(self, channel: str, outcome: DropOutcome) -> None:
+        self.drops.labels(channel, outcome.result).inc()
+        if outcome.result == "quarantined":
+            self.quarantined.labels(channel, outcome.reason or "unknown").inc()
+
+    def set_published(self, channel: str, subdir: str, packages: int, size_bytes: int) -> None:
+        self.published_packages.labels(channel, subdir).set(packages)
+        self.published_bytes.labels(channel, subdir).set(size_bytes)

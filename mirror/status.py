@@ -1,0 +1,105 @@
+"""Use case: what each channel publishes, its last sync and next run, from the state database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mirror.adapters.catalog import Catalog
+from mirror.config.model import MirrorConfig
+from mirror.sync import CATALOG_NAME
+
+QUARANTINE_DIR = "quarantine"
+
+
+@dataclass(frozen=True)
+class SubdirStatus:
+    channel: str
+    subdir: str
+    packages: int
+    size_bytes: int
+    last_sync_at: float | None
+    last_outcome: str | None
+    next_run_at: float | None
+    quarantined: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
+    """Read-only: the daemon may be running (SQLite WAL lets readers in)."""
+    path = config.state_dir / CATALOG_NAME
+    rows: list[SubdirStatus] = []
+    if not path.exists():
+        return rows
+    with Catalog(path) as catalog:
+        next_runs = catalog.next_runs()
+        for channel in config.channels:
+            subdirs = sorted(set(channel.subdirs) | set(catalog.subdirs(channel.name)))
+            for subdir in subdirs:
+                packages, size = catalog.published_stats(channel.name, subdir)
+                last = catalog.last_run(channel.name, subdir)
+                rows.append(
+                    SubdirStatus(
+                        channel.name,
+                        subdir,
+                        packages,
+                        size,
+                        last[0] if last else None,
+                        last[1] if last else None,
+                        next_runs.get(channel.name),
+                        _quarantined(config.state_dir / QUARANTINE_DIR / channel.name, subdir),
+                    )
+                )
+    return rows
+
+
+def _quarantined(folder: Path, subdir: str) -> int:
+    target = folder / subdir
+    return sum(1 for p in target.glob("*.reason")) if target.is_dir() else 0
+
+
+def format_status(rows: list[SubdirStatus]) -> str:
+    header = (
+        "channel/subdir",
+        "packages",
+        "size",
+        "last sync",
+        "outcome",
+        "next run",
+        "quarantined",
+    )
+    lines = [header]
+    for row in rows:
+        lines.append(
+            (
+                f"{row.channel}/{row.subdir}",
+                str(row.packages),
+                _size(row.size_bytes),
+                _when(row.last_sync_at),
+                row.last_outcome or "-",
+                _when(row.next_run_at),
+                str(row.quarantined),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
