@@ -361,9 +361,13 @@ def _index_files(ctx: IndexContext, channel: str, files: list[str]) -> IndexRepo
 
 
 def _cmd_daemon(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
+    import prometheus_client
+
     from mirror.config import resolve_config_path
     from mirror.daemon import Daemon
 
+    # *_created series double every counter's cardinality and nobody alerts on them
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     daemon = Daemon(resolve_config_path(args.config), redactor=redactor.redact)
     return daemon.run()
 

@@ -296,6 +296,7 @@ class Daemon:
             max((c.transfer.workers for c in self.config.channels), default=4)
         )
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        Catalog(self.config.state_dir / CATALOG_NAME).close()  # create it before the threads do
         self._start_metrics_server()
         for channel in self.config.channels:
             self._add_worker(channel)

@@ -237,6 +237,8 @@ def _link_into_place(
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+    # published files must be readable by the web server, whatever the dropper's umask was
+    target.chmod(0o644)
     tree.sync_dir(target.parent)
     source.unlink()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,22 +165,42 @@ class Catalog:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise CatalogError(
-                    f"{path}: written by a newer mirror (schema {version}); upgrade mirror"
-                )
-            if 0 < version < SCHEMA_VERSION:
-                self._drop_all()  # everything here can be rebuilt from the tree and upstream
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._with_retry(self._set_up)
         except sqlite3.DatabaseError as exc:
             raise CatalogError(
                 f"{path}: the state database is unusable ({exc}); move it aside and run "
                 "`mirror sync` again: it is rebuilt by hashing the files already in the tree"
             ) from exc
+
+    def _set_up(self) -> None:
+        # journal_mode=WAL needs a moment of exclusive access: the busy timeout does not apply,
+        # hence the retry when several threads or processes open a new catalog at once
+        self._db.execute("PRAGMA journal_mode=WAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.path}: written by a newer mirror (schema {version}); upgrade mirror"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            if 0 < version < SCHEMA_VERSION:
+                self._drop_all()  # everything here can be rebuilt from the tree and upstream
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _with_retry(self, action: Callable[[], None], attempts: int = 100) -> None:
+        for attempt in range(attempts):
+            try:
+                action()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
 
     def _drop_all(self) -> None:
         tables = [
