@@ -199,6 +199,12 @@ def _parser() -> argparse.ArgumentParser:
             help=f"write {text} (default: {'yes' if default else 'no'})",
         )
     index.add_argument(
+        "--deep",
+        action="store_true",
+        help="also check every member of every package (traversal, links, devices, bombs); "
+        "by default only info/ is read, as an index needs",
+    )
+    index.add_argument(
         "--shard-grace-days",
         type=float,
         default=7.0,
@@ -315,7 +321,7 @@ def _cmd_index(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
     settings = IndexSettings(
         zst=args.zst, bz2=args.bz2, shards=args.shards, current_repodata=args.current_repodata,
         run_exports=args.run_exports, channeldata=args.channeldata,
-        shard_grace_days=args.shard_grace_days, patch_instructions=patch,
+        shard_grace_days=args.shard_grace_days, patch_instructions=patch, deep_scan=args.deep,
     )  # fmt: skip
     tree = ChannelTree(channel_dir.parent)
     try:

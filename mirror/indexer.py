@@ -215,7 +215,7 @@ def index_subdir(
     local = fresh + [fn for fn in touched if known[fn].origin != ORIGIN_MIRROR]
     now_ms = int(ctx.clock() * 1000)
     ctx.progress.start(f"{channel}/{subdir}", len(local), sum(on_disk[f].size for f in local))
-    for filename, result in _read_all(directory, local, ctx.workers):
+    for filename, result in _read_all(directory, local, ctx.workers, ctx.settings.deep_scan):
         ctx.progress.advance(on_disk[filename].size)
         ctx.progress.file_done()
         try:
@@ -328,22 +328,30 @@ def _quarantine(
 
 
 def _read_all(
-    directory: Path, filenames: list[str], workers: int
+    directory: Path, filenames: list[str], workers: int, deep: bool
 ) -> Iterator[tuple[str, ReadResult]]:
     """Read packages, in a process pool when there are many (reading is CPU-bound)."""
     paths = [str(directory / fn) for fn in filenames]
+    read = read_deep if deep else read_info
     if len(paths) < POOL_THRESHOLD or workers <= 1:
-        yield from zip(filenames, map(read_one, paths), strict=True)
+        yield from zip(filenames, map(read, paths), strict=True)
         return
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        results: Iterable[ReadResult] = pool.map(read_one, paths, chunksize=32)
+        results: Iterable[ReadResult] = pool.map(read, paths, chunksize=32)
         yield from zip(filenames, results, strict=True)
 
 
-def read_one(path: str) -> ReadResult:
+def read_info(path: str) -> ReadResult:
     """Runs in a worker: exceptions with keyword arguments do not cross processes, so a
     refusal comes back as (reason, message)."""
+    try:
+        return read_package(Path(path))
+    except ArchiveError as exc:
+        return (exc.reason, str(exc))
+
+
+def read_deep(path: str) -> ReadResult:
     try:
         return read_package(Path(path), deep=True)
     except ArchiveError as exc:

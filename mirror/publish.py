@@ -18,6 +18,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from mirror.core.repodata_doc import (
 from mirror.core.shards import (
     SHARD_INDEX_NAME,
     SHARDS_DIR,
+    Shard,
     build_shard,
     build_shard_index,
     removed_by_name,
@@ -63,6 +65,7 @@ CHANNELDATA = "channeldata.json"
 NOARCH = "noarch"
 SPLICE_MAX_CHANGES = 20_000  # past this, rendering everything costs about the same
 SHARD_SUFFIX = ".msgpack.zst"
+SHARD_WRITERS = 4
 
 
 @dataclass(frozen=True)
@@ -356,26 +359,34 @@ def _write_shards(
     folder.mkdir(exist_ok=True)
     removed = removed_by_name(msgspec.json.decode(top.get("removed", b"[]")))
     changes: dict[str, str | None] = {}
-    written = 0
-    for name in sorted(names):
-        records = []
-        removed_here = set(removed.get(name, ()))
-        for stored in run.catalog.records_named(run.channel, run.subdir, name):
-            final = final_record(stored, run.settings.patches)
-            if final is None:
-                removed_here.add(stored.filename)  # removed by patch instructions
-            else:
-                records.append((stored.filename, final))
-        if not records:
-            changes[name] = None
-            continue
-        shard = build_shard(name, records, removed_here)
-        if run.tree.write_new(folder / shard.filename, shard.data):
-            written += 1
-        changes[name] = shard.sha256
-    if written:
-        run.tree.sync_dir(folder)
-    return changes, written
+    new_files: list[Path] = []
+
+    def write(shard: Shard) -> None:
+        if run.tree.write_new(folder / shard.filename, shard.data, fsync=False):
+            new_files.append(folder / shard.filename)
+
+    # creating thousands of small files is file-system latency, not CPU: overlap it
+    futures: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=SHARD_WRITERS) as writers:
+        for name in sorted(names):
+            records = []
+            removed_here = set(removed.get(name, ()))
+            for stored in run.catalog.records_named(run.channel, run.subdir, name):
+                final = final_record(stored, run.settings.patches)
+                if final is None:
+                    removed_here.add(stored.filename)  # removed by patch instructions
+                else:
+                    records.append((stored.filename, final))
+            if not records:
+                changes[name] = None
+                continue
+            shard = build_shard(name, records, removed_here)
+            futures.append(writers.submit(write, shard))
+            changes[name] = shard.sha256
+    for future in futures:
+        future.result()  # a failed write (disk full) must stop the index from naming it
+    run.tree.make_durable(new_files)  # before the shard index names them
+    return changes, len(new_files)
 
 
 def _write_repodata(

@@ -505,7 +505,8 @@ def test_a_bad_file_is_quarantined_with_a_reason_and_the_rest_is_indexed(
     filename, data = make()
     ws.put("noarch", filename, data)
 
-    report = ws.index()
+    # a member past info/ is only read by a deep scan (an index needs only info/)
+    report = ws.index(IndexSettings(deep_scan=reason == "unsafe_member"))
 
     assert report.quarantined == 1
     (bad,) = by_subdir(report)["noarch"].quarantined
@@ -522,6 +523,13 @@ def test_a_bad_file_is_quarantined_with_a_reason_and_the_rest_is_indexed(
 
     again = ws.index()  # the quarantined file is gone for good: nothing to redo
     assert again.quarantined == 0 and by_subdir(again)["noarch"].removed == 0
+
+
+def test_a_shallow_index_reads_only_info_and_a_deep_one_checks_the_payload(ws: Workspace) -> None:
+    filename, data = _dotdot_member()
+    ws.put("noarch", filename, data)
+    assert ws.index().quarantined == 0  # the ../x member sits in the payload, unread
+    assert ws.index(IndexSettings(deep_scan=True), force=True).quarantined == 1
 
 
 def test_a_bad_replacement_of_an_indexed_file_takes_its_record_out(ws: Workspace) -> None:

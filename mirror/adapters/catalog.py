@@ -356,8 +356,9 @@ class Catalog:
         return found
 
     def records_named(self, channel: str, subdir: str, name: str) -> list[StoredRecord]:
+        # without statistics SQLite would walk the whole subdir by primary key for each name
         rows = self._db.execute(
-            "SELECT filename, record, indexed_ms FROM files "
+            "SELECT filename, record, indexed_ms FROM files INDEXED BY files_by_name "
             "WHERE channel = ? AND subdir = ? AND name = ? AND record IS NOT NULL",
             (channel, subdir, name),
         )

@@ -71,7 +71,15 @@ _MIRROR_ONLY = (
     "schedule",
     *_TRANSFER_KEYS,
 )
-_INDEX_SWITCHES = ("zst", "bz2", "shards", "current_repodata", "run_exports", "channeldata")
+_INDEX_SWITCHES = (
+    "zst",
+    "bz2",
+    "shards",
+    "current_repodata",
+    "run_exports",
+    "channeldata",
+    "deep_scan",
+)
 _INDEX_KEYS = (*_INDEX_SWITCHES, "shard_grace_days", "patch_instructions")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SUBDIR = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")

@@ -33,7 +33,8 @@ class IndexSettings:
     run_exports: bool | None = None  # None: on for channels without an upstream
     channeldata: bool | None = None
     shard_grace_days: float = 7.0
-    patch_instructions: Path | None = None  # a .json, a folder of <subdir>/..., or a patch package
+    patch_instructions: Path | None = None  # a .json, a folder of <subdir>/..., or a package
+    deep_scan: bool = False  # read every member of packages found in the tree, not only info/
 
 
 @dataclass(frozen=True)

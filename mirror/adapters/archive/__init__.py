@@ -22,7 +22,7 @@ from typing import IO, Any, NamedTuple
 import msgspec
 import zstandard
 
-from mirror.adapters.archive.deep import DeepCheck
+from mirror.adapters.archive.deep import DeepCheck, NameCheck
 from mirror.adapters.archive.refusal import MiB, Refused, show
 from mirror.adapters.archive.streams import Budget, Bz2Pull, Range, Source, Stream, zstd_pull
 from mirror.adapters.archive.tar import ABOUT_JSON, INDEX_JSON, RUN_EXPORTS_JSON, TarScan
@@ -119,7 +119,7 @@ def _read(file: io.FileIO, name: str, deep: bool, limits: ArchiveLimits) -> Pack
         raise Refused("corrupt", "the file is empty")
     data = _read_whole(file, size) if size < limits.in_memory_below_bytes else None
     found: dict[str, bytes] = {}
-    checker = DeepCheck(limits.max_members) if deep else None
+    checker: DeepCheck | NameCheck = DeepCheck(limits.max_members) if deep else NameCheck()
     deep_budget = Budget(limits.max_deep_bytes, "the package decompresses to more than {}")
     if name.endswith(CONDA):
         members = _conda_members(io.BytesIO(data) if data is not None else file, name, deep)
@@ -139,8 +139,7 @@ def _read(file: io.FileIO, name: str, deep: bool, limits: ArchiveLimits) -> Pack
         budget = deep_budget if deep else Budget(limits.max_info_bytes, _INFO_NOT_FIRST)
         scan = TarScan(found, checker, limits.max_member_bytes)
         scan.walk(Stream(Bz2Pull(source.range(0, size)).pull, [budget]), stop_early=not deep)
-    if checker is not None:
-        checker.finish()
+    checker.finish()
     sha256, md5 = source.finish()
     return PackageInfo(_index(found), _about(found), _run_exports(found), size, sha256, md5)
 

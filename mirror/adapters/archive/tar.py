@@ -11,7 +11,7 @@ from mirror.adapters.archive.refusal import MiB, Refused, bytes_text, show
 from mirror.adapters.archive.streams import Stream
 
 if TYPE_CHECKING:
-    from mirror.adapters.archive.deep import DeepCheck
+    from mirror.adapters.archive.deep import DeepCheck, NameCheck
 
 INDEX_JSON = "info/index.json"
 ABOUT_JSON = "info/about.json"
@@ -193,7 +193,10 @@ class TarScan:
     """Collects the info/*.json we want from one tar and shows every member to the deep check."""
 
     def __init__(
-        self, found: dict[str, bytes] | None, checker: DeepCheck | None, max_member_bytes: int
+        self,
+        found: dict[str, bytes] | None,
+        checker: DeepCheck | NameCheck | None,
+        max_member_bytes: int,
     ) -> None:
         self._found = found  # None: this tar must not carry them (a .conda's pkg tar)
         self._checker = checker
