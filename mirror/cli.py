@@ -13,8 +13,6 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import yaml
-
 from mirror import __version__
 from mirror.errors import ConfigError, LockBusyError, MirrorError, UsageError
 
@@ -256,6 +254,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_check_config(args: argparse.Namespace, redactor: object) -> int:
+    import yaml
+
     from mirror.config import load_config, resolve_config_path
     from mirror.config.model import describe
 

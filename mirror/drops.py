@@ -209,7 +209,7 @@ def _install(
         name=str(info.index["name"]),
         record=record,
         indexed_ms=int(ctx.clock() * 1000),
-        run_exports=msgspec.json.encode(info.run_exports or {}),
+        run_exports=msgspec.json.encode(info.run_exports or {}, order="sorted"),
         about=msgspec.json.encode({k: info.about[k] for k in ABOUT_KEYS if k in info.about}),
     )
     return DropOutcome(path, PUBLISHED, subdir=subdir), row

@@ -296,7 +296,7 @@ def _local_row(
         name=str(info.index["name"]),
         record=record,
         indexed_ms=indexed_ms,
-        run_exports=msgspec.json.encode(info.run_exports or {}),
+        run_exports=msgspec.json.encode(info.run_exports or {}, order="sorted"),
         about=msgspec.json.encode(about),
     )
 

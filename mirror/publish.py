@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -48,7 +49,8 @@ from mirror.core.shards import (
 )
 from mirror.core.side_indexes import (
     ChannelEntry,
-    channeldata_json,
+    channeldata_document,
+    channeldata_packages,
     current_selection,
     run_exports_json,
     summarize,
@@ -139,21 +141,75 @@ def publish_channeldata(
     *,
     enabled: bool,
 ) -> bool:
-    """channeldata.json at the channel root (CEP-38), from every subdir's published records;
-    removed when switched off, so it never lingers stale."""
+    """channeldata.json at the channel root (CEP-38), from every subdir's published records.
+
+    Only the package names whose records changed since it was written are recomputed (the
+    rest is taken from the file as written); removed when switched off, never left stale."""
     path = tree.channel_dir(channel) / CHANNELDATA
     if not enabled:
         tree.remove(path)
+        catalog.drop_outputs(channel, "", [CHANNELDATA])
         return False
     subdirs = sorted(subdirs)
+    patches = {subdir: load_patches(index.patch_instructions, subdir) for subdir in subdirs}
+    key = hashlib.sha256(
+        repr((__version__, subdirs, [p.digest for p in patches.values()])).encode()
+    ).hexdigest()
+    dirty = catalog.channel_dirty(channel)
+    packages = _written_channeldata(tree, catalog, channel, path, key)
+    if packages is None:
+        packages = channeldata_packages(_channel_entries(catalog, channel, patches, None))
+    elif dirty:
+        for name in dirty:
+            packages.pop(name, None)
+        packages.update(channeldata_packages(_channel_entries(catalog, channel, patches, dirty)))
+    else:
+        return False
+    written = tree.write_if_changed(path, channeldata_document(subdirs, packages))
+    stat = tree.stat(path)
+    with catalog.transaction():
+        if stat is not None:
+            catalog.put_outputs(
+                channel, "", {CHANNELDATA: OutputStat(stat.size, stat.mtime_ns, key)}
+            )
+        catalog.clear_channel_dirty(channel, dirty)
+    return written
+
+
+def _written_channeldata(
+    tree: ChannelTree, catalog: Catalog, channel: str, path: Path, key: str
+) -> dict[str, Any] | None:
+    """The packages of the channeldata.json we last wrote, if it is still exactly that."""
+    recorded = catalog.outputs(channel, "").get(CHANNELDATA)
+    stat = tree.stat(path)
+    if recorded is None or stat is None or recorded.render_key != key:
+        return None
+    if (stat.size, stat.mtime_ns) != (recorded.size, recorded.mtime_ns):
+        return None
+    try:
+        document = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return None
+    packages = document.get("packages") if isinstance(document, dict) else None
+    return dict(packages) if isinstance(packages, dict) else None
+
+
+def _channel_entries(
+    catalog: Catalog, channel: str, patches: dict[str, PatchSet], names: set[str] | None
+) -> list[ChannelEntry]:
+    """Records of the given package names (all when None) across the subdirs, as published."""
     entries = []
-    for subdir in subdirs:
-        patches = load_patches(index.patch_instructions, subdir)
-        extras = {
-            fn: (run_exports, about) for fn, run_exports, about in catalog.extras(channel, subdir)
-        }
-        for stored in catalog.records(channel, subdir):
-            final = final_record(stored, patches)
+    for subdir, patch_set in patches.items():
+        if names is None:
+            stored_records = list(catalog.records(channel, subdir))
+            extras = {fn: (re, ab) for fn, re, ab in catalog.extras(channel, subdir)}
+        else:
+            stored_records = [
+                r for name in names for r in catalog.records_named(channel, subdir, name)
+            ]
+            extras = catalog.extras_of(channel, subdir, (r.filename for r in stored_records))
+        for stored in stored_records:
+            final = final_record(stored, patch_set)
             summary = summarize(final) if final is not None else None
             if summary is None:
                 continue
@@ -161,7 +217,7 @@ def publish_channeldata(
             entries.append(
                 ChannelEntry(subdir, summary, _json_object(about), _json_object(run_exports))
             )
-    return tree.write_if_changed(path, channeldata_json(subdirs, entries))
+    return entries
 
 
 def _json_object(data: bytes | None) -> dict[str, object] | None:
@@ -446,14 +502,10 @@ def recompress(tree: ChannelTree, catalog: Catalog, channel: str, subdir: str) -
 
 
 def zst_level_for(size_bytes: int) -> int:
-    """A level that keeps publishing fast: 19 costs ~0.5 s per MB of JSON on this class of
-    machine, 9 is ~25x faster for a file ~15% larger, 3 faster still. The background
-    recompression raises it once the subdir is quiet (see `recompress`)."""
-    if size_bytes <= 1 << 20:
-        return 19
-    if size_bytes <= 32 << 20:
-        return 9
-    return 3
+    """The level a change is published at: fast, so it is visible at once. Level 19 costs
+    ~0.5 s per MB of JSON on this class of machine, level 3 ~3 ms for a file ~20% larger;
+    the background recompression (or --final-zst) raises it once the subdir is quiet."""
+    return 19 if size_bytes <= 128 << 10 else 3
 
 
 def _holds(path: Path, data: bytes | memoryview) -> bool:
@@ -501,7 +553,7 @@ def _write_run_exports(run: _Run) -> None:
         if run_exports is None:
             run.tree.remove(path)
             return
-        entries.append((filename, msgspec.json.decode(run_exports)))
+        entries.append((filename, run_exports))
     if run.tree.write_if_changed(path, run_exports_json(run.subdir, entries)):
         run.changed.append(RUN_EXPORTS_JSON)
     _remember(run, RUN_EXPORTS_JSON)

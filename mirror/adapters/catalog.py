@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mirror.core.records import name_from_filename
 from mirror.errors import CatalogError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -44,6 +45,11 @@ CREATE TABLE IF NOT EXISTS dirty (
     subdir   TEXT NOT NULL,
     filename TEXT NOT NULL,
     PRIMARY KEY (channel, subdir, filename)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS channel_dirty (
+    channel TEXT NOT NULL,
+    name    TEXT NOT NULL,  -- a package name whose records changed since channeldata.json
+    PRIMARY KEY (channel, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subdir_meta (
     channel   TEXT NOT NULL,
@@ -387,6 +393,20 @@ class Catalog:
         )
         return dict(rows)
 
+    def extras_of(
+        self, channel: str, subdir: str, filenames: Iterable[str]
+    ) -> dict[str, tuple[bytes | None, bytes | None]]:
+        found = {}
+        for filename in filenames:
+            row = self._db.execute(
+                "SELECT run_exports, about FROM files WHERE channel = ? AND subdir = ? "
+                "AND filename = ?",
+                (channel, subdir, filename),
+            ).fetchone()
+            if row:
+                found[filename] = (row[0], row[1])
+        return found
+
     def extras(self, channel: str, subdir: str) -> Iterator[tuple[str, bytes | None, bytes | None]]:
         """(filename, run_exports, about) of every file, for run_exports.json/channeldata."""
         yield from self._db.execute(
@@ -398,9 +418,25 @@ class Catalog:
     # -- changes since the last publish -----------------------------------------------------
 
     def _mark_dirty(self, channel: str, subdir: str, filenames: Iterable[str]) -> None:
+        names = list(filenames)
         self._db.executemany(
             "INSERT OR IGNORE INTO dirty VALUES (?, ?, ?)",
-            ((channel, subdir, name) for name in filenames),
+            ((channel, subdir, name) for name in names),
+        )
+        packages = {name_from_filename(fn) for fn in names} - {None}
+        self._db.executemany(
+            "INSERT OR IGNORE INTO channel_dirty VALUES (?, ?)",
+            ((channel, package) for package in packages),
+        )
+
+    def channel_dirty(self, channel: str) -> set[str]:
+        rows = self._db.execute("SELECT name FROM channel_dirty WHERE channel = ?", (channel,))
+        return {row[0] for row in rows}
+
+    def clear_channel_dirty(self, channel: str, names: Iterable[str]) -> None:
+        self._db.executemany(
+            "DELETE FROM channel_dirty WHERE channel = ? AND name = ?",
+            ((channel, name) for name in names),
         )
 
     def dirty(self, channel: str, subdir: str) -> set[str]:

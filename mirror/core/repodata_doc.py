@@ -126,16 +126,13 @@ def splice_records(
     by_group: dict[str, dict[str, bytes | None]] = {group: {} for group in PACKAGE_GROUPS}
     for filename, raw in changes.items():
         by_group[expected_group(filename)][filename] = raw
-    sections = []
-    for group in PACKAGE_GROUPS:
-        section = _section(old, group)
-        if section is None:
-            return None
-        sections.append((section, group))
+    sections = _sections(old)
+    if sections is None:
+        return None
     view = memoryview(old)
     pieces: list[bytes | memoryview] = []
     cursor = 0
-    for (lo, hi), group in sorted(sections):
+    for (lo, hi), group in sections:
         pieces.append(view[cursor:lo])
         pieces.extend(_splice_section(old, view, lo, hi, by_group[group]))
         cursor = hi
@@ -143,13 +140,33 @@ def splice_records(
     return pieces
 
 
-def _section(old: bytes, group: str) -> tuple[int, int] | None:
-    """The content between a group's braces: "" when empty, else "\n" and its record lines."""
-    head = b'\n"' + group.encode() + b'":{'
-    at = old.find(head)
-    if at < 0 or old.find(head, at + 1) >= 0:
+def _sections(old: bytes) -> list[tuple[tuple[int, int], str]] | None:
+    """Where each group's content sits, found in document order. The stretches outside the
+    groups are short (top-level keys), so checking that no group header repeats there is
+    cheap; inside a group every line is a record, which cannot look like a header."""
+    heads = {group: b'\n"' + group.encode() + b'":{' for group in PACKAGE_GROUPS}
+    found = []
+    cursor = 0
+    for group in sorted(PACKAGE_GROUPS):  # rendered with sorted keys: packages first
+        at = old.find(heads[group], cursor)
+        if at < 0:
+            return None
+        outside = old[cursor:at]
+        if any(head in outside for head in heads.values()):
+            return None
+        bounds = _section_at(old, at + len(heads[group]))
+        if bounds is None:
+            return None
+        found.append((bounds, group))
+        cursor = bounds[1]
+    tail = old[cursor:]
+    if any(head in tail for head in heads.values()):
         return None
-    lo = at + len(head)
+    return found
+
+
+def _section_at(old: bytes, lo: int) -> tuple[int, int] | None:
+    """The content between a group's braces: "" when empty, else "\n" and its record lines."""
     if old.startswith(b"}", lo):
         return lo, lo
     if not old.startswith(b"\n", lo):

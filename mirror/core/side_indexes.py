@@ -49,16 +49,21 @@ def summarize(raw: bytes) -> RecordSummary | None:
         return None
 
 
-def run_exports_json(subdir: str, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> bytes:
-    """CEP-12: every package of the subdir, `{}` for those without run_exports."""
-    document: dict[str, Any] = {
-        "info": {"subdir": subdir, "version": 1},
-        "packages": {},
-        "packages.conda": {},
-    }
-    for filename, run_exports in entries:
-        document[expected_group(filename)][filename] = {"run_exports": dict(run_exports)}
-    return msgspec.json.encode(document, order="sorted") + b"\n"
+def run_exports_json(subdir: str, entries: Iterable[tuple[str, bytes]]) -> bytes:
+    """CEP-12: every package of the subdir, `{}` for those without run_exports.
+
+    Entries are (file name, run_exports as JSON with sorted keys); the document is assembled
+    from those bytes, sorted by file name, without decoding them again."""
+    groups: dict[str, list[bytes]] = {"packages": [], "packages.conda": []}
+    for filename, raw in sorted(entries):
+        line = msgspec.json.encode(filename) + b':{"run_exports":' + raw + b"}"
+        groups[expected_group(filename)].append(line)
+    info = msgspec.json.encode({"subdir": subdir, "version": 1}, order="sorted")
+    parts = [b'"info":' + info]
+    parts += [
+        msgspec.json.encode(g) + b":{" + b",".join(lines) + b"}" for g, lines in groups.items()
+    ]
+    return b"{" + b",".join(parts) + b"}\n"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,16 @@ class ChannelEntry:
 
 def channeldata_json(subdirs: Iterable[str], entries: Iterable[ChannelEntry]) -> bytes:
     """CEP-38: per package name, the newest version, where it exists, and what it is about."""
+    return channeldata_document(subdirs, channeldata_packages(entries))
+
+
+def channeldata_document(subdirs: Iterable[str], packages: Mapping[str, Any]) -> bytes:
+    document = {"channeldata_version": 1, "packages": packages, "subdirs": sorted(set(subdirs))}
+    return msgspec.json.encode(document, order="sorted") + b"\n"
+
+
+def channeldata_packages(entries: Iterable[ChannelEntry]) -> dict[str, Any]:
+    """The `packages` entries of the names these records belong to (all records of each)."""
     by_name: dict[str, list[ChannelEntry]] = defaultdict(list)
     for entry in entries:
         by_name[entry.summary.name].append(entry)
@@ -92,8 +107,7 @@ def channeldata_json(subdirs: Iterable[str], entries: Iterable[ChannelEntry]) ->
         if run_exports:
             info["run_exports"] = run_exports
         packages[name] = {k: v for k, v in info.items() if v is not None}
-    document = {"channeldata_version": 1, "packages": packages, "subdirs": sorted(set(subdirs))}
-    return msgspec.json.encode(document, order="sorted") + b"\n"
+    return packages
 
 
 def current_selection(records: Mapping[str, RecordSummary]) -> set[str]:
