@@ -303,10 +303,10 @@ def _cmd_index(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
 
     from mirror.adapters.catalog import Catalog
     from mirror.adapters.lock import WriterLock
-    from mirror.adapters.store import ChannelTree, Quarantine
+    from mirror.adapters.store import QUARANTINE_DIR, ChannelTree, Quarantine
+    from mirror.channel_outputs import recompress
     from mirror.config.model import IndexSettings
     from mirror.indexer import IndexContext, index_channel
-    from mirror.publish import recompress
 
     channel_dir = Path(args.path).expanduser().absolute()
     if not channel_dir.is_dir():
@@ -332,7 +332,7 @@ def _cmd_index(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
         ) from None
     with WriterLock(state_dir), Catalog(state_dir / "catalog.sqlite") as catalog:
         ctx = IndexContext(
-            tree=tree, catalog=catalog, quarantine=Quarantine(state_dir / "quarantine"),
+            tree=tree, catalog=catalog, quarantine=Quarantine(state_dir / QUARANTINE_DIR),
             settings=settings, workers=max(1, args.workers), progress=_progress(),
             on_subdir=lambda report: log.info("%s", report.summary()),
         )  # fmt: skip
@@ -345,7 +345,7 @@ def _cmd_index(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
                 recompress(tree, catalog, channel_dir.name, subdir.subdir)
     if report.quarantined:
         log.warning("%d files quarantined under %s (see the .reason files)",
-                    report.quarantined, state_dir / "quarantine")  # fmt: skip
+                    report.quarantined, state_dir / QUARANTINE_DIR)  # fmt: skip
         return EXIT_FAILED
     return EXIT_OK
 

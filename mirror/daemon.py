@@ -13,10 +13,8 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,218 +24,20 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from mirror.adapters.catalog import Catalog
 from mirror.adapters.lock import WriterLock
-from mirror.adapters.store import ChannelTree, Quarantine
+from mirror.adapters.systemd_notify import Notifier
 from mirror.adapters.upstream import make_http_client
 from mirror.adapters.watcher import DropWatcher
+from mirror.channel_worker import ChannelWorker
 from mirror.config import MirrorConfig, load_config
 from mirror.config.model import ChannelConfig
 from mirror.core.secrets import Redactor, url_secrets
-from mirror.drops import DEFERRED, PUBLISHED, DropContext, admit_drops
 from mirror.errors import MirrorError
-from mirror.indexer import IndexContext, index_channel
 from mirror.metrics import MirrorMetrics
-from mirror.publish import recompress
-from mirror.sync import CATALOG_NAME, SyncContext, SyncOptions, sync
+from mirror.sync import CATALOG_NAME
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 8.0
-QUARANTINE_DIR = "quarantine"
-
-
-class Notifier:
-    """systemd's sd_notify protocol over $NOTIFY_SOCKET (Type=notify), no dependency needed."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self._address = env.get("NOTIFY_SOCKET")
-        usec = env.get("WATCHDOG_USEC", "")
-        self.watchdog_interval_s = int(usec) / 2e6 if usec.isdigit() else None
-
-    def send(self, message: str) -> None:
-        if not self._address:
-            return
-        address = "\0" + self._address[1:] if self._address.startswith("@") else self._address
-        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(message.encode(), address)
-
-
-@dataclass
-class _Work:
-    index: bool = False  # reconcile a local channel with its folders (start-up)
-    sync: bool = False
-    drops: dict[Path, float] = field(default_factory=dict)  # path -> when it was complete
-    last_drop: float = 0.0
-
-
-class ChannelWorker:
-    """Runs one channel's tasks in order on its own thread (with its own catalog connection)."""
-
-    def __init__(self, daemon: Daemon, channel: ChannelConfig) -> None:
-        self.daemon = daemon
-        self.channel = channel  # replaced on reload; read once per task
-        self._work = _Work()
-        self._cond = threading.Condition()
-        self._last_publish = 0.0
-        self._recompressed = True
-        self._retire = False
-        self.thread = threading.Thread(
-            target=self._run, name=f"channel-{channel.name}", daemon=True
-        )
-
-    def request_index(self) -> None:
-        with self._cond:
-            self._work.index = True
-            self._cond.notify()
-
-    def request_sync(self) -> None:
-        with self._cond:
-            self._work.sync = True
-            self._cond.notify()
-
-    def add_drop(self, path: Path, ready_at: float) -> None:
-        with self._cond:
-            self._work.drops.setdefault(path, ready_at)
-            self._work.last_drop = time.monotonic()
-            self._cond.notify()
-
-    def retire(self) -> None:
-        with self._cond:
-            self._retire = True
-            self._cond.notify()
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
-
-    def _take(self) -> tuple[str, dict[Path, float]] | None:
-        """The next task: drops once they have been quiet for debounce_s, else a sync."""
-        service = self.daemon.config.service
-        with self._cond:
-            while True:
-                if self.daemon.stopping.is_set() or self._retire:
-                    return None
-                now = time.monotonic()
-                if self._work.index:
-                    self._work.index = False
-                    return "index", {}
-                if self._work.drops and now - self._work.last_drop >= service.debounce_s:
-                    drops, self._work.drops = self._work.drops, {}
-                    return "drops", drops
-                if self._work.sync:
-                    self._work.sync = False
-                    return "sync", {}
-                timeout = service.debounce_s if self._work.drops else 1.0
-                if not self._work.drops and not self._recompressed:
-                    idle = now - self._last_publish
-                    if idle >= service.recompress_after_s:
-                        return "recompress", {}
-                    timeout = min(timeout, service.recompress_after_s - idle)
-                self._cond.wait(timeout=max(timeout, 0.01))
-
-    def _run(self) -> None:
-        with Catalog(self.daemon.config.state_dir / CATALOG_NAME) as catalog:
-            while (task := self._take()) is not None:
-                kind, drops = task
-                try:
-                    if kind == "index":
-                        self._index(catalog)
-                    elif kind == "sync":
-                        self._sync(catalog)
-                    elif kind == "drops":
-                        self._drops(catalog, drops)
-                    else:
-                        self._recompress(catalog)
-                except Exception:  # a failing run is logged and counted; the daemon goes on
-                    log.exception("%s: task failed", self.channel.name)
-                self._update_gauges(catalog)
-
-    def _sync(self, catalog: Catalog) -> None:
-        daemon, channel = self.daemon, self.channel
-        started = time.monotonic()
-        ctx = SyncContext(
-            config=daemon.config,
-            tree=ChannelTree(daemon.config.root),
-            catalog=catalog,
-            http=daemon.http,
-            redactor=daemon.redactor,
-            stop=daemon.stopping,
-            env=daemon.env,
-        )
-        report = sync(ctx, SyncOptions(channels=(channel.name,)))
-        daemon.metrics.record_sync(channel.name, report, time.monotonic() - started, time.time())
-        for sub in report.subdirs:
-            if sub.repodata_changed:
-                self._published()
-        daemon.publish_schedule()
-
-    def _index(self, catalog: Catalog) -> None:
-        """Files put into (or removed from) a local channel's folders while the daemon was
-        down, and configured subdirs without repodata yet, are taken care of at start."""
-        config = self.daemon.config
-        ctx = IndexContext(
-            tree=ChannelTree(config.root),
-            catalog=catalog,
-            quarantine=Quarantine(config.state_dir / QUARANTINE_DIR),
-            settings=self.channel.index,
-            local_channel=True,
-        )
-        report = index_channel(ctx, self.channel.name, self.channel.subdirs)
-        for sub in report.subdirs:
-            if sub.published and sub.published.changed:
-                self._published()
-            for quarantined in sub.quarantined:
-                self.daemon.metrics.quarantined.labels(self.channel.name, quarantined.reason).inc()
-
-    def _drops(self, catalog: Catalog, drops: dict[Path, float]) -> None:
-        daemon, channel = self.daemon, self.channel
-        ctx = DropContext(
-            tree=ChannelTree(daemon.config.root),
-            catalog=catalog,
-            quarantine=Quarantine(daemon.config.state_dir / QUARANTINE_DIR),
-            fresh_s=max(2 * daemon.config.service.settle_s, 2.0),
-            on_outcome=lambda outcome: daemon.metrics.record_drop(channel.name, outcome),
-        )
-        report = admit_drops(ctx, channel, sorted(drops))
-        visible_at = time.monotonic()
-        for outcome in report.outcomes:
-            if outcome.result == PUBLISHED:
-                daemon.metrics.drop_to_visible.labels(channel.name).observe(
-                    visible_at - drops[outcome.source]
-                )
-            elif outcome.result == DEFERRED and daemon.watcher is not None:
-                daemon.watcher.requeue(outcome.source, channel.name)
-        for published in report.published:
-            daemon.metrics.index_duration.labels(channel.name).observe(published.seconds)
-        if report.published:
-            self._published()
-            log.info(
-                "%s: %d drops published, %d duplicates, %d quarantined, %d deferred in %.2f s",
-                channel.name,
-                report.count(PUBLISHED),
-                report.count("duplicate"),
-                report.count("quarantined"),
-                report.count(DEFERRED),
-                report.seconds,
-            )
-
-    def _published(self) -> None:
-        self._last_publish = time.monotonic()
-        self._recompressed = False
-
-    def _recompress(self, catalog: Catalog) -> None:
-        """The subdir has been quiet: raise its .zst from the fast level to the final one."""
-        self._recompressed = True
-        tree = ChannelTree(self.daemon.config.root)
-        for subdir in catalog.subdirs(self.channel.name):
-            if self.daemon.stopping.is_set():
-                return
-            if recompress(tree, catalog, self.channel.name, subdir):
-                log.info("%s/%s: recompressed repodata.json.zst", self.channel.name, subdir)
-
-    def _update_gauges(self, catalog: Catalog) -> None:
-        for subdir in catalog.subdirs(self.channel.name):
-            packages, size = catalog.published_stats(self.channel.name, subdir)
-            self.daemon.metrics.set_published(self.channel.name, subdir, packages, size)
 
 
 class Daemon:

@@ -25,20 +25,14 @@ import msgspec
 from mirror.adapters.archive import PackageInfo, read_package
 from mirror.adapters.catalog import Catalog, CatalogFile
 from mirror.adapters.store import ChannelTree, Quarantine, hash_file
+from mirror.channel_outputs import channeldata_enabled, publish_channeldata, settings_for
 from mirror.config.model import ChannelConfig
 from mirror.core.package_records import InvalidPackage, local_record
 from mirror.core.plan import ORIGIN_LOCAL
 from mirror.core.records import is_safe_filename
 from mirror.core.side_indexes import ABOUT_KEYS
 from mirror.errors import ArchiveError, StoreError
-from mirror.publish import (
-    NOARCH,
-    PublishResult,
-    channeldata_enabled,
-    publish_channeldata,
-    publish_subdir,
-    settings_for,
-)
+from mirror.publish import NOARCH, PublishResult, publish_subdir
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +41,7 @@ DUPLICATE = "duplicate"
 QUARANTINED = "quarantined"
 DEFERRED = "deferred"  # changed while being taken, or failed while still fresh: look again
 IGNORED = "ignored"
+DROPS_SUBDIR = "_drops"  # quarantine folder of files that never reached a subdir
 
 
 @dataclass(frozen=True)
@@ -282,7 +277,7 @@ def _changed_since(path: Path, before: os.stat_result) -> bool:
 def _reject(
     ctx: DropContext, channel: ChannelConfig, path: Path, reason: str, message: str
 ) -> DropOutcome:
-    subdir = "_drops"  # quarantine folder for files that never reached a subdir
+    subdir = DROPS_SUBDIR
     try:
         moved = ctx.quarantine.move(path, channel.name, subdir, f"{reason}: {message}")
     except OSError as exc:

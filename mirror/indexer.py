@@ -23,20 +23,14 @@ import msgspec
 from mirror.adapters.archive import PackageInfo, read_package
 from mirror.adapters.catalog import Catalog, CatalogFile
 from mirror.adapters.store import ChannelTree, FileStat, Quarantine, hash_file
+from mirror.channel_outputs import channeldata_enabled, publish_channeldata, settings_for
 from mirror.config.model import IndexSettings
 from mirror.core.package_records import InvalidPackage, local_record
 from mirror.core.plan import ORIGIN_LOCAL, ORIGIN_MIRROR
 from mirror.core.side_indexes import ABOUT_KEYS
 from mirror.errors import ArchiveError
 from mirror.progress import NoProgress, Progress
-from mirror.publish import (
-    NOARCH,
-    PublishResult,
-    channeldata_enabled,
-    publish_channeldata,
-    publish_subdir,
-    settings_for,
-)
+from mirror.publish import NOARCH, PublishResult, publish_subdir
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mirror.adapters.catalog import Catalog
+from mirror.adapters.store import QUARANTINE_DIR
 from mirror.config.model import MirrorConfig
+from mirror.drops import DROPS_SUBDIR
 from mirror.sync import CATALOG_NAME
-
-QUARANTINE_DIR = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
                         _quarantined(config.state_dir / QUARANTINE_DIR / channel.name, subdir),
                     )
                 )
+            drops = _quarantined(config.state_dir / QUARANTINE_DIR / channel.name, DROPS_SUBDIR)
+            if drops:  # rejected drops never reached a subdir
+                rows.append(SubdirStatus(channel.name, "(drops)", 0, 0, None, None, None, drops))
     return rows
 
 

@@ -1,103 +1,43 @@
 """Use case: mirror the configured channels' subdirs into the tree -> SyncReport.
 
-Per subdir: fetch repodata (conditionally) -> select records -> plan against what is on disk
--> guard against mass deletion -> download and verify -> publish repodata -> prune.
-The tree is consistent at every step: a record is published only once its file is verified
-in place, and files are deleted only after the repodata that named them is replaced.
+Per subdir (sync_subdir.py): fetch repodata (conditionally) -> select records -> plan against
+what is on disk -> guard against mass deletion -> download and verify -> publish -> prune.
+Here: the wiring (lock, catalog, one http client) and the channel-level outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 
-import httpx
-
-from mirror import __version__
-from mirror.adapters.catalog import Catalog, CatalogFile, UpstreamState
+from mirror.adapters.catalog import Catalog
 from mirror.adapters.lock import WriterLock
 from mirror.adapters.store import ChannelTree
 from mirror.adapters.upstream import (
-    Fetched,
-    NotModified,
-    Upstream,
-    Validators,
     make_http_client,
-    open_upstream,
 )
-from mirror.config.model import ChannelConfig, MirrorConfig
-from mirror.core.filters import Selection, select
-from mirror.core.plan import (
-    ORIGIN_MIRROR,
-    PresentFile,
-    SyncPlan,
-    WantedFile,
-    deletion_guard,
-    plan_sync,
-)
-from mirror.core.records import Record, UpstreamRepodata
-from mirror.core.secrets import Redactor, url_secrets
-from mirror.downloads import FileFailure, PoolJob, run_pool
-from mirror.errors import InsufficientSpaceError, Interrupted, MirrorError
-from mirror.progress import NoProgress, Progress
-from mirror.publish import (
-    PublishSettings,
+from mirror.channel_outputs import (
     channeldata_enabled,
-    ensure_noarch,
-    pack_top_level,
     publish_channeldata,
-    publish_subdir,
-    published_intact,
     recompress,
     settings_for,
 )
+from mirror.config.model import MirrorConfig
+from mirror.core.secrets import Redactor, url_secrets
+from mirror.progress import NoProgress, Progress
+from mirror.publish import (
+    ensure_noarch,
+)
 from mirror.reports import (
-    OUTCOME_FAILED,
-    OUTCOME_GUARDED,
-    OUTCOME_INTERRUPTED,
-    OUTCOME_OK,
-    OUTCOME_PLANNED,
-    OUTCOME_UNCHANGED,
     SubdirReport,
     SyncReport,
 )
+from mirror.sync_subdir import CATALOG_NAME, SubdirSync, SyncContext, SyncOptions
 
 log = logging.getLogger(__name__)
-
-ZST_MISSING_RECHECK_S = 24 * 3600.0  # how long to believe an upstream has no repodata.json.zst
-CATALOG_NAME = "catalog.sqlite"
-CATALOG_FLUSH_S = 2.0  # record installed files at least this often, so a crash loses little
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    channels: tuple[str, ...] = ()  # empty = all configured
-    subdirs: tuple[str, ...] = ()  # empty = each channel's configured subdirs
-    dry_run: bool = False
-    allow_mass_delete: bool = False
-    final_zst: bool = False  # recompress published .zst at the final level before returning
-
-
-@dataclass
-class SyncContext:
-    """Everything a sync needs from outside, passed in (no globals)."""
-
-    config: MirrorConfig
-    tree: ChannelTree
-    catalog: Catalog
-    http: httpx.Client | None  # None when no upstream is http(s)
-    redactor: Redactor
-    stop: threading.Event = field(default_factory=threading.Event)
-    progress: Progress = field(default_factory=NoProgress)
-    env: dict[str, str] = field(default_factory=dict)
-    clock: Callable[[], float] = time.time
 
 
 def run_sync(
@@ -147,7 +87,7 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
         for subdir in subdirs:
             if ctx.stop.is_set():
                 break
-            report = _SubdirSync(ctx, channel, subdir, options).run()
+            report = SubdirSync(ctx, channel, subdir, options).run()
             if options.final_zst and not options.dry_run:
                 recompress(ctx.tree, ctx.catalog, channel.name, subdir)
             log.log(
@@ -168,367 +108,4 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     return SyncReport(tuple(reports))
 
 
-class _SubdirSync:
-    """One channel/subdir run; a class only to share its many inputs between the steps."""
-
-    def __init__(
-        self, ctx: SyncContext, channel: ChannelConfig, subdir: str, options: SyncOptions
-    ) -> None:
-        self.ctx, self.channel, self.subdir, self.options = ctx, channel, subdir, options
-        self.name = channel.name
-        self.started = time.monotonic()
-        self.retries: Counter[str] = Counter()
-        self.retries_lock = threading.Lock()
-        self.upstream_key = hashlib.sha256((channel.upstream or "").encode()).hexdigest()
-        self.selection_key = hashlib.sha256(
-            repr((__version__, subdir, channel.filters)).encode()
-        ).hexdigest()
-
-    def report(self, outcome: str, **fields: object) -> SubdirReport:
-        return SubdirReport(
-            channel=self.name,
-            subdir=self.subdir,
-            outcome=outcome,
-            seconds=time.monotonic() - self.started,
-            retries=dict(self.retries),
-            **fields,  # type: ignore[arg-type]
-        )
-
-    def run(self) -> SubdirReport:
-        try:
-            report = self._run()
-        except Interrupted:
-            report = self.report(OUTCOME_INTERRUPTED, message="stopped before finishing")
-        except MirrorError as exc:
-            report = self.report(
-                OUTCOME_FAILED, upstream_status="error", message=self.ctx.redactor(str(exc))
-            )
-        except Exception as exc:  # a bug must not stop the other subdirs (or the daemon)
-            log.exception("%s/%s: internal error", self.name, self.subdir)
-            report = self.report(OUTCOME_FAILED, message=f"internal error: {exc!r}")
-        if report.outcome != OUTCOME_PLANNED:
-            self._record_run(report)
-        return report
-
-    def _run(self) -> SubdirReport:
-        ctx = self.ctx
-        if not self.options.dry_run:
-            ctx.tree.ensure_subdir(self.name, self.subdir)
-            ctx.tree.clean_temp(self.name, self.subdir)
-        state = ctx.catalog.upstream_state(self.name, self.subdir)
-        if state is not None and state.upstream_key != self.upstream_key:
-            state = None  # the upstream URL changed: nothing we remember applies
-        upstream = self._open_upstream()
-        previous = Validators(state.variant, state.etag, state.last_modified) if state else None
-        skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
-        result = upstream.fetch_repodata(self.subdir, previous, skip_zst)
-        if isinstance(result, NotModified):
-            if self._still_published(state):
-                files = len(self._mirrored_files())
-                return self.report(
-                    OUTCOME_UNCHANGED,
-                    upstream_status="not_modified",
-                    selected=files,
-                    published=files,
-                    unchanged_files=files,
-                )
-            # the filters, the clock or the tree changed: we need the body after all
-            result = upstream.fetch_repodata(self.subdir, None, skip_zst)
-            assert isinstance(result, Fetched)
-        return self._apply(upstream, result.repodata, result)
-
-    def _apply(
-        self, upstream: Upstream, repodata: UpstreamRepodata, fetched: Fetched
-    ) -> SubdirReport:
-        ctx = self.ctx
-        selection = select(repodata, self.channel.filters, int(ctx.clock() * 1000))
-        self._warn_refused(selection)
-        wanted = {
-            r.filename: WantedFile(r.filename, r.fields.size, r.fields.sha256, r.fields.md5)
-            for r in selection.records
-        }
-        known = self._mirrored_files()
-        plan = plan_sync(wanted, self._present(known))
-        published_count = len(known)
-        common = {
-            "selected": len(wanted),
-            "refused": selection.refused,
-            "untracked": tuple(p.filename for p in plan.untracked),
-        }
-        guard = (
-            None
-            if self.options.allow_mass_delete
-            else deletion_guard(plan, published_count, self.channel.max_delete_fraction)
-        )
-        if self.options.dry_run:
-            return self.report(
-                OUTCOME_PLANNED,
-                planned_download_files=len(plan.download) + len(plan.verify),
-                planned_download_bytes=plan.download_bytes,
-                deleted_files=len(plan.delete),
-                deleted_bytes=plan.delete_bytes,
-                unchanged_files=len(plan.keep),
-                message=guard,
-                **common,
-            )
-        if guard:
-            return self.report(OUTCOME_GUARDED, message=guard, **common)
-        ctx.tree.check_space(
-            plan.download_bytes, ctx.config.free_space_margin_bytes, f"{self.name}/{self.subdir}"
-        )
-        by_filename = {r.filename: r for r in selection.records}
-        good, failures, downloaded, verified = self._transfer(upstream, plan, by_filename)
-        failures += [
-            FileFailure(
-                w.filename,
-                "name_conflict",
-                f"{w.filename}: a different local package "
-                "with this name is published here; it is never overwritten by a mirror",
-            )
-            for w in plan.conflicts
-        ]
-        self._update_records(by_filename, good, repodata)
-        with ctx.catalog.transaction():
-            ctx.catalog.retire_records(self.name, self.subdir, (p.filename for p in plan.delete))
-        published = publish_subdir(
-            ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings()
-        )
-        deleted_bytes = self._prune(plan)
-        self._remember(fetched, selection, complete=not failures)
-        outcome = OUTCOME_FAILED if failures else OUTCOME_OK
-        message = None
-        if failures:
-            message = (
-                f"{len(failures)} files could not be mirrored: "
-                + "; ".join(f.message for f in failures[:5])
-                + (" ..." if len(failures) > 5 else "")
-            )
-        report = self.report(
-            outcome,
-            published=published.records,
-            downloaded_files=len(downloaded),
-            downloaded_bytes=sum(f.size for f in downloaded),
-            verified_files=verified,
-            unchanged_files=len(plan.keep),
-            deleted_files=len(plan.delete),
-            deleted_bytes=deleted_bytes,
-            repodata_changed=bool(published.changed),
-            failures=tuple(failures),
-            message=message and self.ctx.redactor(message),
-            **common,
-        )
-        return report
-
-    # -- steps ------------------------------------------------------------------------------
-
-    def _open_upstream(self) -> Upstream:
-        token = None
-        if self.channel.token_env:
-            token = self.ctx.env.get(self.channel.token_env)
-            if not token:
-                raise MirrorError(
-                    f"{self.name}: token_env names ${self.channel.token_env}, which is not set"
-                )
-            self.ctx.redactor.add([token])
-
-        def on_retry(reason: str) -> None:
-            with self.retries_lock:
-                self.retries[reason] += 1
-
-        return open_upstream(
-            self.channel.upstream or "",
-            http=self.ctx.http,
-            settings=self.channel.transfer,
-            bearer_token=token,
-            redactor=self.ctx.redactor,
-            stop=self.ctx.stop,
-            max_repodata_bytes=self.ctx.config.max_repodata_bytes,
-            on_retry=on_retry,
-        )
-
-    def _mirrored_files(self) -> dict[str, CatalogFile]:
-        files = self.ctx.catalog.files(self.name, self.subdir)
-        return {k: v for k, v in files.items() if v.origin == ORIGIN_MIRROR}
-
-    def _still_published(self, state: UpstreamState | None) -> bool:
-        """Upstream is unchanged; is what we published last time still exactly right?"""
-        if state is None or state.selection_key != self.selection_key:
-            return False
-        if state.selection_valid_until_ms is not None and (
-            self.ctx.clock() * 1000 >= state.selection_valid_until_ms
-        ):
-            return False
-        tree = self.ctx.tree
-        on_disk = tree.scan_packages(self.name, self.subdir)  # one directory read, no per-file stat
-        for name, known in self._mirrored_files().items():
-            stat = on_disk.get(name)
-            if stat is None or (stat.size, stat.mtime_ns) != (known.size, known.mtime_ns):
-                return False
-        return published_intact(tree, self.ctx.catalog, self.name, self.subdir)
-
-    def _present(self, known: dict[str, CatalogFile]) -> dict[str, PresentFile]:
-        """Files on disk, with the hashes the catalog vouches for (stats unchanged)."""
-        all_known = self.ctx.catalog.files(self.name, self.subdir)
-        present = {}
-        for name, stat in self.ctx.tree.scan_packages(self.name, self.subdir).items():
-            entry = all_known.get(name)
-            trusted = entry is not None and (entry.size, entry.mtime_ns) == (
-                stat.size,
-                stat.mtime_ns,
-            )
-            present[name] = PresentFile(
-                filename=name,
-                size=stat.size,
-                sha256=entry.sha256 if trusted and entry else None,
-                md5=entry.md5 if trusted and entry else None,
-                origin=entry.origin if entry else None,
-            )
-        return present
-
-    def _transfer(
-        self, upstream: Upstream, plan: SyncPlan, records: dict[str, Record]
-    ) -> tuple[set[str], list[FileFailure], list[CatalogFile], int]:
-        """Download and verify; each installed file enters the catalog with its record."""
-        ctx = self.ctx
-        now_ms = int(ctx.clock() * 1000)
-        good = {w.filename for w in plan.keep}
-        failures: list[FileFailure] = []
-        downloaded: list[CatalogFile] = []
-        verified = 0
-        buffer: list[CatalogFile] = []
-        last_flush = time.monotonic()
-        total_files = len(plan.download) + len(plan.verify)
-        ctx.progress.start(
-            f"{self.name}/{self.subdir}",
-            total_files,
-            plan.download_bytes + sum(w.size or 0 for w in plan.verify),
-        )
-        job = PoolJob(
-            upstream,
-            ctx.tree,
-            self.name,
-            self.subdir,
-            self.channel.transfer.workers,
-            ctx.stop,
-            ctx.progress,
-        )
-        try:
-            for outcome in run_pool(job, list(plan.download), list(plan.verify)):
-                if outcome.failure is not None:
-                    failures.append(outcome.failure)
-                    continue
-                assert outcome.installed is not None
-                good.add(outcome.filename)
-                record = records[outcome.filename]
-                installed = replace(
-                    outcome.installed,
-                    name=record.fields.name,
-                    record=bytes(record.raw),
-                    indexed_ms=now_ms,
-                )
-                buffer.append(installed)
-                if outcome.downloaded:
-                    downloaded.append(installed)
-                else:
-                    verified += 1
-                if time.monotonic() - last_flush > CATALOG_FLUSH_S:
-                    self._flush(buffer)
-                    last_flush = time.monotonic()
-        finally:
-            self._flush(buffer)
-            ctx.progress.finish()
-        return good, failures, downloaded, verified
-
-    def _flush(self, buffer: list[CatalogFile]) -> None:
-        if buffer:
-            with self.ctx.catalog.transaction():
-                self.ctx.catalog.put_files(self.name, self.subdir, buffer)
-            buffer.clear()
-
-    def _update_records(
-        self, records: dict[str, Record], good: set[str], repodata: UpstreamRepodata
-    ) -> None:
-        """Kept files whose upstream record changed (patched upstream) get the new record, and
-        upstream's top-level keys (removed, unknown ones) are stored for publishing."""
-        catalog = self.ctx.catalog
-        stored = catalog.record_bytes(self.name, self.subdir)
-        changed = [
-            (fn, records[fn].fields.name, bytes(records[fn].raw))
-            for fn in good
-            if stored.get(fn) != bytes(records[fn].raw)
-        ]
-        top_level = pack_top_level({k: bytes(v) for k, v in repodata.top_level.items()})
-        with catalog.transaction():
-            if changed:
-                catalog.update_records(
-                    self.name, self.subdir, changed, int(self.ctx.clock() * 1000)
-                )
-            if catalog.top_level(self.name, self.subdir) != top_level:
-                catalog.set_top_level(self.name, self.subdir, top_level)
-
-    def _publish_settings(self) -> PublishSettings:
-        return settings_for(self.channel.index, self.subdir, local_channel=False)
-
-    def _prune(self, plan: SyncPlan) -> int:
-        """Delete files no longer selected; their records already left the published index."""
-        tree = self.ctx.tree
-        for present in plan.delete:
-            tree.remove(tree.package_path(self.name, self.subdir, present.filename))
-        with self.ctx.catalog.transaction():
-            self.ctx.catalog.remove_files(
-                self.name, self.subdir, (p.filename for p in plan.delete), mark_dirty=False
-            )
-        return plan.delete_bytes
-
-    def _remember(self, fetched: Fetched, selection: Selection, *, complete: bool) -> None:
-        """Store validators only when everything selected is in place: after a partial run the
-        next one must fetch and plan again (a 304 would otherwise hide the missing files)."""
-        v = fetched.validators
-        zst_missing_until = (
-            self.ctx.clock() + ZST_MISSING_RECHECK_S if fetched.zst_missing else None
-        )
-        state = UpstreamState(
-            upstream_key=self.upstream_key,
-            variant=v.variant,
-            etag=v.etag if complete else None,
-            last_modified=v.last_modified if complete else None,
-            zst_missing_until=zst_missing_until,
-            selection_key=self.selection_key,
-            selection_valid_until_ms=selection.valid_until_ms,
-        )
-        with self.ctx.catalog.transaction():
-            self.ctx.catalog.save_upstream_state(self.name, self.subdir, state)
-
-    def _record_run(self, report: SubdirReport) -> None:
-        with self.ctx.catalog.transaction():
-            self.ctx.catalog.record_run(
-                channel=self.name,
-                subdir=self.subdir,
-                started_at=self.ctx.clock() - report.seconds,
-                outcome=report.outcome,
-                downloaded_files=report.downloaded_files,
-                downloaded_bytes=report.downloaded_bytes,
-                deleted_files=report.deleted_files,
-                failed_files=len(report.failures),
-                message=report.message,
-            )
-
-    def _warn_refused(self, selection: Selection) -> None:
-        for refusal in selection.refused[:20]:
-            log.warning(
-                "%s/%s: refused upstream record %s: %s",
-                self.name,
-                self.subdir,
-                refusal.filename,
-                refusal.reason,
-            )
-        if len(selection.refused) > 20:
-            log.warning(
-                "%s/%s: ... and %d more refused records",
-                self.name,
-                self.subdir,
-                len(selection.refused) - 20,
-            )
-
-
-__all__ = ["InsufficientSpaceError", "SyncContext", "SyncOptions", "sync"]
+__all__ = ["CATALOG_NAME", "SyncContext", "SyncOptions", "run_sync", "sync"]

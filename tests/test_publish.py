@@ -18,17 +18,12 @@ import zstandard
 
 from mirror.adapters.catalog import Catalog, CatalogFile
 from mirror.adapters.store import ChannelTree, Quarantine
+from mirror.channel_outputs import recompress
 from mirror.config.model import IndexSettings
 from mirror.core.patches import REVOKED_DEPENDENCY, parse_patch_instructions
 from mirror.core.plan import ORIGIN_LOCAL
 from mirror.indexer import IndexContext, IndexReport, index_channel
-from mirror.publish import (
-    REPODATA_JSON,
-    REPODATA_ZST,
-    PublishSettings,
-    publish_subdir,
-    recompress,
-)
+from mirror.publish import REPODATA_JSON, REPODATA_ZST, PublishSettings, publish_subdir
 from tests.conftest import SHARED_REAL
 from tests.support.builder import PackageSpec, build_package
 

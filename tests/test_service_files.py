@@ -64,7 +64,8 @@ def test_units_run_the_documented_commands() -> None:
     service = (REPO / "systemd" / "mirror.service").read_text()
     assert "Type=notify" in service and "mirror daemon --config" in service
     assert "ExecReload=/bin/kill -HUP $MAINPID" in service
-    assert "mirror sync --final-zst --config" in (REPO / "systemd" / "mirror-sync.service").read_text()
+    timer_service = (REPO / "systemd" / "mirror-sync.service").read_text()
+    assert "mirror sync --final-zst --config" in timer_service
     assert "OnCalendar=" in (REPO / "systemd" / "mirror-sync.timer").read_text()
 
 

@@ -23,6 +23,7 @@ import zstandard
 from mirror.core.records import is_safe_filename
 from mirror.errors import InsufficientSpaceError, StoreError
 
+QUARANTINE_DIR = "quarantine"  # under the state directory
 TEMP_PREFIX = ".mirror-"
 TEMP_SUFFIX = ".tmp"
 DURABLE_ONE_BY_ONE = 32

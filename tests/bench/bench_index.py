@@ -659,8 +659,9 @@ def ensure_cf_state(workdir: Path, records: int, seed: int) -> CfState:
     placeholders, with mirror's catalog and full index written for them."""
     from mirror.adapters.catalog import Catalog, CatalogFile
     from mirror.adapters.store import ChannelTree
+    from mirror.channel_outputs import publish_channeldata, settings_for
     from mirror.config.model import IndexSettings
-    from mirror.publish import publish_channeldata, publish_subdir, settings_for
+    from mirror.publish import publish_subdir
 
     base = workdir / f"cf-{records}-s{seed}-g{GENERATOR}"
     marker = base / "complete.json"

@@ -14,155 +14,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from mirror.adapters.catalog.schema import SCHEMA, SCHEMA_VERSION
+from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord, UpstreamState
 from mirror.core.records import name_from_filename
 from mirror.errors import CatalogError
-
-SCHEMA_VERSION = 3
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    channel     TEXT NOT NULL,
-    subdir      TEXT NOT NULL,
-    filename    TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    mtime_ns    INTEGER NOT NULL,
-    sha256      TEXT,
-    md5         TEXT,
-    origin      TEXT NOT NULL,
-    name        TEXT,
-    record      BLOB,     -- JSON as published before patches (mirrored: upstream's bytes)
-    indexed_ms  INTEGER,  -- CEP-47: when the file first entered the index
-    run_exports BLOB,     -- JSON object, NULL when unknown (mirrored files)
-    about       BLOB,     -- JSON object of info/about.json fields, NULL when unknown
-    PRIMARY KEY (channel, subdir, filename)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS files_by_name ON files (channel, subdir, name);
-CREATE TABLE IF NOT EXISTS dirty (
-    channel  TEXT NOT NULL,
-    subdir   TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    PRIMARY KEY (channel, subdir, filename)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS channel_dirty (
-    channel TEXT NOT NULL,
-    name    TEXT NOT NULL,  -- a package name whose records changed since channeldata.json
-    PRIMARY KEY (channel, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS subdir_meta (
-    channel   TEXT NOT NULL,
-    subdir    TEXT NOT NULL,
-    top_level BLOB NOT NULL,  -- msgpack map of upstream top-level keys -> raw JSON bytes
-    PRIMARY KEY (channel, subdir)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS shards (
-    channel TEXT NOT NULL,
-    subdir  TEXT NOT NULL,
-    name    TEXT NOT NULL,
-    sha256  TEXT NOT NULL,
-    PRIMARY KEY (channel, subdir, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS shard_orphans (
-    channel TEXT NOT NULL,
-    subdir  TEXT NOT NULL,
-    sha256  TEXT NOT NULL,
-    since   REAL NOT NULL,  -- when the published index stopped naming it
-    PRIMARY KEY (channel, subdir, sha256)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS upstream_state (
-    channel        TEXT NOT NULL,
-    subdir         TEXT NOT NULL,
-    upstream_key   TEXT NOT NULL,
-    variant        TEXT NOT NULL,
-    etag           TEXT,
-    last_modified  TEXT,
-    zst_missing_until REAL,
-    selection_key  TEXT,
-    selection_valid_until_ms INTEGER,
-    PRIMARY KEY (channel, subdir)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outputs (
-    channel   TEXT NOT NULL,
-    subdir    TEXT NOT NULL,
-    name      TEXT NOT NULL,
-    size      INTEGER NOT NULL,
-    mtime_ns  INTEGER NOT NULL,
-    render_key TEXT,       -- what the file was rendered from (settings, top level, patches)
-    zst_level INTEGER,     -- for .zst files: recompress later when this is a fast level
-    PRIMARY KEY (channel, subdir, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS schedule (
-    channel  TEXT PRIMARY KEY,
-    next_run REAL,             -- when the daemon will next sync it (NULL: not scheduled)
-    updated  REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sync_runs (
-    id               INTEGER PRIMARY KEY,
-    channel          TEXT NOT NULL,
-    subdir           TEXT NOT NULL,
-    started_at       REAL NOT NULL,
-    finished_at      REAL NOT NULL,
-    outcome          TEXT NOT NULL,
-    downloaded_files INTEGER NOT NULL,
-    downloaded_bytes INTEGER NOT NULL,
-    deleted_files    INTEGER NOT NULL,
-    failed_files     INTEGER NOT NULL,
-    message          TEXT
-);
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class CatalogFile:
-    """A file in the tree as the catalog knows it. The record fields are None when only the
-    file's stats were read (`files()`), or for a file whose record is not known yet."""
-
-    filename: str
-    size: int
-    mtime_ns: int
-    sha256: str | None
-    md5: str | None
-    origin: str
-    name: str | None = None
-    record: bytes | None = None
-    indexed_ms: int | None = None
-    run_exports: bytes | None = None
-    about: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    filename: str
-    record: bytes
-    indexed_ms: int | None
-
-
-@dataclass(frozen=True)
-class UpstreamState:
-    """What we last saw of one upstream subdir, to ask for it conditionally next time.
-
-    `upstream_key` identifies the upstream URL (a hash, never the URL: it may hold a token);
-    `variant` is the file the validators belong to (repodata.json.zst or repodata.json).
-    `selection_key` fingerprints the filters that produced what is published.
-    """
-
-    upstream_key: str
-    variant: str
-    etag: str | None
-    last_modified: str | None
-    zst_missing_until: float | None
-    selection_key: str | None
-    selection_valid_until_ms: int | None
-
-
-@dataclass(frozen=True)
-class OutputStat:
-    size: int
-    mtime_ns: int
-    render_key: str | None = None
-    zst_level: int | None = None
 
 
 class Catalog:
@@ -193,7 +50,7 @@ class Catalog:
         with self.transaction():
             if 0 < version < SCHEMA_VERSION:
                 self._drop_all()  # everything here can be rebuilt from the tree and upstream
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -627,3 +484,6 @@ class Catalog:
                 message,
             ),
         )
+
+
+__all__ = ["Catalog", "CatalogFile", "OutputStat", "StoredRecord", "UpstreamState"]

@@ -1,0 +1,94 @@
+"""The catalog's SQLite schema. Everything in it can be rebuilt from the tree and upstream."""
+
+SCHEMA_VERSION = 3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    channel     TEXT NOT NULL,
+    subdir      TEXT NOT NULL,
+    filename    TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL,
+    sha256      TEXT,
+    md5         TEXT,
+    origin      TEXT NOT NULL,
+    name        TEXT,
+    record      BLOB,     -- JSON as published before patches (mirrored: upstream's bytes)
+    indexed_ms  INTEGER,  -- CEP-47: when the file first entered the index
+    run_exports BLOB,     -- JSON object, NULL when unknown (mirrored files)
+    about       BLOB,     -- JSON object of info/about.json fields, NULL when unknown
+    PRIMARY KEY (channel, subdir, filename)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_name ON files (channel, subdir, name);
+CREATE TABLE IF NOT EXISTS dirty (
+    channel  TEXT NOT NULL,
+    subdir   TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    PRIMARY KEY (channel, subdir, filename)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS channel_dirty (
+    channel TEXT NOT NULL,
+    name    TEXT NOT NULL,  -- a package name whose records changed since channeldata.json
+    PRIMARY KEY (channel, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subdir_meta (
+    channel   TEXT NOT NULL,
+    subdir    TEXT NOT NULL,
+    top_level BLOB NOT NULL,  -- msgpack map of upstream top-level keys -> raw JSON bytes
+    PRIMARY KEY (channel, subdir)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shards (
+    channel TEXT NOT NULL,
+    subdir  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    sha256  TEXT NOT NULL,
+    PRIMARY KEY (channel, subdir, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shard_orphans (
+    channel TEXT NOT NULL,
+    subdir  TEXT NOT NULL,
+    sha256  TEXT NOT NULL,
+    since   REAL NOT NULL,  -- when the published index stopped naming it
+    PRIMARY KEY (channel, subdir, sha256)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS upstream_state (
+    channel        TEXT NOT NULL,
+    subdir         TEXT NOT NULL,
+    upstream_key   TEXT NOT NULL,
+    variant        TEXT NOT NULL,
+    etag           TEXT,
+    last_modified  TEXT,
+    zst_missing_until REAL,
+    selection_key  TEXT,
+    selection_valid_until_ms INTEGER,
+    PRIMARY KEY (channel, subdir)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outputs (
+    channel   TEXT NOT NULL,
+    subdir    TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    render_key TEXT,       -- what the file was rendered from (settings, top level, patches)
+    zst_level INTEGER,     -- for .zst files: recompress later when this is a fast level
+    PRIMARY KEY (channel, subdir, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedule (
+    channel  TEXT PRIMARY KEY,
+    next_run REAL,             -- when the daemon will next sync it (NULL: not scheduled)
+    updated  REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync_runs (
+    id               INTEGER PRIMARY KEY,
+    channel          TEXT NOT NULL,
+    subdir           TEXT NOT NULL,
+    started_at       REAL NOT NULL,
+    finished_at      REAL NOT NULL,
+    outcome          TEXT NOT NULL,
+    downloaded_files INTEGER NOT NULL,
+    downloaded_bytes INTEGER NOT NULL,
+    deleted_files    INTEGER NOT NULL,
+    failed_files     INTEGER NOT NULL,
+    message          TEXT
+);
+"""
