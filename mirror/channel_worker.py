@@ -139,17 +139,27 @@ class ChannelWorker:
         daemon.publish_schedule()
 
     def _index(self, catalog: Catalog) -> None:
-        """Files put into (or removed from) a local channel's folders while the daemon was
-        down, and configured subdirs without repodata yet, are taken care of at start."""
+        """At start: files put into (or removed from) a local channel's folders while the
+        daemon was down, and configured subdirs without repodata yet. For a mirrored channel
+        only when the state database does not know its published subdirs (lost or new), so a
+        drop can never publish an index that forgets what was there."""
         config = self.daemon.config
+        channel = self.channel
+        tree = ChannelTree(config.root)
+        if channel.mirrored and not any(
+            tree.stat(tree.subdir_dir(channel.name, s) / "repodata.json") is not None
+            and not catalog.outputs(channel.name, s)
+            for s in channel.subdirs
+        ):
+            return
         ctx = IndexContext(
-            tree=ChannelTree(config.root),
+            tree=tree,
             catalog=catalog,
             quarantine=Quarantine(config.state_dir / QUARANTINE_DIR),
-            settings=self.channel.index,
-            local_channel=True,
+            settings=channel.index,
+            local_channel=not channel.mirrored,
         )
-        report = index_channel(ctx, self.channel.name, self.channel.subdirs)
+        report = index_channel(ctx, channel.name, channel.subdirs)
         for sub in report.subdirs:
             if sub.published and sub.published.changed:
                 self._published()

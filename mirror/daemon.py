@@ -153,9 +153,8 @@ class Daemon:
         worker = ChannelWorker(self, channel)
         self.workers[channel.name] = worker
         worker.thread.start()
-        if not channel.mirrored:
-            worker.request_index()
-        elif channel.schedule and channel.schedule.at_start:
+        worker.request_index()  # reconcile with the folders first (cheap when nothing changed)
+        if channel.mirrored and channel.schedule and channel.schedule.at_start:
             worker.request_sync()
 
     def _start_metrics_server(self) -> None:

@@ -164,6 +164,15 @@ def index_subdir(
     tree, catalog = ctx.tree, ctx.catalog
     directory = tree.ensure_subdir(channel, subdir)
     quarantined: list[QuarantinedFile] = []
+    if (
+        only is not None
+        and not catalog.outputs(channel, subdir)
+        and tree.stat(directory / "repodata.json")
+    ):
+        # the state database does not know this published subdir (new or lost): publishing
+        # from it alone would drop every record it lacks; rebuild it from the folder instead
+        log.warning("%s/%s: no state for this subdir yet; scanning it in full", channel, subdir)
+        only = None
     if only is None:
         tree.clean_temp(channel, subdir)
         for name in tree.scan_unsafe_names(channel, subdir):

@@ -294,3 +294,34 @@ def test_final_zst_leaves_one_frame_with_its_size_that_decompresses_to_repodata_
         body = (channel / subdir / "repodata.json").read_bytes()
         assert zstandard.get_frame_parameters(data).content_size == len(body)
         assert zstandard.ZstdDecompressor().decompress(data) == body  # needs the content size
+
+
+def test_index_file_with_a_lost_state_database_rebuilds_instead_of_forgetting(
+    tmp_path: Path,
+) -> None:
+    channel = make_channel(tmp_path)
+    assert index(channel).code == 0
+    before = set(records(channel, "noarch"))
+    for path in (tmp_path / ".mirror-state" / "chan").iterdir():  # the state database is gone
+        path.unlink()
+    build_package(PackageSpec("late", "1.0"), channel / "noarch")
+    result = index(channel, "--file", "noarch/late-1.0-0.conda")
+    assert result.code == 0, result.stderr
+    assert "scanning it in full" in result.stderr
+    assert set(records(channel, "noarch")) == before | {"late-1.0-0.conda"}
+
+
+def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    channel = make_channel(tmp_path)
+    assert index(channel).code == 0
+    with sqlite3.connect(tmp_path / ".mirror-state" / "chan" / "catalog.sqlite") as db:
+        db.execute("DROP TABLE channel_dirty")  # what schema 2 lacked
+        db.execute("PRAGMA user_version=2")
+    build_package(PackageSpec("late", "1.0"), channel / "noarch")
+    assert index(channel, "--file", "noarch/late-1.0-0.conda").code == 0
+    with sqlite3.connect(tmp_path / ".mirror-state" / "chan" / "catalog.sqlite") as db:
+        files = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    assert version == 3 and files == len(SPECS) + 1

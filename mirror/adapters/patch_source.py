@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conda_package_streaming import package_streaming
-
 from mirror.core.patches import NO_PATCHES, PatchSet, parse_patch_instructions
 from mirror.errors import RepodataError
 
@@ -39,6 +37,8 @@ def _instructions_bytes(source: Path, subdir: str) -> bytes | None:
 
 
 def _from_package(package: Path, member_name: str) -> bytes | None:
+    from conda_package_streaming import package_streaming  # only sites using a patch package
+
     components = ["pkg"] if package.name.endswith(".conda") else ["info"]
     try:
         with package.open("rb") as handle:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mirror.adapters.catalog.schema import SCHEMA, SCHEMA_VERSION
+from mirror.adapters.catalog.schema import FIRST_COMPATIBLE_VERSION, SCHEMA, SCHEMA_VERSION
 from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord, UpstreamState
 from mirror.core.records import name_from_filename
 from mirror.errors import CatalogError
@@ -48,8 +48,10 @@ class Catalog:
         if version == SCHEMA_VERSION:
             return
         with self.transaction():
-            if 0 < version < SCHEMA_VERSION:
-                self._drop_all()  # everything here can be rebuilt from the tree and upstream
+            if 0 < version < FIRST_COMPATIBLE_VERSION:
+                # a pre-release layout: rebuilt from the tree (and upstream) by the next run
+                self._drop_all()
+            # later versions only add tables: CREATE ... IF NOT EXISTS migrates them in place
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)

@@ -1,6 +1,7 @@
 """The catalog's SQLite schema. Everything in it can be rebuilt from the tree and upstream."""
 
 SCHEMA_VERSION = 3
+FIRST_COMPATIBLE_VERSION = 2  # 3 added the channel_dirty table only
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
