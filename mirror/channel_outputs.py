@@ -66,7 +66,8 @@ def publish_channeldata(
     path = tree.channel_dir(channel) / CHANNELDATA
     if not enabled:
         tree.remove(path)
-        catalog.drop_outputs(channel, "", [CHANNELDATA])
+        if CHANNELDATA in catalog.outputs(channel, ""):
+            catalog.drop_outputs(channel, "", [CHANNELDATA])
         return False
     subdirs = sorted(subdirs)
     patches = {subdir: load_patches(index.patch_instructions, subdir) for subdir in subdirs}

@@ -146,8 +146,9 @@ class SubdirSync:
         skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
         result = upstream.fetch_repodata(self.subdir, previous, skip_zst)
         if isinstance(result, NotModified):
-            if self._still_published(state):
-                files = len(self._mirrored_files())
+            mirrored = self._mirrored_files()
+            if self._still_published(state, mirrored):
+                files = len(mirrored)
                 return self.report(
                     OUTCOME_UNCHANGED,
                     upstream_status="not_modified",
@@ -273,7 +274,9 @@ class SubdirSync:
         files = self.ctx.catalog.files(self.name, self.subdir)
         return {k: v for k, v in files.items() if v.origin == ORIGIN_MIRROR}
 
-    def _still_published(self, state: UpstreamState | None) -> bool:
+    def _still_published(
+        self, state: UpstreamState | None, mirrored: dict[str, CatalogFile]
+    ) -> bool:
         """Upstream is unchanged; is what we published last time still exactly right?"""
         if state is None or state.selection_key != self.selection_key:
             return False
@@ -282,8 +285,8 @@ class SubdirSync:
         ):
             return False
         tree = self.ctx.tree
-        on_disk = tree.scan_packages(self.name, self.subdir)  # one directory read, no per-file stat
-        for name, known in self._mirrored_files().items():
+        on_disk = tree.scan_packages(self.name, self.subdir)
+        for name, known in mirrored.items():
             stat = on_disk.get(name)
             if stat is None or (stat.size, stat.mtime_ns) != (known.size, known.mtime_ns):
                 return False
