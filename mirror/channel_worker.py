@@ -48,6 +48,8 @@ class ChannelWorker:
         self._last_publish = 0.0
         self._recompressed = True
         self._retire = False
+        self._changed_subdirs: set[str] = set()
+        self._gauges_set = False
         self.thread = threading.Thread(
             target=self._run, name=f"channel-{channel.name}", daemon=True
         )
@@ -135,7 +137,7 @@ class ChannelWorker:
         daemon.metrics.record_sync(channel.name, report, time.monotonic() - started, time.time())
         for sub in report.subdirs:
             if sub.repodata_changed:
-                self._published()
+                self._published(sub.subdir)
         daemon.publish_schedule()
 
     def _index(self, catalog: Catalog) -> None:
@@ -162,7 +164,7 @@ class ChannelWorker:
         report = index_channel(ctx, channel.name, channel.subdirs)
         for sub in report.subdirs:
             if sub.published and sub.published.changed:
-                self._published()
+                self._published(sub.subdir)
             for quarantined in sub.quarantined:
                 self.daemon.metrics.quarantined.labels(self.channel.name, quarantined.reason).inc()
 
@@ -186,8 +188,7 @@ class ChannelWorker:
                 daemon.watcher.requeue(outcome.source, channel.name)
         for published in report.published:
             daemon.metrics.index_duration.labels(channel.name).observe(published.seconds)
-        if report.published:
-            self._published()
+            self._published(published.subdir)
             log.info(
                 "%s: %d drops published, %d duplicates, %d quarantined, %d deferred in %.2f s",
                 channel.name,
@@ -198,9 +199,10 @@ class ChannelWorker:
                 report.seconds,
             )
 
-    def _published(self) -> None:
+    def _published(self, subdir: str) -> None:
         self._last_publish = time.monotonic()
         self._recompressed = False
+        self._changed_subdirs.add(subdir)
 
     def _recompress(self, catalog: Catalog) -> None:
         """The subdir has been quiet: raise its .zst from the fast level to the final one."""
@@ -213,6 +215,12 @@ class ChannelWorker:
                 log.info("%s/%s: recompressed repodata.json.zst", self.channel.name, subdir)
 
     def _update_gauges(self, catalog: Catalog) -> None:
-        for subdir in catalog.subdirs(self.channel.name):
+        """Only subdirs that changed: counting a 500,000-record subdir takes a moment."""
+        subdirs = (
+            self._changed_subdirs if self._gauges_set else set(catalog.subdirs(self.channel.name))
+        )
+        for subdir in sorted(subdirs):
             packages, size = catalog.published_stats(self.channel.name, subdir)
             self.daemon.metrics.set_published(self.channel.name, subdir, packages, size)
+        self._changed_subdirs = set()
+        self._gauges_set = True
