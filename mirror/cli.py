@@ -56,18 +56,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args, redactor)
         return code
-    except ConfigError as exc:
-        print(f"error: {redactor(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
-        print(f"error: {redactor(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
-    except LockBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
     except MirrorError as exc:
         print(f"error: {redactor(str(exc))}", file=sys.stderr)
-        return EXIT_FAILED
+        if isinstance(exc, ConfigError | UsageError):
+            return EXIT_USAGE
+        return EXIT_LOCKED if isinstance(exc, LockBusyError) else EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception:

@@ -20,18 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-
 from mirror.adapters.archive import PackageInfo, read_package
 from mirror.adapters.catalog import Catalog, CatalogFile
 from mirror.adapters.store import ChannelTree, Quarantine, hash_file
 from mirror.channel_outputs import channeldata_enabled, publish_channeldata, settings_for
 from mirror.config.model import ChannelConfig
-from mirror.core.package_records import InvalidPackage, local_record
-from mirror.core.plan import ORIGIN_LOCAL
+from mirror.core.package_records import InvalidPackage
 from mirror.core.records import is_safe_filename
-from mirror.core.side_indexes import ABOUT_KEYS
 from mirror.errors import ArchiveError, StoreError
+from mirror.indexer import local_row, package_record
 from mirror.publish import NOARCH, PublishResult, publish_subdir
 
 log = logging.getLogger(__name__)
@@ -137,15 +134,7 @@ def _admit(
     try:
         info = read_package(path, deep=True)
         subdir = _subdir_of(info, channel)
-        record = local_record(
-            name,
-            subdir,
-            info.index,
-            size=info.size,
-            sha256=info.sha256,
-            md5=info.md5,
-            run_exports=info.run_exports,
-        )
+        record = package_record(name, subdir, info)
     except (ArchiveError, InvalidPackage, _WrongSubdir) as exc:
         if ctx.clock() - before.st_mtime < ctx.fresh_s:
             return DropOutcome(path, DEFERRED, message=str(exc)), None
@@ -193,20 +182,10 @@ def _install(
         return _collision(ctx, channel, path, subdir, target, info), None
     except OSError as exc:
         raise StoreError(f"cannot move {path} into {target}: {exc.strerror}") from exc
-    landed = target.lstat()
-    row = CatalogFile(
-        path.name,
-        landed.st_size,
-        landed.st_mtime_ns,
-        info.sha256,
-        info.md5,
-        ORIGIN_LOCAL,
-        name=str(info.index["name"]),
-        record=record,
-        indexed_ms=int(ctx.clock() * 1000),
-        run_exports=msgspec.json.encode(info.run_exports or {}, order="sorted"),
-        about=msgspec.json.encode({k: info.about[k] for k in ABOUT_KEYS if k in info.about}),
-    )
+    landed = ctx.tree.stat(target)
+    if landed is None:
+        raise StoreError(f"{target} vanished right after it was put in place")
+    row = local_row(path.name, landed, info, record, int(ctx.clock() * 1000))
     return DropOutcome(path, PUBLISHED, subdir=subdir), row
 
 

@@ -264,6 +264,26 @@ class _Rejected(Exception):
         self.message = message
 
 
+def package_record(filename: str, subdir: str, info: PackageInfo) -> bytes:
+    """The record of a local package file (InvalidPackage when its metadata disagrees)."""
+    return local_record(filename, subdir, info.index, size=info.size, sha256=info.sha256,
+                        md5=info.md5, run_exports=info.run_exports)  # fmt: skip
+
+
+def local_row(
+    filename: str, stat: FileStat, info: PackageInfo, record: bytes, indexed_ms: int
+) -> CatalogFile:
+    """The catalog row of a local package file, with what run_exports.json and channeldata
+    need from its info/."""
+    about = {key: info.about[key] for key in ABOUT_KEYS if key in info.about}
+    return CatalogFile(
+        filename, stat.size, stat.mtime_ns, info.sha256, info.md5, ORIGIN_LOCAL,
+        name=str(info.index["name"]), record=record, indexed_ms=indexed_ms,
+        run_exports=msgspec.json.encode(info.run_exports or {}, order="sorted"),
+        about=msgspec.json.encode(about),
+    )  # fmt: skip
+
+
 def _local_row(
     filename: str,
     subdir: str,
@@ -273,35 +293,14 @@ def _local_row(
     now_ms: int,
 ) -> CatalogFile:
     try:
-        record = local_record(
-            filename,
-            subdir,
-            info.index,
-            size=info.size,
-            sha256=info.sha256,
-            md5=info.md5,
-            run_exports=info.run_exports,
-        )
+        record = package_record(filename, subdir, info)
     except InvalidPackage as exc:
         raise _Rejected("invalid_metadata", f"{filename}: {exc}") from None
     previous = known.get(filename)
     # CEP-47: the time this content first entered the index; new bytes are a new entry
     same_bytes = previous is not None and previous.sha256 == info.sha256
     indexed_ms = previous.indexed_ms if same_bytes and previous and previous.indexed_ms else now_ms
-    about = {key: info.about[key] for key in ABOUT_KEYS if key in info.about}
-    return CatalogFile(
-        filename,
-        stat.size,
-        stat.mtime_ns,
-        info.sha256,
-        info.md5,
-        ORIGIN_LOCAL,
-        name=str(info.index["name"]),
-        record=record,
-        indexed_ms=indexed_ms,
-        run_exports=msgspec.json.encode(info.run_exports or {}, order="sorted"),
-        about=msgspec.json.encode(about),
-    )
+    return local_row(filename, stat, info, record, indexed_ms)
 
 
 def _recheck_mirrored(path: Path, known: CatalogFile) -> str | None:

@@ -14,9 +14,10 @@ import re
 import shutil
 import stat as stat_module
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import zstandard
 
@@ -168,10 +169,41 @@ class ChannelTree:
             pass
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+        self._replace(path, lambda handle: handle.write(data), fsync=fsync)
+        return True
+
+    def write_pieces(
+        self, path: Path, pieces: Iterable[bytes | memoryview], zst_level: int | None = None
+    ) -> FileStat:
+        """Atomically write the concatenation of `pieces` (compressed as one zstd frame with
+        its content size when `zst_level` is given) without joining them in memory."""
+        pieces = list(pieces)
+
+        def write(handle: BinaryIO) -> None:
+            if zst_level is None:
+                handle.writelines(pieces)
+                return
+            total = sum(len(p) for p in pieces)
+            compressor = zstandard.ZstdCompressor(
+                level=zst_level, write_content_size=True, threads=-1
+            )
+            with compressor.stream_writer(handle, size=total, closefd=False) as out:
+                for piece in pieces:
+                    out.write(piece)
+
+        self._replace(path, write, fsync=True)
+        stat = self.stat(path)
+        if stat is None:
+            raise StoreError(f"{path} vanished right after it was written")
+        return stat
+
+    def _replace(self, path: Path, write: Callable[[BinaryIO], object], *, fsync: bool) -> None:
+        """Write a temp file beside `path` (fsynced unless told otherwise), then rename it over
+        `path`: readers see the old file or the new one, never a part."""
         temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
         try:
             with open(temp, "wb") as handle:
-                handle.write(data)
+                write(handle)
                 handle.flush()
                 if fsync:
                     os.fsync(handle.fileno())
@@ -182,38 +214,6 @@ class ChannelTree:
             raise StoreError(
                 f"cannot write {path}: {exc.strerror}; the previous file is intact"
             ) from exc
-        return True
-
-    def write_pieces(
-        self, path: Path, pieces: Iterable[bytes | memoryview], zst_level: int | None = None
-    ) -> FileStat:
-        """Atomically write the concatenation of `pieces` (compressed as one zstd frame with
-        its content size when `zst_level` is given) without joining them in memory."""
-        pieces = list(pieces)
-        temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
-        try:
-            with open(temp, "wb") as handle:
-                if zst_level is None:
-                    handle.writelines(pieces)
-                else:
-                    total = sum(len(p) for p in pieces)
-                    compressor = zstandard.ZstdCompressor(
-                        level=zst_level, write_content_size=True, threads=-1
-                    )
-                    with compressor.stream_writer(handle, size=total, closefd=False) as out:
-                        for piece in pieces:
-                            out.write(piece)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-            st = path.lstat()
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise StoreError(
-                f"cannot write {path}: {exc.strerror}; the previous file is intact"
-            ) from exc
-        return FileStat(st.st_size, st.st_mtime_ns)
 
     def write_new(self, path: Path, data: bytes, *, fsync: bool = True) -> bool:
         """Write a content-addressed file unless it exists (its name is its hash)."""

@@ -34,26 +34,6 @@ _TOP_KEYS = (
     "recompress_after_s",
     *_TRANSFER_KEYS,
 )
-_CHANNEL_KEYS = (
-    "upstream",
-    "token_env",
-    "subdirs",
-    "include",
-    "exclude",
-    "licenses",
-    "not_older_than",
-    "not_newer_than",
-    "max_age_days",
-    "cooldown_days",
-    "max_package_size",
-    "keep_latest",
-    "prefer_conda",
-    "max_delete_fraction",
-    "index",
-    "schedule",
-    "drop_folders",
-    *_TRANSFER_KEYS,
-)
 # keys that only make sense with an upstream to select from and talk to
 _MIRROR_ONLY = (
     "token_env",
@@ -71,6 +51,7 @@ _MIRROR_ONLY = (
     "schedule",
     *_TRANSFER_KEYS,
 )
+_CHANNEL_KEYS = ("upstream", "subdirs", "index", "drop_folders", *_MIRROR_ONLY)
 _INDEX_SWITCHES = (
     "zst",
     "bz2",
