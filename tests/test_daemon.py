@@ -115,7 +115,12 @@ def test_a_slowly_written_drop_is_published_and_installable(running, tmp_path: P
     assert names == {"dropped"}
     assert (tmp_path / "env" / "share" / "dropped" / "x").read_bytes() == b"hi\n"
     assert daemon.metric("conda_mirror_drops_total", channel="local", outcome="published") == 1
-    assert daemon.metric("conda_mirror_drop_to_visible_seconds_count", channel="local") == 1
+    assert (
+        wait_for(
+            lambda: daemon.metric("conda_mirror_drop_to_visible_seconds_count", channel="local")
+        )
+        == 1
+    )
 
 
 def test_a_corrupt_drop_is_quarantined_while_good_drops_around_it_are_published(running) -> None:
@@ -232,7 +237,10 @@ def test_a_burst_of_drops_is_published_in_a_few_index_runs(running) -> None:
     for spec in specs:  # a rename into the folder is how most tools finish a copy
         os.replace(staging / spec.filename, base / "drops" / spec.filename)
     wait_for(lambda: {s.filename for s in specs} <= published(base, "local", "noarch"), timeout=60)
-    runs = daemon.metric("conda_mirror_index_duration_seconds_count", channel="local")
+    # the index becomes visible a moment before the run is counted: wait for the count
+    runs = wait_for(
+        lambda: daemon.metric("conda_mirror_index_duration_seconds_count", channel="local")
+    )
     assert 1 <= runs <= 10, runs
 
 
