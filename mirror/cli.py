@@ -222,6 +222,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     daemon.set_defaults(handler=_cmd_daemon)
 
+    verify = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="check the published tree; --repair puts it right",
+        description="Check that every record names a file with the recorded size and hash, "
+        "that repodata.json.zst and the shards agree with repodata.json, and that no temp or "
+        "unindexed file is left. By default a file whose size and mtime match the state "
+        "database is not hashed again (--full hashes everything).",
+        epilog=EXIT_CODES_HELP.replace("some work failed", "problems found (after --repair: left)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("--channel", action="append", default=[], metavar="NAME")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-fetch bad mirrored files, quarantine bad local ones, re-index",
+    )
+    verify.add_argument("--full", action="store_true", help="hash every file")
+    verify.set_defaults(handler=_cmd_verify)
+
     status = sub.add_parser(
         "status",
         parents=[common],
@@ -369,6 +389,33 @@ def _cmd_daemon(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     daemon = Daemon(resolve_config_path(args.config), redactor=redactor.redact)
     return daemon.run()
+
+
+def _cmd_verify(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
+    from mirror.config import load_config, resolve_config_path
+    from mirror.repair import run_verify
+
+    config = load_config(resolve_config_path(args.config))
+    unknown = [c for c in args.channel if config.channel(c) is None]
+    if unknown:
+        raise UsageError(f"no channel named {', '.join(unknown)} in {config.source}")
+    outcome = run_verify(config, tuple(args.channel), full=args.full, repair=args.repair,
+                         redactor=redactor.redact)  # fmt: skip
+    for problem in outcome.before.problems:
+        print(f"{'found' if args.repair else 'problem'}: {problem}")
+    final = outcome.after or outcome.before
+    if outcome.after is not None:
+        for problem in final.problems:
+            print(f"left: {problem}")
+    checked = sum(s.records for s in outcome.before.subdirs)
+    hashed = sum(s.hashed for s in outcome.before.subdirs)
+    print(
+        f"verified {checked} records in {len(outcome.before.subdirs)} subdirs (hashed {hashed}) "
+        f"in {outcome.before.seconds:.2f} s: {len(outcome.before.problems)} problems"
+        + (f", {len(final.problems)} left after repair" if outcome.after is not None else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK if final.ok else EXIT_FAILED
 
 
 def _cmd_status(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:

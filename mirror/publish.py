@@ -156,7 +156,8 @@ def publish_subdir(
     names = _all_names(run) if all_names else {name_from_filename(f) or "" for f in dirty} - {""}
     shard_changes, written = _write_shards(run, names, top) if settings.shards else ({}, 0)
     shard_map = _updated(catalog.shard_map(channel, subdir), shard_changes)
-    _write_repodata(run, pieces, render_key, may_be_unchanged=not spliced)
+    # with force (verify --repair) the compressed copies are rewritten even if the json holds
+    _write_repodata(run, pieces, render_key, may_be_unchanged=not spliced and not force)
     if settings.shards:
         _write_shard_index(run, shard_map, refresh=bool(shard_changes) or not intact)
     if settings.run_exports:

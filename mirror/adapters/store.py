@@ -216,11 +216,9 @@ class ChannelTree:
             ) from exc
 
     def write_new(self, path: Path, data: bytes, *, fsync: bool = True) -> bool:
-        """Write a content-addressed file unless it exists (its name is its hash)."""
-        if path.exists():
-            return False
-        self.write_if_changed(path, data, fsync=fsync)
-        return True
+        """Write a content-addressed file (its name is its hash) unless it already holds these
+        bytes; one that exists with other bytes (damaged on disk) is replaced."""
+        return self.write_if_changed(path, data, fsync=fsync)
 
     def make_durable(self, paths: list[Path]) -> None:
         """fsync a batch of new files before anything names them. One fsync costs about a

@@ -97,6 +97,27 @@ def read_shard_index(data: bytes) -> dict[str, str]:
         return {}
 
 
+def read_shard(data: bytes) -> dict[str, dict[str, Any]]:
+    """A shard's records by file name, md5/sha256 back in hex as in repodata.json.
+    Raises ValueError when the bytes are not a shard."""
+    try:
+        payload = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True).read()
+        document = msgspec.msgpack.decode(payload)
+    except (zstandard.ZstdError, msgspec.DecodeError) as exc:
+        raise ValueError(f"not a zstd-compressed msgpack shard ({exc})") from exc
+    if not isinstance(document, dict):
+        raise ValueError("a shard must be a map")
+    records: dict[str, dict[str, Any]] = {}
+    for group in ("packages", "packages.conda"):
+        for filename, record in (document.get(group) or {}).items():
+            record = dict(record)
+            for key in ("md5", "sha256"):
+                if isinstance(record.get(key), bytes):
+                    record[key] = record[key].hex()
+            records[str(filename)] = record
+    return records
+
+
 def removed_by_name(removed: Iterable[str]) -> dict[str, list[str]]:
     """Group a repodata `removed` list by the package name each file name implies."""
     grouped: dict[str, list[str]] = {}

@@ -373,6 +373,14 @@ class Catalog:
         ).fetchone()
         return UpstreamState(*row) if row else None
 
+    def forget_validators(self, channel: str) -> None:
+        """Make the next sync of the channel fetch and plan in full (no 304 short-cut)."""
+        self._db.execute(
+            "UPDATE upstream_state SET etag = NULL, last_modified = NULL, selection_key = NULL "
+            "WHERE channel = ?",
+            (channel,),
+        )
+
     def save_upstream_state(self, channel: str, subdir: str, state: UpstreamState) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO upstream_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

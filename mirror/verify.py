@@ -1,0 +1,220 @@
+"""Use case: check that a published tree is exactly what it claims -> VerifyReport.
+
+For every subdir of every configured channel:
+- every record in repodata.json names a file that exists with the recorded size and hash
+  (by default a file whose size and mtime still match the catalog is trusted with the hash the
+  catalog recorded when it was verified; `full` hashes every file);
+- repodata.json.zst decompresses to exactly repodata.json;
+- the shard index names only shards that exist, whose names are their hashes, and whose
+  records are exactly repodata.json's (no more, no fewer);
+- no temp file is left behind and no package file sits in the subdir unindexed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zstandard
+
+from mirror.adapters.catalog import Catalog, CatalogFile
+from mirror.adapters.store import TEMP_PREFIX, TEMP_SUFFIX, ChannelTree, hash_file
+from mirror.core.records import PACKAGE_GROUPS, name_from_filename
+from mirror.core.shards import SHARD_INDEX_NAME, SHARDS_DIR, read_shard, read_shard_index
+from mirror.publish import REPODATA_JSON, REPODATA_ZST
+
+# problem kinds (low-cardinality; repair decides by them)
+MISSING_FILE = "missing_file"
+BAD_FILE = "bad_file"  # size or hash differs from its record
+BAD_REPODATA = "bad_repodata"  # unreadable json, zst differs, shards disagree
+UNINDEXED = "unindexed"
+TEMP_FILE = "temp_file"
+
+
+@dataclass(frozen=True)
+class Problem:
+    channel: str
+    subdir: str
+    kind: str
+    name: str  # the file concerned, relative to the subdir
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.subdir}/{self.name}: {self.message}"
+
+
+@dataclass
+class SubdirCheck:
+    channel: str
+    subdir: str
+    records: int = 0
+    hashed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, kind: str, name: str, message: str) -> None:
+        self.problems.append(Problem(self.channel, self.subdir, kind, name, message))
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    subdirs: tuple[SubdirCheck, ...]
+    seconds: float
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for s in self.subdirs for p in s.problems]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(
+    tree: ChannelTree, catalog: Catalog, targets: Iterable[tuple[str, str]], *, full: bool = False
+) -> VerifyReport:
+    """Check each (channel, subdir); nothing is changed."""
+    started = time.monotonic()
+    checks = tuple(verify_subdir(tree, catalog, c, s, full=full) for c, s in targets)
+    return VerifyReport(checks, time.monotonic() - started)
+
+
+def verify_subdir(
+    tree: ChannelTree, catalog: Catalog, channel: str, subdir: str, *, full: bool
+) -> SubdirCheck:
+    check = SubdirCheck(channel, subdir)
+    directory = tree.subdir_dir(channel, subdir)
+    try:
+        body = (directory / REPODATA_JSON).read_bytes()
+    except FileNotFoundError:
+        check.problem(BAD_REPODATA, REPODATA_JSON, "missing: clients of this subdir get a 404")
+        return check
+    records = _records(check, body)
+    if records is None:
+        return check
+    check.records = len(records)
+    known = catalog.files(channel, subdir)
+    on_disk = tree.scan_packages(channel, subdir)
+    for filename, record in records.items():
+        _check_file(check, directory, filename, record, known.get(filename), full=full)
+    for filename in sorted(set(on_disk) - set(records)):
+        check.problem(UNINDEXED, filename, "a package file no repodata.json record names")
+    _check_zst(check, directory, body)
+    _check_shards(check, tree, directory, records)
+    for leftover in tree.list_names(directory, TEMP_SUFFIX):
+        if leftover.startswith(TEMP_PREFIX):
+            check.problem(TEMP_FILE, leftover + TEMP_SUFFIX, "a temp file an interrupted run left")
+    return check
+
+
+def _records(check: SubdirCheck, body: bytes) -> dict[str, dict[str, Any]] | None:
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        check.problem(BAD_REPODATA, REPODATA_JSON, f"not valid JSON ({exc})")
+        return None
+    if not isinstance(document, dict):
+        check.problem(BAD_REPODATA, REPODATA_JSON, "not a JSON object")
+        return None
+    records: dict[str, dict[str, Any]] = {}
+    for group in PACKAGE_GROUPS:
+        entries = document.get(group) or {}
+        if not isinstance(entries, dict):
+            check.problem(BAD_REPODATA, REPODATA_JSON, f"'{group}' is not an object")
+            return None
+        records.update(entries)
+    return records
+
+
+def _check_file(
+    check: SubdirCheck,
+    directory: Path,
+    filename: str,
+    record: dict[str, Any],
+    known: CatalogFile | None,
+    *,
+    full: bool,
+) -> None:
+    path = directory / filename
+    try:
+        stat = path.lstat()
+    except FileNotFoundError:
+        check.problem(MISSING_FILE, filename, "named by repodata.json but not in the subdir")
+        return
+    want_size, want_sha, want_md5 = record.get("size"), record.get("sha256"), record.get("md5")
+    if isinstance(want_size, int) and stat.st_size != want_size:
+        check.problem(BAD_FILE, filename, f"{stat.st_size} bytes, its record says {want_size}")
+        return
+    trusted = (
+        not full
+        and known is not None
+        and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+        and (known.sha256 == want_sha if want_sha else known.md5 == want_md5)
+    )
+    if trusted:
+        return
+    check.hashed += 1
+    _, sha256, md5 = hash_file(path)
+    if (want_sha and sha256 != want_sha) or (not want_sha and md5 != want_md5):
+        check.problem(BAD_FILE, filename, "its bytes do not hash to its record's checksum")
+
+
+def _check_zst(check: SubdirCheck, directory: Path, body: bytes) -> None:
+    try:
+        compressed = (directory / REPODATA_ZST).read_bytes()
+    except FileNotFoundError:
+        return  # switched off: nothing to disagree with
+    try:
+        inflated = (
+            zstandard.ZstdDecompressor().stream_reader(compressed, read_across_frames=True).read()
+        )
+    except zstandard.ZstdError as exc:
+        check.problem(BAD_REPODATA, REPODATA_ZST, f"not valid zstd ({exc})")
+        return
+    if inflated != body:
+        check.problem(BAD_REPODATA, REPODATA_ZST, "does not hold the same bytes as repodata.json")
+
+
+def _check_shards(
+    check: SubdirCheck, tree: ChannelTree, directory: Path, records: dict[str, dict[str, Any]]
+) -> None:
+    try:
+        index_bytes = (directory / SHARD_INDEX_NAME).read_bytes()
+    except FileNotFoundError:
+        return
+    shard_map = read_shard_index(index_bytes)
+    if not shard_map and records:
+        check.problem(BAD_REPODATA, SHARD_INDEX_NAME, "unreadable, or names no shard")
+        return
+    seen: set[str] = set()
+    for name, digest in sorted(shard_map.items()):
+        relative = f"{SHARDS_DIR}/{digest}.msgpack.zst"
+        try:
+            data = (directory / relative).read_bytes()
+        except FileNotFoundError:
+            check.problem(
+                BAD_REPODATA, relative, f"the shard of {name} named by the index is missing"
+            )
+            continue
+        if hashlib.sha256(data).hexdigest() != digest:
+            check.problem(BAD_REPODATA, relative, "its bytes do not hash to its name")
+            continue
+        try:
+            shard_records = read_shard(data)
+        except ValueError as exc:
+            check.problem(BAD_REPODATA, relative, str(exc))
+            continue
+        for filename, record in shard_records.items():
+            seen.add(filename)
+            if records.get(filename) != record:
+                message = f"its record of {filename} differs from repodata.json's"
+                check.problem(BAD_REPODATA, relative, message)
+    missing = sorted(f for f in set(records) - seen)
+    if missing:
+        names = sorted({name_from_filename(f) or f for f in missing})
+        message = f"no shard holds {len(missing)} records (of {', '.join(names[:5])})"
+        check.problem(BAD_REPODATA, SHARD_INDEX_NAME, message)
