@@ -32,6 +32,7 @@ from mirror.verify import (
     BAD_FILE,
     BAD_REPODATA,
     MISSING_FILE,
+    STALE_INDEX,
     TEMP_FILE,
     UNINDEXED,
     Problem,
@@ -106,7 +107,7 @@ def _fix(
         elif problem.kind == UNINDEXED:
             _unindexed(tree, catalog, quarantine, channel, problem)
             reindex.add(target)
-        elif problem.kind == BAD_REPODATA:
+        elif problem.kind in (BAD_REPODATA, STALE_INDEX):
             republish.add(target)
     for channel_name, subdir in sorted(reindex):
         channel = by_name[channel_name]

@@ -31,7 +31,8 @@ from mirror.publish import REPODATA_JSON, REPODATA_ZST
 # problem kinds (low-cardinality; repair decides by them)
 MISSING_FILE = "missing_file"
 BAD_FILE = "bad_file"  # size or hash differs from its record
-BAD_REPODATA = "bad_repodata"  # unreadable json, zst differs, shards disagree
+BAD_REPODATA = "bad_repodata"  # unreadable or damaged index files
+STALE_INDEX = "stale_index"  # zst or shards valid but not in step with repodata.json
 UNINDEXED = "unindexed"
 TEMP_FILE = "temp_file"
 
@@ -73,6 +74,12 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def serving_safely(self) -> bool:
+        """What a crash may leave: index copies out of step with each other, temp files and
+        files not yet (or no longer) indexed; but no index naming a missing or wrong file."""
+        return all(p.kind in (STALE_INDEX, TEMP_FILE, UNINDEXED) for p in self.problems)
+
 
 def verify(
     tree: ChannelTree, catalog: Catalog, targets: Iterable[tuple[str, str]], *, full: bool = False
@@ -93,38 +100,48 @@ def verify_subdir(
     except FileNotFoundError:
         check.problem(BAD_REPODATA, REPODATA_JSON, "missing: clients of this subdir get a 404")
         return check
-    records = _records(check, body)
+    records = _records(check, body, REPODATA_JSON)
     if records is None:
         return check
     check.records = len(records)
     known = catalog.files(channel, subdir)
+    checked: dict[str, dict[str, Any]] = {}
+
+    def check_records(source: dict[str, dict[str, Any]]) -> None:
+        """Every index a client may read must name only files that are there and right."""
+        for filename, record in source.items():
+            if checked.get(filename) != record:
+                checked[filename] = record
+                _check_file(check, directory, filename, record, known.get(filename), full=full)
+
+    check_records(records)
+    zst_records = _check_zst(check, directory, body)
+    if zst_records is not None:
+        check_records(zst_records)
+    check_records(_check_shards(check, directory, records))
     on_disk = tree.scan_packages(channel, subdir)
-    for filename, record in records.items():
-        _check_file(check, directory, filename, record, known.get(filename), full=full)
-    for filename in sorted(set(on_disk) - set(records)):
-        check.problem(UNINDEXED, filename, "a package file no repodata.json record names")
-    _check_zst(check, directory, body)
-    _check_shards(check, tree, directory, records)
+    for filename in sorted(set(on_disk) - set(checked)):
+        check.problem(UNINDEXED, filename, "a package file no index names")
     for leftover in tree.list_names(directory, TEMP_SUFFIX):
         if leftover.startswith(TEMP_PREFIX):
             check.problem(TEMP_FILE, leftover + TEMP_SUFFIX, "a temp file an interrupted run left")
     return check
 
 
-def _records(check: SubdirCheck, body: bytes) -> dict[str, dict[str, Any]] | None:
+def _records(check: SubdirCheck, body: bytes, name: str) -> dict[str, dict[str, Any]] | None:
     try:
         document = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        check.problem(BAD_REPODATA, REPODATA_JSON, f"not valid JSON ({exc})")
+        check.problem(BAD_REPODATA, name, f"not valid JSON ({exc})")
         return None
     if not isinstance(document, dict):
-        check.problem(BAD_REPODATA, REPODATA_JSON, "not a JSON object")
+        check.problem(BAD_REPODATA, name, "not a JSON object")
         return None
     records: dict[str, dict[str, Any]] = {}
     for group in PACKAGE_GROUPS:
         entries = document.get(group) or {}
         if not isinstance(entries, dict):
-            check.problem(BAD_REPODATA, REPODATA_JSON, f"'{group}' is not an object")
+            check.problem(BAD_REPODATA, name, f"'{group}' is not an object")
             return None
         records.update(entries)
     return records
@@ -163,34 +180,42 @@ def _check_file(
         check.problem(BAD_FILE, filename, "its bytes do not hash to its record's checksum")
 
 
-def _check_zst(check: SubdirCheck, directory: Path, body: bytes) -> None:
+def _check_zst(
+    check: SubdirCheck, directory: Path, body: bytes
+) -> dict[str, dict[str, Any]] | None:
+    """The records of repodata.json.zst when it differs from repodata.json (a crash between
+    the two writes leaves it one step ahead: stale, not wrong, as long as its files are there)."""
     try:
         compressed = (directory / REPODATA_ZST).read_bytes()
     except FileNotFoundError:
-        return  # switched off: nothing to disagree with
+        return None  # switched off: nothing to disagree with
     try:
         inflated = (
             zstandard.ZstdDecompressor().stream_reader(compressed, read_across_frames=True).read()
         )
     except zstandard.ZstdError as exc:
         check.problem(BAD_REPODATA, REPODATA_ZST, f"not valid zstd ({exc})")
-        return
-    if inflated != body:
-        check.problem(BAD_REPODATA, REPODATA_ZST, "does not hold the same bytes as repodata.json")
+        return None
+    if inflated == body:
+        return None
+    check.problem(STALE_INDEX, REPODATA_ZST, "does not hold the same bytes as repodata.json")
+    return _records(check, inflated, REPODATA_ZST)
 
 
 def _check_shards(
-    check: SubdirCheck, tree: ChannelTree, directory: Path, records: dict[str, dict[str, Any]]
-) -> None:
+    check: SubdirCheck, directory: Path, records: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The shards' records; problems when the shard index or a shard is damaged (wrong) or
+    when they hold other records than repodata.json (stale)."""
     try:
         index_bytes = (directory / SHARD_INDEX_NAME).read_bytes()
     except FileNotFoundError:
-        return
+        return {}
     shard_map = read_shard_index(index_bytes)
     if not shard_map and records:
         check.problem(BAD_REPODATA, SHARD_INDEX_NAME, "unreadable, or names no shard")
-        return
-    seen: set[str] = set()
+        return {}
+    found: dict[str, dict[str, Any]] = {}
     for name, digest in sorted(shard_map.items()):
         relative = f"{SHARDS_DIR}/{digest}.msgpack.zst"
         try:
@@ -204,17 +229,12 @@ def _check_shards(
             check.problem(BAD_REPODATA, relative, "its bytes do not hash to its name")
             continue
         try:
-            shard_records = read_shard(data)
+            found.update(read_shard(data))
         except ValueError as exc:
             check.problem(BAD_REPODATA, relative, str(exc))
-            continue
-        for filename, record in shard_records.items():
-            seen.add(filename)
-            if records.get(filename) != record:
-                message = f"its record of {filename} differs from repodata.json's"
-                check.problem(BAD_REPODATA, relative, message)
-    missing = sorted(f for f in set(records) - seen)
-    if missing:
-        names = sorted({name_from_filename(f) or f for f in missing})
-        message = f"no shard holds {len(missing)} records (of {', '.join(names[:5])})"
-        check.problem(BAD_REPODATA, SHARD_INDEX_NAME, message)
+    differing = sorted(f for f in set(records) | set(found) if records.get(f) != found.get(f))
+    if differing:
+        names = sorted({name_from_filename(f) or f for f in differing})
+        message = f"the shards disagree with repodata.json on {len(differing)} records"
+        check.problem(STALE_INDEX, SHARD_INDEX_NAME, f"{message} (of {', '.join(names[:5])})")
+    return found

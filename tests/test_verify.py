@@ -85,9 +85,7 @@ def test_unindexed_files_in_a_mirrored_channel_are_quarantined(server, make_site
     site = synced(server, make_site)
     build_package(PackageSpec("stray", "1.0", subdir="linux-64"), site.subdir("up", "linux-64"))
     found = verify(site)
-    assert "up/linux-64/stray-1.0-0.conda: a package file no repodata.json record names" in (
-        found.stdout
-    )
+    assert "up/linux-64/stray-1.0-0.conda: a package file no index names" in (found.stdout)
     assert verify(site, "--repair").code == 0
     assert not (site.subdir("up", "linux-64") / "stray-1.0-0.conda").exists()
     assert list((site.state / "quarantine" / "up" / "linux-64").glob("stray-1.0-0.conda.reason"))
