@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +36,9 @@ class FileOutcome:
     installed: CatalogFile | None
     downloaded: bool  # False when an existing file only had to be hashed
     failure: FileFailure | None
+    # New bytes for a name that already has a file: verified, but left in this temp file for
+    # the caller to swap in once no published index names the old bytes any more.
+    staged: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,11 @@ def _fetch(args: JobArgs) -> FileOutcome:
     temp: Path = job.tree.temp_path(job.channel, job.subdir)
     try:
         got = job.upstream.download(job.subdir, want, temp, job.progress.advance)
+        if os.path.lexists(final):
+            # replacing it here would make the record currently published for it lie
+            job.progress.file_done()
+            staged = CatalogFile(want.filename, got.size, 0, got.sha256, got.md5, ORIGIN_MIRROR)
+            return FileOutcome(want.filename, staged, True, None, staged=temp)
         stat = job.tree.install(temp, final)
     except Interrupted:
         raise

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import httpx
 
@@ -338,6 +339,7 @@ class SubdirSync:
             ctx.stop,
             ctx.progress,
         )
+        staged: list[tuple[CatalogFile, Path]] = []
         try:
             for outcome in run_pool(job, list(plan.download), list(plan.verify)):
                 if outcome.failure is not None:
@@ -352,6 +354,10 @@ class SubdirSync:
                     record=bytes(record.raw),
                     indexed_ms=now_ms,
                 )
+                if outcome.staged is not None:
+                    staged.append((installed, outcome.staged))
+                    downloaded.append(installed)
+                    continue
                 buffer.append(installed)
                 if outcome.downloaded:
                     downloaded.append(installed)
@@ -363,7 +369,25 @@ class SubdirSync:
         finally:
             self._flush(buffer)
             ctx.progress.finish()
+        self._swap_in(staged)
         return good, failures, downloaded, verified
+
+    def _swap_in(self, staged: list[tuple[CatalogFile, Path]]) -> None:
+        """Upstream replaced files under names we publish. Their old records leave the
+        published index first, then the new bytes take the names, and the new records are
+        published with the rest: at no moment does an index name bytes it does not describe."""
+        if not staged:
+            return
+        ctx = self.ctx
+        with ctx.catalog.transaction():
+            ctx.catalog.retire_records(self.name, self.subdir, (f.filename for f, _ in staged))
+        publish_subdir(ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings())
+        rows = []
+        for row, temp in staged:
+            final = ctx.tree.package_path(self.name, self.subdir, row.filename)
+            stat = ctx.tree.install(temp, final)
+            rows.append(replace(row, size=stat.size, mtime_ns=stat.mtime_ns))
+        self._flush(rows)
 
     def _flush(self, buffer: list[CatalogFile]) -> None:
         if buffer:
