@@ -13,7 +13,6 @@ Each kill point (seeded, so a failure replays with the same seed and index):
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
