@@ -91,6 +91,28 @@ def test_a_conda_file_listed_under_packages_is_refused() -> None:
     assert isinstance(result, Refusal) and "extension" in result.reason
 
 
+@pytest.mark.parametrize(
+    ("tail", "refused_key"),
+    [
+        (b', "name": "b"', "name"),  # conda would read "b", rattler refuses the document
+        (b', "depends": [], "depends": ["evil"]', "depends"),
+        (b', "x": {"k": 1, "k": 2}', None),  # repeats inside a nested value bother no reader
+        (b', "about": "a \\": b"', None),  # a '":' inside a string is no key
+        (b', "zz": {"name": "n"}', None),
+    ],
+)
+def test_records_with_a_repeated_key_are_refused_naming_it(
+    tail: bytes, refused_key: str | None
+) -> None:
+    body = json.dumps(GOOD).encode()[:-1] + tail + b"}"
+    result = decode_record("a-1.0-h_0.conda", "packages.conda", msgspec.Raw(body))
+    if refused_key is None:
+        assert isinstance(result, Record) and bytes(result.raw) == body
+    else:
+        assert isinstance(result, Refusal)
+        assert result.reason == f"record has the key '{refused_key}' twice; refused"
+
+
 def test_md5_only_records_from_old_channels_are_accepted() -> None:
     record = {k: v for k, v in GOOD.items() if k != "sha256"}
     assert isinstance(decode("a-1.0-h_0.conda", record), Record)

@@ -7,6 +7,7 @@ the rest as the exact JSON bytes upstream sent (`msgspec.Raw` slices of the docu
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -148,8 +149,13 @@ def decode_record(filename: str, group: str, raw: msgspec.Raw) -> Record | Refus
         return Refusal(shown, f"listed under '{group}' but its extension belongs elsewhere")
     try:
         fields = msgspec.json.decode(raw, type=RecordFields)
+        duplicate = duplicate_key(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return Refusal(shown, f"record is malformed: {exc}")
+    if duplicate is not None:
+        # conda keeps the last value, rattler refuses the whole repodata: published verbatim,
+        # such a record would make clients disagree (or fail), so it is never published
+        return Refusal(shown, f"record has the key {_printable(duplicate)!r} twice; refused")
     stem, _ = split_extension(filename)
     if f"{fields.name}-{fields.version}-{fields.build}" != stem:
         return Refusal(
@@ -161,6 +167,33 @@ def decode_record(filename: str, group: str, raw: msgspec.Raw) -> Record | Refus
     if problem:
         return Refusal(shown, problem)
     return Record(filename=filename, raw=raw, fields=fields)
+
+
+def duplicate_key(raw: bytes | msgspec.Raw) -> str | None:
+    """A top-level key that occurs more than once in a JSON object, or None.
+
+    Fast path: when the bytes hold as many `":` as the object has distinct keys, each key
+    occurs once (and no value nests an object); only other records are parsed key by key.
+    """
+    keys = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+    data = bytes(raw)
+    if data.count(b'":') == len(keys):
+        return None
+    # the hook sees nested objects first and the record itself last; repeated keys inside a
+    # nested value trouble no reader's record type, so only the last call's keys count
+    last_keys: list[str] = []
+
+    def remember(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        last_keys[:] = [key for key, _ in pairs]
+        return {}
+
+    json.loads(data, object_pairs_hook=remember)
+    seen: set[str] = set()
+    for key in last_keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
 
 
 def _checksum_problem(fields: RecordFields) -> str | None:
