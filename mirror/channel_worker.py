@@ -104,6 +104,16 @@ class ChannelWorker:
                     timeout = min(timeout, service.recompress_after_s - idle)
                 self._cond.wait(timeout=max(timeout, 0.01))
 
+    def _publish_quiet_drops(self, catalog: Catalog) -> None:
+        """Between the subdirs of a sync: a drop into a mirrored channel waits for the subdir
+        being synced, not for the whole run. Drops still arriving wait for their quiet time."""
+        with self._cond:
+            quiet = time.monotonic() - self._work.last_drop >= self.daemon.config.service.debounce_s
+            if not self._work.drops or not quiet:
+                return
+            drops, self._work.drops = self._work.drops, {}
+        self._drops(catalog, drops)
+
     def _run(self) -> None:
         with Catalog(self.daemon.config.state_dir / CATALOG_NAME) as catalog:
             while (task := self._take()) is not None:
@@ -132,8 +142,9 @@ class ChannelWorker:
             redactor=daemon.redactor,
             stop=daemon.stopping,
             env=daemon.env,
+            between_subdirs=lambda: self._publish_quiet_drops(catalog),
         )
-        report = sync(ctx, SyncOptions(channels=(channel.name,)))
+        report = sync(ctx, SyncOptions(channels=(channel.name,), only_named=True))
         daemon.metrics.record_sync(channel.name, report, time.monotonic() - started, time.time())
         for sub in report.subdirs:
             if sub.repodata_changed:
@@ -189,6 +200,7 @@ class ChannelWorker:
         for published in report.published:
             daemon.metrics.index_duration.labels(channel.name).observe(published.seconds)
             self._published(published.subdir)
+        if report.published:  # one line per batch, not per subdir it touched
             log.info(
                 "%s: %d drops published, %d duplicates, %d quarantined, %d deferred in %.2f s",
                 channel.name,

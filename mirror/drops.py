@@ -142,7 +142,9 @@ def _admit(
         if reason == "io":
             log.error("%s: cannot read %s: %s", channel.name, path, exc)
             return DropOutcome(path, IGNORED, reason="io", message=str(exc)), None
-        return _reject(ctx, channel, path, reason, str(exc)), None
+        # archive errors name the file already; the .reason must name it whatever went wrong
+        message = str(exc) if isinstance(exc, ArchiveError) else f"{name}: {exc}"
+        return _reject(ctx, channel, path, reason, message), None
     if _changed_since(path, before):
         return DropOutcome(path, DEFERRED, message="changed while being read"), None
     return _install(ctx, channel, path, subdir, info, record)
@@ -195,26 +197,37 @@ def _link_into_place(
     """Give the file its published name without ever replacing an existing one (link(2) fails
     if the name exists), then remove it from the drop folder. Across filesystems the bytes
     are first copied beside the target and fsynced."""
-    try:
-        os.link(source, target)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-            raise
-        temp = tree.temp_path(channel, subdir)
+    if source.lstat().st_nlink > 1:
+        # a hardlink to a file elsewhere: linking would publish that very file (and chmod it,
+        # and let later edits of it reach clients), so its bytes are copied instead
+        _copy_into_place(tree, channel, subdir, source, target)
+    else:
         try:
-            with open(source, "rb") as src, open(temp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fsync(dst.fileno())
-            shutil.copystat(source, temp)
-            os.link(temp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            _copy_into_place(tree, channel, subdir, source, target)
     # published files must be readable by the web server, whatever the dropper's umask was
     target.chmod(0o644)
     tree.sync_dir(target.parent)
     source.unlink()
+
+
+def _copy_into_place(
+    tree: ChannelTree, channel: str, subdir: str, source: Path, target: Path
+) -> None:
+    temp = tree.temp_path(channel, subdir)
+    try:
+        with open(source, "rb") as src, open(temp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        shutil.copystat(source, temp)
+        os.link(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
 
 
 def _collision(

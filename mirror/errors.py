@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class MirrorError(Exception):
     """Base of every error mirror reports; its message says what happened and what to do."""
@@ -50,6 +52,26 @@ class ArchiveError(MirrorError):
 
 class StoreError(MirrorError):
     """The channel tree could not be written (disk full, permissions, unsafe path)."""
+
+    @classmethod
+    def from_os_error(cls, what: str, exc: OSError) -> StoreError:
+        """`what` names the operation and the file; the system's reason follows, and for the
+        causes no retry can fix (full, read-only, no permission), what to do about them."""
+        text = f"{what}: {exc.strerror or exc}"
+        hint = _OS_ERROR_HINTS.get(exc.errno or 0)
+        return cls(f"{text}; {hint}" if hint else text)
+
+
+_OS_ERROR_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space there (or grow the file system) and run "
+    "again; what was published before is intact",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or raise the quota and run "
+    "again; what was published before is intact",
+    errno.EROFS: "the file system is read-only: remount it read-write (or point root/state_dir "
+    "at a writable one) and run again; what was published before is intact",
+    errno.EACCES: "permission denied: run mirror as the user that owns this directory",
+    errno.EPERM: "operation not permitted: run mirror as the user that owns this directory",
+}
 
 
 class InsufficientSpaceError(StoreError):

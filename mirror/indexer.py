@@ -15,7 +15,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import msgspec
@@ -27,10 +27,11 @@ from mirror.channel_outputs import channeldata_enabled, publish_channeldata, set
 from mirror.config.model import IndexSettings
 from mirror.core.package_records import InvalidPackage, local_record
 from mirror.core.plan import ORIGIN_LOCAL, ORIGIN_MIRROR
+from mirror.core.repodata_doc import published_records
 from mirror.core.side_indexes import ABOUT_KEYS
 from mirror.errors import ArchiveError
 from mirror.progress import NoProgress, Progress
-from mirror.publish import NOARCH, PublishResult, publish_subdir
+from mirror.publish import NOARCH, REPODATA_JSON, PublishResult, publish_subdir
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,8 @@ def index_subdir(
             if filename in known:
                 drop.append(filename)
     ctx.progress.finish()
+    if not ctx.local_channel and any(row.filename not in known for row in rows):
+        rows = _adopt_published(directory, rows, known)
     with catalog.transaction():
         catalog.put_files(channel, subdir, rows)
         catalog.update_stats(channel, subdir, stats_only)
@@ -301,6 +304,36 @@ def _local_row(
     same_bytes = previous is not None and previous.sha256 == info.sha256
     indexed_ms = previous.indexed_ms if same_bytes and previous and previous.indexed_ms else now_ms
     return local_row(filename, stat, info, record, indexed_ms)
+
+
+def _adopt_published(
+    directory: Path, rows: list[CatalogFile], known: dict[str, CatalogFile]
+) -> list[CatalogFile]:
+    """A mirrored channel whose state database was lost: a file the published repodata.json
+    describes (same sha256) keeps that record, which is upstream's (patches and keys the
+    package's info/ lacks), and stays a mirrored file the next sync may prune or update."""
+    try:
+        published = published_records((directory / REPODATA_JSON).read_bytes())
+    except OSError:
+        return rows
+    adopted = []
+    for row in rows:
+        stamp, raw = published.get(row.filename, (None, b""))
+        if row.filename in known or stamp is None or stamp.sha256 != row.sha256:
+            adopted.append(row)
+            continue
+        # the row a sync would have written: mirrored files carry no run_exports/about
+        adopted.append(
+            replace(
+                row,
+                origin=ORIGIN_MIRROR,
+                record=raw,
+                run_exports=None,
+                about=None,
+                indexed_ms=stamp.indexed_timestamp or row.indexed_ms,
+            )
+        )
+    return adopted
 
 
 def _recheck_mirrored(path: Path, known: CatalogFile) -> str | None:

@@ -127,7 +127,8 @@ class MirrorMetrics:
             for failure in sub.failures:
                 self.download_errors.labels(channel, failure.reason).inc()
             if sub.upstream_status == "error":
-                self.download_errors.labels(channel, "repodata").inc()
+                # by the fault that made the last attempt fail, as for files and retries
+                self.download_errors.labels(channel, sub.error_reason or "repodata").inc()
 
     def record_drop(self, channel: str, outcome: DropOutcome) -> None:
         self.drops.labels(channel, outcome.result).inc()

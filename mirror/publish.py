@@ -292,7 +292,7 @@ def _write_shards(
 ) -> tuple[dict[str, str | None], int]:
     """Build the shards of the given package names; write the new ones (never rewrite one)."""
     folder = run.directory / SHARDS_DIR
-    folder.mkdir(exist_ok=True)
+    run.tree.ensure_dir(folder)
     removed = removed_by_name(msgspec.json.decode(top.get("removed", b"[]")))
     changes: dict[str, str | None] = {}
     new_files: list[Path] = []

@@ -23,7 +23,9 @@ class SubdirReport:
     outcome: str
     seconds: float
     upstream_status: str = "fetched"  # fetched | not_modified | error
+    error_reason: str | None = None  # why the repodata could not be had (for metrics)
     selected: int = 0
+    pulled_in: int = 0  # selected by the dependency closure or a lockfile, not the filters
     published: int = 0
     downloaded_files: int = 0
     downloaded_bytes: int = 0

@@ -94,6 +94,7 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
                 logging.INFO if report.ok else logging.ERROR, "%s", ctx.redactor(report.summary())
             )
             reports.append(report)
+            ctx.between_subdirs()
         if not options.dry_run and not ctx.stop.is_set():
             ensure_noarch(
                 ctx.tree,

@@ -41,9 +41,10 @@ from mirror.core.plan import (
     plan_sync,
 )
 from mirror.core.records import Record, UpstreamRepodata
+from mirror.core.repodata_doc import indexed_times
 from mirror.core.secrets import Redactor
 from mirror.downloads import FileFailure, PoolJob, run_pool
-from mirror.errors import Interrupted, MirrorError
+from mirror.errors import Interrupted, MirrorError, UpstreamError
 from mirror.progress import NoProgress, Progress
 from mirror.publish import (
     PublishSettings,
@@ -75,6 +76,9 @@ class SyncOptions:
     dry_run: bool = False
     allow_mass_delete: bool = False
     final_zst: bool = False  # recompress published .zst at the final level before returning
+    # the daemon: each channel has its own worker, so a closure that pins files into another
+    # channel leaves them for that channel's own sync instead of writing its tree from here
+    only_named: bool = False
 
 
 @dataclass
@@ -90,6 +94,32 @@ class SyncContext:
     progress: Progress = field(default_factory=NoProgress)
     env: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    # the daemon publishes queued drops here: they never wait for a whole channel's sync
+    between_subdirs: Callable[[], None] = lambda: None
+
+
+def open_channel_upstream(
+    ctx: SyncContext, channel: ChannelConfig, on_retry: Callable[[str], None]
+) -> Upstream:
+    """The channel's upstream, with its token (which the redactor learns before any request)."""
+    token = None
+    if channel.token_env:
+        token = ctx.env.get(channel.token_env)
+        if not token:
+            raise MirrorError(
+                f"{channel.name}: token_env names ${channel.token_env}, which is not set"
+            )
+        ctx.redactor.add([token])
+    return open_upstream(
+        channel.upstream or "",
+        http=ctx.http,
+        settings=channel.transfer,
+        bearer_token=token,
+        redactor=ctx.redactor,
+        stop=ctx.stop,
+        max_repodata_bytes=ctx.config.max_repodata_bytes,
+        on_retry=on_retry,
+    )
 
 
 class SubdirSync:
@@ -125,11 +155,17 @@ class SubdirSync:
             report = self.report(OUTCOME_INTERRUPTED, message="stopped before finishing")
         except MirrorError as exc:
             report = self.report(
-                OUTCOME_FAILED, upstream_status="error", message=self.ctx.redactor(str(exc))
+                OUTCOME_FAILED,
+                upstream_status="error",
+                error_reason=exc.reason if isinstance(exc, UpstreamError) else None,
+                message=self.ctx.redactor(str(exc)),
             )
         except Exception as exc:  # a bug must not stop the other subdirs (or the daemon)
             log.exception("%s/%s: internal error", self.name, self.subdir)
-            report = self.report(OUTCOME_FAILED, message=f"internal error: {exc!r}")
+            # the message is stored and shown: an unexpected error may quote a token URL
+            report = self.report(
+                OUTCOME_FAILED, message=self.ctx.redactor(f"internal error: {exc!r}")
+            )
         if report.outcome != OUTCOME_PLANNED:
             self._record_run(report)
         return report
@@ -221,6 +257,9 @@ class SubdirSync:
         deleted_bytes = self._prune(plan)
         self._remember(fetched, selection, complete=not failures)
         outcome = OUTCOME_FAILED if failures else OUTCOME_OK
+        for failure in failures:  # the summary below names only the first five
+            shown = self.ctx.redactor(failure.message)
+            log.warning("%s/%s: not mirrored: %s", self.name, self.subdir, shown)
         message = None
         if failures:
             message = (
@@ -318,6 +357,7 @@ class SubdirSync:
         """Download and verify; each installed file enters the catalog with its record."""
         ctx = self.ctx
         now_ms = int(ctx.clock() * 1000)
+        first_indexed = self._published_times(plan.verify)
         good = {w.filename for w in plan.keep}
         failures: list[FileFailure] = []
         downloaded: list[CatalogFile] = []
@@ -352,7 +392,7 @@ class SubdirSync:
                     outcome.installed,
                     name=record.fields.name,
                     record=bytes(record.raw),
-                    indexed_ms=now_ms,
+                    indexed_ms=_indexed_ms(first_indexed, outcome.installed, now_ms),
                 )
                 if outcome.staged is not None:
                     staged.append((installed, outcome.staged))
@@ -371,6 +411,18 @@ class SubdirSync:
             ctx.progress.finish()
         self._swap_in(staged)
         return good, failures, downloaded, verified
+
+    def _published_times(self, found: tuple[WantedFile, ...]) -> dict[str, tuple[str | None, int]]:
+        """Files found in place but unknown to the catalog (its database was lost): the
+        published repodata.json still says when each first entered the index (CEP-47), and a
+        rebuild must not make every package look newly indexed."""
+        if not found:
+            return {}
+        path = self.ctx.tree.subdir_dir(self.name, self.subdir) / "repodata.json"
+        try:
+            return indexed_times(path.read_bytes())
+        except OSError:
+            return {}
 
     def _swap_in(self, staged: list[tuple[CatalogFile, Path]]) -> None:
         """Upstream replaced files under names we publish. Their old records leave the
@@ -479,6 +531,14 @@ class SubdirSync:
                 self.subdir,
                 len(selection.refused) - 20,
             )
+
+
+def _indexed_ms(
+    published: dict[str, tuple[str | None, int]], installed: CatalogFile, now_ms: int
+) -> int:
+    """The published time, when the published record describes exactly these bytes."""
+    sha256, indexed_ms = published.get(installed.filename, (None, now_ms))
+    return indexed_ms if sha256 is not None and sha256 == installed.sha256 else now_ms
 
 
 __all__ = ["CATALOG_NAME", "SubdirSync", "SyncContext", "SyncOptions"]

@@ -63,11 +63,14 @@ class ChannelTree:
 
     def ensure_subdir(self, channel: str, subdir: str) -> Path:
         path = self.subdir_dir(channel, subdir)
+        self.ensure_dir(path)
+        return path
+
+    def ensure_dir(self, path: Path) -> None:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create {path}: {exc.strerror}") from exc
-        return path
+            raise StoreError.from_os_error(f"cannot create {path}", exc) from exc
 
     def temp_path(self, channel: str, subdir: str) -> Path:
         """A fresh temp file name beside the final files (same filesystem: atomic rename)."""
@@ -84,7 +87,7 @@ class ChannelTree:
         except FileNotFoundError:
             return found
         except OSError as exc:
-            raise StoreError(f"cannot list {directory}: {exc.strerror}") from exc
+            raise StoreError.from_os_error(f"cannot list {directory}", exc) from exc
         for entry in entries:
             if not is_safe_filename(entry.name) or not entry.is_file(follow_symlinks=False):
                 continue
@@ -153,7 +156,7 @@ class ChannelTree:
             os.replace(temp, final)
             st = final.lstat()
         except OSError as exc:
-            raise StoreError(f"cannot install {final}: {exc.strerror}") from exc
+            raise StoreError.from_os_error(f"cannot install {final}", exc) from exc
         return FileStat(st.st_size, st.st_mtime_ns)
 
     def write_if_changed(self, path: Path, data: bytes, *, fsync: bool = True) -> bool:
@@ -168,7 +171,7 @@ class ChannelTree:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+            raise StoreError.from_os_error(f"cannot read {path}", exc) from exc
         self._replace(path, lambda handle: handle.write(data), fsync=fsync)
         return True
 
@@ -184,8 +187,9 @@ class ChannelTree:
                 handle.writelines(pieces)
                 return
             total = sum(len(p) for p in pieces)
+            # the checksum lets a client (or a mirror of this mirror) detect damage in transit
             compressor = zstandard.ZstdCompressor(
-                level=zst_level, write_content_size=True, threads=-1
+                level=zst_level, write_content_size=True, write_checksum=True, threads=-1
             )
             with compressor.stream_writer(handle, size=total, closefd=False) as out:
                 for piece in pieces:
@@ -211,8 +215,8 @@ class ChannelTree:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 temp.unlink()
-            raise StoreError(
-                f"cannot write {path}: {exc.strerror}; the previous file is intact"
+            raise StoreError.from_os_error(
+                f"cannot write {path} (the previous file is intact)", exc
             ) from exc
 
     def write_new(self, path: Path, data: bytes, *, fsync: bool = True) -> bool:
@@ -227,11 +231,14 @@ class ChannelTree:
             os.sync()
             return
         for path in paths:
-            fd = os.open(path, os.O_RDONLY)
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)  # a network share may report a full disk only here
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise StoreError.from_os_error(f"cannot write {path}", exc) from exc
         if paths:
             self.sync_dir(paths[0].parent)
 
@@ -260,8 +267,12 @@ class ChannelTree:
             os.close(fd)
 
     def remove(self, path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a read-only tree
+            raise StoreError.from_os_error(f"cannot delete {path}", exc) from exc
 
     def clean_temp(self, channel: str, subdir: str) -> int:
         """Delete temp files an interrupted run left behind (we hold the writer lock)."""
@@ -270,9 +281,8 @@ class ChannelTree:
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(directory):
                 if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
-                        removed += 1
+                    self.remove(Path(entry.path))
+                    removed += 1
         return removed
 
 

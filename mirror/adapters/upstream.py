@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -28,7 +28,13 @@ from mirror.config.model import TransferSettings
 from mirror.core.plan import WantedFile
 from mirror.core.records import UpstreamRepodata, parse_repodata
 from mirror.core.secrets import Redactor, redact_url
-from mirror.errors import Interrupted, RepodataError, UpstreamError, VerificationError
+from mirror.errors import (
+    Interrupted,
+    RepodataError,
+    StoreError,
+    UpstreamError,
+    VerificationError,
+)
 
 REPODATA_JSON = "repodata.json"
 REPODATA_ZST = "repodata.json.zst"
@@ -179,20 +185,45 @@ class HttpUpstream:
         if not skip_zst:
             try:
                 result, _ = self._retry.run(
-                    lambda: self._get_repodata(subdir, REPODATA_ZST, previous)
+                    lambda: self._get_confirmed(subdir, REPODATA_ZST, previous)
                 )
                 return result
             except UpstreamError as exc:
                 if exc.reason != "not_found":
                     raise
-        result, _ = self._retry.run(lambda: self._get_repodata(subdir, REPODATA_JSON, previous))
+        result, _ = self._retry.run(lambda: self._get_confirmed(subdir, REPODATA_JSON, previous))
         if isinstance(result, Fetched) and not skip_zst:
             return Fetched(result.repodata, result.validators, zst_missing=True)
         return result
 
-    def _get_repodata(
+    def _get_confirmed(
         self, subdir: str, variant: str, previous: Validators | None
     ) -> NotModified | Fetched:
+        """Plain http has no integrity check, and a repodata.json(.zst) damaged in transit can
+        still parse (zstd frames need not carry a checksum): records with damaged fields that no
+        file check covers (md5, depends) would be published. So over plain http a body not
+        protected by a zstd checksum must be served identically twice."""
+        first, digest, checksummed = self._get_repodata(subdir, variant, previous)
+        if not isinstance(first, Fetched) or checksummed or not self._base.startswith("http:"):
+            return first
+        url = f"{self._base}/{subdir}/{variant}"
+        with self._stream(url, dict(self._auth)) as response:
+            again = hashlib.sha256()
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                again.update(chunk)
+        if again.digest() != digest:
+            raise UpstreamError(
+                f"{self._shown(url)}: two transfers over plain http differ (damaged in transit, "
+                "or upstream changed meanwhile); fetching again",
+                reason="unstable_repodata",
+            )
+        return first
+
+    def _get_repodata(
+        self, subdir: str, variant: str, previous: Validators | None
+    ) -> tuple[NotModified | Fetched, bytes, bool]:
+        """The response, the sha256 of the bytes transferred, and whether a zstd checksum
+        vouched for them."""
         url = f"{self._base}/{subdir}/{variant}"
         headers = dict(self._auth)
         if previous is not None and previous.variant == variant:
@@ -205,7 +236,7 @@ class HttpUpstream:
                 variant, response.headers.get("ETag"), response.headers.get("Last-Modified")
             )
             if response.status_code == 304:
-                return NotModified(previous or validators)
+                return NotModified(previous or validators), b"", False
             body = bytearray()
             for chunk in response.iter_bytes(CHUNK_BYTES):
                 body += chunk
@@ -216,9 +247,13 @@ class HttpUpstream:
                         reason="too_large",
                         retryable=False,
                     )
+        digest = hashlib.sha256(body).digest()
+        checksummed = False
         if variant == REPODATA_ZST:
+            checksummed = _has_zstd_checksum(body)
             body = decompress_zst(body, self._max_repodata, self._shown(url))
-        return Fetched(parse_checked(body, self._shown(url)), validators, zst_missing=False)
+        parsed = parse_checked(body, self._shown(url))
+        return Fetched(parsed, validators, zst_missing=False), digest, checksummed
 
     def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
         url = f"{self._base}/{subdir}/{want.filename}"
@@ -337,11 +372,20 @@ class FileUpstream:
             except OSError as exc:
                 raise UpstreamError(f"{source}: cannot read: {exc.strerror}", reason="io") from None
             with handle:
-                chunks = iter(lambda: handle.read(CHUNK_BYTES), b"")
+                chunks = _read_chunks(handle, source)
                 return write_verified(chunks, dest, want, on_bytes, self._retry.stop, str(source))
 
         result, tries = self._retry.run(attempt)
         return Downloaded(result.size, result.sha256, result.md5, tries)
+
+
+def _read_chunks(handle: BinaryIO, source: Path) -> Iterator[bytes]:
+    """A failing read is the upstream's fault; write_verified takes any OSError for ours."""
+    try:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+    except OSError as exc:
+        raise UpstreamError(f"{source}: cannot read: {exc.strerror}", reason="io") from None
 
 
 def write_verified(
@@ -388,6 +432,12 @@ def write_verified(
                 reason="hash_mismatch",
             )
         return got
+    except OSError as exc:  # our side: the tree's disk is full, read-only, ...
+        with contextlib.suppress(OSError):
+            dest.unlink()
+        raise StoreError.from_os_error(
+            f"cannot write {want.filename} into {dest.parent}", exc
+        ) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             dest.unlink()
@@ -400,6 +450,14 @@ def parse_checked(body: bytes | bytearray, shown: str) -> UpstreamRepodata:
         return parse_repodata(body, source=shown)
     except RepodataError as exc:
         raise UpstreamError(str(exc), reason="invalid_repodata") from None
+
+
+def _has_zstd_checksum(data: bytes | bytearray) -> bool:
+    """Does the (first) zstd frame carry a content checksum, which decompression verifies?"""
+    try:
+        return bool(zstandard.get_frame_parameters(bytes(data[:18])).has_checksum)
+    except zstandard.ZstdError:
+        return False
 
 
 def decompress_zst(data: bytes | bytearray, limit: int, shown: str) -> bytearray:

@@ -125,7 +125,9 @@ def _check_drop_folders(
     by two channels would make the destination a coin toss."""
     owner: dict[Path, str] = {}
     for channel in channels:
-        view = views[channel.name]
+        if not channel.drop_folders:
+            continue
+        view = views[channel.name].mapping()["drop_folders"]
         for folder in channel.drop_folders:
             for other, name in owner.items():
                 if _overlaps(folder, other):
@@ -283,7 +285,19 @@ def _upstream(view: YamlView, base: Path) -> str:
     text = view.string().strip()
     scheme = urlsplit(text).scheme.lower()
     if scheme in ("http", "https"):
-        if not urlsplit(text).hostname:
+        parts = urlsplit(text)
+        # file paths are appended to the URL, so a query or fragment could only break them,
+        # and a token there would be shown unmasked: refuse, without echoing the URL
+        if parts.query or parts.fragment or text.endswith(("?", "#")):
+            raise view.error(
+                "an upstream URL cannot have a query string or '#' fragment; put a token in "
+                "/t/<token>/ or name its environment variable in token_env"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            raise view.error("the port in this URL is not a number from 0 to 65535") from None
+        if not parts.hostname:
             raise view.error(f"'{redact_url(text)}' has no host name")
         if any(len(secret) < 4 for secret in url_secrets(text)):
             raise view.error("the token in this URL is too short to be a real token")

@@ -29,6 +29,13 @@ def load_document(path: Path) -> YamlView:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        # it has no mark and a two-line text: point at the line and the character instead
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{path}:{line}: invalid YAML: the character {_char(exc.character)!r} is not allowed "
+            "(control characters cannot appear in YAML, even in quotes)"
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -206,4 +213,13 @@ def parse_size(text: str) -> int | None:
 def _scalar_value(node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return None
-    return SafeConstructor().construct_object(node, deep=True)
+    try:
+        return SafeConstructor().construct_object(node, deep=True)
+    except (ValueError, yaml.constructor.ConstructorError):
+        # `2024-13-45` resolves as a date that does not exist: keep the text, so the typed
+        # read that expected something else says what it expected
+        return node.value
+
+
+def _char(character: int | str) -> str:
+    return chr(character) if isinstance(character, int) else character

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from mirror.core.records import split_extension
+from mirror.core.records import ClientTypedFields, RecordFields, split_extension
 
 _REQUIRED_STRINGS = ("name", "version", "build")
 _LIST_OF_STRINGS = ("depends", "constrains")
@@ -62,4 +62,15 @@ def local_record(
     record.update(md5=md5, sha256=sha256, size=size)
     if run_exports:
         record["run_exports"] = dict(run_exports)
+    _check_client_types(record)
     return msgspec.json.encode(record, order="sorted")
+
+
+def _check_client_types(record: Mapping[str, Any]) -> None:
+    """The same type checks as for upstream records: rattler refuses a whole repodata.json
+    when one record has, say, `noarch: 7`, so one bad local package must not publish that."""
+    try:
+        msgspec.convert(record, RecordFields)
+        msgspec.convert(record, ClientTypedFields)
+    except msgspec.ValidationError as exc:
+        raise InvalidPackage(f"info/index.json: {exc}") from None

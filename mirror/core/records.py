@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -24,6 +25,10 @@ TAR_BZ2_EXT = ".tar.bz2"
 # the set conda itself produces. Everything else in upstream repodata is refused, never written.
 _SAFE_FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+!=-]{0,250}\.(?:conda|tar\.bz2)")
 _HEX = re.compile(r"[0-9a-f]+")
+# rattler reads sizes and build numbers as u64, and the catalog stores them as SQLite's signed
+# 64-bit INTEGER: anything larger is refused rather than overflowing either
+_COUNT = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_SIZE = Annotated[int, msgspec.Meta(le=2**63 - 1)]  # a negative size gets its own message
 
 
 class RecordFields(msgspec.Struct, frozen=True):
@@ -32,14 +37,31 @@ class RecordFields(msgspec.Struct, frozen=True):
     name: str
     version: str
     build: str
-    build_number: int = 0
+    build_number: _COUNT = 0
     subdir: str | None = None
-    size: int | None = None
+    size: _SIZE | None = None
     sha256: str | None = None
     md5: str | None = None
     timestamp: int | float | None = None
     license: str | None = None
     license_family: str | None = None
+
+
+class ClientTypedFields(msgspec.Struct, frozen=True):
+    """Keys that rattler (pixi, mamba 2) reads with fixed types. It refuses a whole repodata.json
+    when a single record has, say, `depends` as a string, so such a record published verbatim
+    would make the subdir unusable: it is refused instead. Decoded only to check, then dropped."""
+
+    # null where a list belongs: rattler refuses it, but conda and mamba read it and real
+    # channels have it (conda-forge records kept in mamba's tests), so it is let through
+    depends: list[str] | None = None
+    constrains: list[str] | None = None
+    track_features: str | list[str] = ""
+    features: str | None = None
+    noarch: Literal["python", "generic"] | bool | None = None
+    subdir: str = ""
+    arch: str | None = None
+    platform: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +96,7 @@ class UpstreamRepodata:
 
     entries: Mapping[str, tuple[str, msgspec.Raw]]
     top_level: Mapping[str, msgspec.Raw]
+    body: bytes | bytearray = b""  # the document the raw slices point into
 
     @property
     def record_count(self) -> int:
@@ -87,11 +110,12 @@ def parse_repodata(body: bytes | bytearray, *, source: str) -> UpstreamRepodata:
     """
     try:
         top = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # a value nested 1,000 deep recurses
         raise RepodataError(
             f"{source}: not valid repodata JSON ({exc}); the upstream served something else "
             "(an error page, a truncated file). Nothing was changed; retry later."
         ) from exc
+    _check_top_level(top, source)
     entries: dict[str, tuple[str, msgspec.Raw]] = {}
     for group in PACKAGE_GROUPS:
         raw_group = top.pop(group, None)
@@ -105,7 +129,28 @@ def parse_repodata(body: bytes | bytearray, *, source: str) -> UpstreamRepodata:
             ) from exc
         for filename, raw in records.items():
             entries[filename] = (group, raw)
-    return UpstreamRepodata(entries=entries, top_level=top)
+    return UpstreamRepodata(entries=entries, top_level=top, body=body)
+
+
+# top-level keys published verbatim that rattler reads with a fixed type (it refuses the whole
+# document otherwise); `info` is rebuilt by us, unknown keys are never read by anyone
+_TOP_LEVEL_TYPES: dict[str, object] = {
+    "removed": list[str],
+    "repodata_version": _COUNT | None,
+}
+
+
+def _check_top_level(top: Mapping[str, msgspec.Raw], source: str) -> None:
+    for key, kind in _TOP_LEVEL_TYPES.items():
+        if key not in top:
+            continue
+        try:
+            msgspec.json.decode(top[key], type=kind)
+        except msgspec.ValidationError as exc:
+            raise RepodataError(
+                f"{source}: '{key}' is malformed ({exc}); clients would refuse this repodata, "
+                "so nothing was changed."
+            ) from exc
 
 
 def is_safe_filename(filename: str) -> bool:
@@ -149,6 +194,7 @@ def decode_record(filename: str, group: str, raw: msgspec.Raw) -> Record | Refus
         return Refusal(shown, f"listed under '{group}' but its extension belongs elsewhere")
     try:
         fields = msgspec.json.decode(raw, type=RecordFields)
+        msgspec.json.decode(raw, type=ClientTypedFields)
         duplicate = duplicate_key(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return Refusal(shown, f"record is malformed: {exc}")

@@ -39,6 +39,50 @@ class PublishedRecord:
     raw: bytes | msgspec.Raw
 
 
+class _Stamp(msgspec.Struct):
+    sha256: str | None = None
+    indexed_timestamp: int | None = None
+
+
+class _Stamps(msgspec.Struct):
+    packages: dict[str, _Stamp] = msgspec.field(default_factory=dict)
+    conda: dict[str, _Stamp] = msgspec.field(default_factory=dict, name="packages.conda")
+
+
+def indexed_times(data: bytes) -> dict[str, tuple[str | None, int]]:
+    """filename -> (sha256, indexed_timestamp) of the published records that carry a time;
+    {} when the document cannot be read. Only these two fields are decoded."""
+    try:
+        doc = msgspec.json.decode(data, type=_Stamps)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return {}
+    return {
+        filename: (stamp.sha256, stamp.indexed_timestamp)
+        for group in (doc.packages, doc.conda)
+        for filename, stamp in group.items()
+        if stamp.indexed_timestamp is not None
+    }
+
+
+class _RawGroups(msgspec.Struct):
+    packages: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict)
+    conda: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict, name="packages.conda")
+
+
+def published_records(data: bytes) -> dict[str, tuple[_Stamp, bytes]]:
+    """filename -> (its sha256 and indexed_timestamp, the record's bytes as published);
+    {} when the document cannot be read."""
+    try:
+        doc = msgspec.json.decode(data, type=_RawGroups)
+        return {
+            filename: (msgspec.json.decode(raw, type=_Stamp), bytes(raw))
+            for group in (doc.packages, doc.conda)
+            for filename, raw in group.items()
+        }
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return {}
+
+
 def record_line(filename: str, raw: bytes | msgspec.Raw) -> bytes:
     """`"<filename>":<record>` on one line (file names never hold quotes or newlines)."""
     return b'"' + filename.encode() + b'":' + bytes(raw).translate(_COLLAPSE)

@@ -81,9 +81,9 @@ def build_shard_index(subdir: str, shards: Mapping[str, str], created_at: str) -
         "shards": {name: bytes.fromhex(digest) for name, digest in shards.items()},
     }
     payload = _ENCODER.encode(document)
-    return zstandard.ZstdCompressor(level=INDEX_ZST_LEVEL, write_content_size=True).compress(
-        payload
-    )
+    return zstandard.ZstdCompressor(
+        level=INDEX_ZST_LEVEL, write_content_size=True, write_checksum=True
+    ).compress(payload)
 
 
 def read_shard_index(data: bytes) -> dict[str, str]:

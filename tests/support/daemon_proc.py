@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,10 @@ class DaemonProcess:
         self.metrics_port = metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, env: dict[str, str] | None = None) -> DaemonProcess:
+    def start(self, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> DaemonProcess:
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mirror", "daemon", "--config", str(self.config)],
+            [sys.executable, "-m", "mirror", "daemon", "--config", str(self.config), *args],
             stdout=handle,
             stderr=subprocess.STDOUT,
             cwd=REPO,

@@ -10,6 +10,7 @@ Only the thread that opened the catalog uses it.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,20 +22,27 @@ from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord
 from mirror.core.records import name_from_filename
 from mirror.errors import CatalogError
 
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another program holding the database
+DISK_FULL_BYTES = 1 << 20  # less free than this under the database: an I/O error means full
+
+
+REBUILD_HINT = (
+    "move it aside and run the same command again: it is rebuilt from the tree (mirrored "
+    "files are hashed against upstream's records, not downloaded again)"
+)
+
 
 class Catalog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = path
+        self.busy_timeout_s = busy_timeout_s
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._with_retry(self._set_up)
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(
-                f"{path}: the state database is unusable ({exc}); move it aside and run "
-                "`mirror sync` again: it is rebuilt by hashing the files already in the tree"
-            ) from exc
+            raise self._unusable(exc) from exc
 
     def _set_up(self) -> None:
         # journal_mode=WAL needs a moment of exclusive access: the busy timeout does not apply,
@@ -85,13 +93,53 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from exc
         try:
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:  # SQLite may have rolled back itself (disk full)
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._unusable(exc) from exc
             raise
-        self._db.execute("COMMIT")
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> CatalogError:
+        """What a user can do about a database that cannot be used; only a damaged one is to
+        be moved aside, never one that is merely locked or on a full disk."""
+        name, text = getattr(exc, "sqlite_errorname", ""), str(exc)
+        where = f"{self.path}: the state database"
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+            return CatalogError(
+                f"{where} is locked by another program (waited {self.busy_timeout_s:g} s); "
+                f"stop it (`fuser {self.path}` names it) and run again; nothing was changed"
+            )
+        # a full disk often shows as an I/O error: SQLite cannot grow its shared-memory file
+        if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and self._disk_full()):
+            return CatalogError(
+                f"{where} cannot be written: no space left on device; the disk is full: free "
+                "some space there and run again; what was published before is intact"
+            )
+        if name.startswith("SQLITE_READONLY"):
+            return CatalogError(
+                f"{where} cannot be written ({text}): the file system is read-only or the file "
+                "is not ours; make it writable and run again"
+            )
+        if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+            return CatalogError(
+                f"{where} cannot be used ({text}); check that its disk is writable and healthy "
+                "and run again"
+            )
+        return CatalogError(f"{where} is damaged ({text}); {REBUILD_HINT}")
+
+    def _disk_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.path.parent).free < DISK_FULL_BYTES
+        except OSError:
+            return False
 
     # -- files ------------------------------------------------------------------------------
 
