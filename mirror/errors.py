@@ -86,5 +86,9 @@ class SpecError(MirrorError):
     """A MatchSpec string in the configuration cannot be parsed."""
 
 
+class LockfileError(MirrorError):
+    """A lockfile (pixi.lock, conda-lock.yml, explicit file) is unreadable, unknown or unsafe."""
+
+
 class Interrupted(MirrorError):
     """A stop was requested (SIGTERM, Ctrl-C); work in flight was abandoned cleanly."""
