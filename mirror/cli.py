@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from mirror import __version__
+from mirror import __version__, cli_closure
 from mirror.errors import ConfigError, LockBusyError, MirrorError, UsageError
 
 EXIT_OK = 0
@@ -263,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.set_defaults(handler=_cmd_check_config)
+    cli_closure.add_parsers(sub, common, EXIT_CODES_HELP)
     return parser
 
 

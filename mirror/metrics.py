@@ -103,6 +103,16 @@ class MirrorMetrics:
             "Files moved to quarantine, by reason.",
             ("channel", "reason"),
         )
+        self.closure_problems = gauge(
+            "conda_mirror_closure_problems",
+            "Dependencies or lockfile packages the last sync could not mirror (0 = complete).",
+            ("channel",),
+        )
+        self.solvable = gauge(
+            "conda_mirror_solvable",
+            "1 if the channel's specs solved against the published tree at the last check.",
+            ("channel", "platform"),
+        )
         self.watch_events = counter(
             "conda_mirror_watch_events_total", "File system events seen in drop folders.", ("kind",)
         )
@@ -111,13 +121,18 @@ class MirrorMetrics:
         outcomes = {s.outcome for s in report.subdirs}
         outcome = (
             "ok"
-            if outcomes <= {OUTCOME_OK, OUTCOME_UNCHANGED}
+            if outcomes <= {OUTCOME_OK, OUTCOME_UNCHANGED} and report.ok
             else ("interrupted" if "interrupted" in outcomes else "failed")
         )
         self.sync_runs.labels(channel, outcome).inc()
         self.sync_duration.labels(channel).observe(seconds)
         if outcome == "ok":
             self.last_success.labels(channel).set(now)
+        self.closure_problems.labels(channel).set(
+            sum(1 for p in report.problems if p.startswith(f"{channel}: "))
+        )
+        for check in report.checks:
+            self.solvable.labels(check.channel, check.platform).set(1 if check.ok else 0)
         for sub in report.subdirs:
             self.downloaded_packages.labels(channel).inc(sub.downloaded_files)
             self.downloaded_bytes.labels(channel).inc(sub.downloaded_bytes)

@@ -50,16 +50,19 @@ class SubdirReport:
     def label(self) -> str:
         return f"{self.channel}/{self.subdir}"
 
+    def _pulled(self) -> str:
+        return f" ({self.pulled_in} by dependencies or lockfiles)" if self.pulled_in else ""
+
     def summary(self) -> str:
         """The one line a sync logs per channel/subdir."""
         if self.outcome == OUTCOME_PLANNED:
             return (
-                f"{self.label}: dry run: {self.selected} selected; would download "
+                f"{self.label}: dry run: {self.selected} selected{self._pulled()}; would download "
                 f"{self.planned_download_files} files ({_mb(self.planned_download_bytes)}), delete "
                 f"{self.deleted_files} ({_mb(self.deleted_bytes)}), keep {self.unchanged_files}"
             )
         text = (
-            f"{self.label}: {self.outcome}; {self.selected} selected, downloaded "
+            f"{self.label}: {self.outcome}; {self.selected} selected{self._pulled()}, downloaded "
             f"{self.downloaded_files} files ({_mb(self.downloaded_bytes)}), deleted "
             f"{self.deleted_files}, unchanged {self.unchanged_files}"
         )
@@ -76,12 +79,36 @@ class SubdirReport:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    channel: str
+    platform: str
+    specs: tuple[str, ...]
+    ok: bool
+    message: str  # the solver's explanation when not ok; the solution size when ok
+    seconds: float
+    checked_at: float
+
+    @property
+    def problem(self) -> str | None:
+        if self.ok:
+            return None
+        return f"{self.channel}: {' '.join(self.specs)} does not solve on {self.platform}: " + (
+            self.message
+        )
+
+
+@dataclass(frozen=True)
 class SyncReport:
     subdirs: tuple[SubdirReport, ...]
+    # channel-level failures: dependencies our rules removed, lockfile packages upstream lacks
+    problems: tuple[str, ...] = ()
+    checks: tuple[CheckResult, ...] = ()  # solvability against the published tree
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.subdirs)
+        return (
+            all(s.ok for s in self.subdirs) and not self.problems and all(c.ok for c in self.checks)
+        )
 
 
 def _mb(size: int) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mirror.adapters.catalog import Catalog
 from mirror.adapters.store import QUARANTINE_DIR
+from mirror.check import RESULTS_FILE, load_results
 from mirror.config.model import MirrorConfig
 from mirror.drops import DROPS_SUBDIR
 from mirror.sync import CATALOG_NAME
@@ -23,6 +24,7 @@ class SubdirStatus:
     last_outcome: str | None
     next_run_at: float | None
     quarantined: int
+    solvable: bool | None = None  # the last solvability check on this platform; None: none ran
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -34,6 +36,10 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
     rows: list[SubdirStatus] = []
     if not path.exists():
         return rows
+    solvable: dict[tuple[str, str], bool] = {}
+    for result in load_results(config.state_dir / RESULTS_FILE):
+        key = (result.channel, result.platform)
+        solvable[key] = solvable.get(key, True) and result.ok
     with Catalog(path) as catalog:
         next_runs = catalog.next_runs()
         for channel in config.channels:
@@ -51,6 +57,7 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
                         last[1] if last else None,
                         next_runs.get(channel.name),
                         _quarantined(config.state_dir / QUARANTINE_DIR / channel.name, subdir),
+                        solvable.get((channel.name, subdir)),
                     )
                 )
             drops = _quarantined(config.state_dir / QUARANTINE_DIR / channel.name, DROPS_SUBDIR)
@@ -73,6 +80,7 @@ def format_status(rows: list[SubdirStatus]) -> str:
         "outcome",
         "next run",
         "quarantined",
+        "solves",
     )
     lines = [header]
     for row in rows:
@@ -85,6 +93,7 @@ def format_status(rows: list[SubdirStatus]) -> str:
                 row.last_outcome or "-",
                 _when(row.next_run_at),
                 str(row.quarantined),
+                {True: "yes", False: "NO", None: "-"}[row.solvable],
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

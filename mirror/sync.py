@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from mirror.adapters.catalog import Catalog
 from mirror.adapters.lock import WriterLock
@@ -25,6 +25,8 @@ from mirror.channel_outputs import (
     recompress,
     settings_for,
 )
+from mirror.check import run_checks
+from mirror.closure_phase import plan_closures
 from mirror.config.model import MirrorConfig
 from mirror.core.secrets import Redactor, url_secrets
 from mirror.progress import NoProgress, Progress
@@ -32,6 +34,7 @@ from mirror.publish import (
     ensure_noarch,
 )
 from mirror.reports import (
+    CheckResult,
     SubdirReport,
     SyncReport,
 )
@@ -50,11 +53,26 @@ def run_sync(
     env: Mapping[str, str] | None = None,
 ) -> SyncReport:
     """Open what a sync needs (writer lock, catalog, one http client), run it, close it all."""
+    with sync_context(config, redactor, stop, progress, env, write=not options.dry_run) as ctx:
+        return sync(ctx, options)
+
+
+@contextlib.contextmanager
+def sync_context(
+    config: MirrorConfig,
+    redactor: Redactor | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    write: bool,
+) -> Iterator[SyncContext]:
+    """The writer lock (when writing), the catalog and one http client, closed afterwards."""
     redactor = redactor or Redactor()
     for channel in config.channels:
         redactor.add(url_secrets(channel.upstream or ""))
     lock = WriterLock(config.state_dir)
-    if not options.dry_run:
+    if write:
         lock.acquire()
     try:
         workers = max(c.transfer.workers for c in config.channels)
@@ -63,7 +81,7 @@ def run_sync(
         with contextlib.ExitStack() as stack:
             http = stack.enter_context(make_http_client(workers)) if needs_http else None
             catalog = stack.enter_context(Catalog(config.state_dir / CATALOG_NAME))
-            ctx = SyncContext(
+            yield SyncContext(
                 config=config,
                 tree=ChannelTree(config.root),
                 catalog=catalog,
@@ -73,21 +91,29 @@ def run_sync(
                 progress=progress or NoProgress(),
                 env=dict(env if env is not None else os.environ),
             )
-            return sync(ctx, options)
     finally:
         lock.release()
 
 
 def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     reports: list[SubdirReport] = []
+    wanted = [
+        c.name
+        for c in ctx.config.channels
+        if c.mirrored and (not options.channels or c.name in options.channels)
+    ]
+    closures = plan_closures(ctx, wanted, expand=not options.only_named)
+    if not options.only_named:
+        wanted += closures.extra_channels  # a closure pins files there: they must arrive too
     for channel in ctx.config.channels:
-        if not channel.mirrored or (options.channels and channel.name not in options.channels):
+        if channel.name not in wanted:
             continue
         subdirs = [s for s in channel.subdirs if not options.subdirs or s in options.subdirs]
         for subdir in subdirs:
             if ctx.stop.is_set():
                 break
-            report = SubdirSync(ctx, channel, subdir, options).run()
+            closure = closures.for_subdir(channel.name, subdir)
+            report = SubdirSync(ctx, channel, subdir, options, closure).run()
             if options.final_zst and not options.dry_run:
                 recompress(ctx.tree, ctx.catalog, channel.name, subdir)
             log.log(
@@ -106,7 +132,11 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
             publish_channeldata(
                 ctx.tree, ctx.catalog, channel.name, channel.subdirs, channel.index, enabled=enabled
             )
-    return SyncReport(tuple(reports))
+    problems = tuple(f"{name}: {p}" for name, ps in closures.problems.items() for p in ps)
+    checks: tuple[CheckResult, ...] = ()
+    if not options.dry_run and not ctx.stop.is_set():
+        checks = tuple(run_checks(ctx.config, wanted))
+    return SyncReport(tuple(reports), problems=problems, checks=checks)
 
 
 __all__ = ["CATALOG_NAME", "SyncContext", "SyncOptions", "run_sync", "sync"]

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -61,6 +62,9 @@ from mirror.reports import (
     OUTCOME_UNCHANGED,
     SubdirReport,
 )
+
+if TYPE_CHECKING:
+    from mirror.closure_phase import SubdirClosure
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +130,25 @@ class SubdirSync:
     """One channel/subdir run; a class only to share its many inputs between the steps."""
 
     def __init__(
-        self, ctx: SyncContext, channel: ChannelConfig, subdir: str, options: SyncOptions
+        self,
+        ctx: SyncContext,
+        channel: ChannelConfig,
+        subdir: str,
+        options: SyncOptions,
+        closure: SubdirClosure | None = None,
     ) -> None:
         self.ctx, self.channel, self.subdir, self.options = ctx, channel, subdir, options
+        self.closure = closure
         self.name = channel.name
         self.started = time.monotonic()
         self.retries: Counter[str] = Counter()
         self.retries_lock = threading.Lock()
         self.upstream_key = hashlib.sha256((channel.upstream or "").encode()).hexdigest()
         self.selection_key = hashlib.sha256(
-            repr((__version__, subdir, channel.filters)).encode()
+            repr((__version__, subdir, channel.filters, closure and closure.digest)).encode()
         ).hexdigest()
+        if closure and closure.prefetched:
+            self.retries.update(closure.prefetched.retries)
 
     def report(self, outcome: str, **fields: object) -> SubdirReport:
         return SubdirReport(
@@ -181,7 +193,11 @@ class SubdirSync:
         upstream = self._open_upstream()
         previous = Validators(state.variant, state.etag, state.last_modified) if state else None
         skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
-        result = upstream.fetch_repodata(self.subdir, previous, skip_zst)
+        prefetched = self.closure.prefetched if self.closure else None
+        if prefetched is None:
+            result = upstream.fetch_repodata(self.subdir, previous, skip_zst)
+        else:
+            result = prefetched.result
         if isinstance(result, NotModified):
             mirrored = self._mirrored_files()
             if self._still_published(state, mirrored):
@@ -194,7 +210,10 @@ class SubdirSync:
                     unchanged_files=files,
                 )
             # the filters, the clock or the tree changed: we need the body after all
-            result = upstream.fetch_repodata(self.subdir, None, skip_zst)
+            if prefetched is not None:  # the closure phase read it from its cache
+                result = Fetched(prefetched.repodata, result.validators, zst_missing=skip_zst)
+            else:
+                result = upstream.fetch_repodata(self.subdir, None, skip_zst)
             assert isinstance(result, Fetched)
         return self._apply(upstream, result.repodata, result)
 
@@ -203,6 +222,12 @@ class SubdirSync:
     ) -> SubdirReport:
         ctx = self.ctx
         selection = select(repodata, self.channel.filters, int(ctx.clock() * 1000))
+        pulled_in = 0
+        if self.closure is not None:
+            by_filters = {r.filename for r in selection.records}
+            records = tuple(self.closure.records(repodata, selection.records))
+            pulled_in = sum(1 for r in records if r.filename not in by_filters)
+            selection = replace(selection, records=records)
         self._warn_refused(selection)
         wanted = {
             r.filename: WantedFile(r.filename, r.fields.size, r.fields.sha256, r.fields.md5)
@@ -210,9 +235,12 @@ class SubdirSync:
         }
         known = self._mirrored_files()
         plan = plan_sync(wanted, self._present(known))
+        if self.closure is not None and self.closure.additive:
+            plan = replace(plan, delete=())  # what stays unselected stays published
         published_count = len(known)
         common = {
             "selected": len(wanted),
+            "pulled_in": pulled_in,
             "refused": selection.refused,
             "untracked": tuple(p.filename for p in plan.untracked),
         }
@@ -286,29 +314,11 @@ class SubdirSync:
     # -- steps ------------------------------------------------------------------------------
 
     def _open_upstream(self) -> Upstream:
-        token = None
-        if self.channel.token_env:
-            token = self.ctx.env.get(self.channel.token_env)
-            if not token:
-                raise MirrorError(
-                    f"{self.name}: token_env names ${self.channel.token_env}, which is not set"
-                )
-            self.ctx.redactor.add([token])
-
         def on_retry(reason: str) -> None:
             with self.retries_lock:
                 self.retries[reason] += 1
 
-        return open_upstream(
-            self.channel.upstream or "",
-            http=self.ctx.http,
-            settings=self.channel.transfer,
-            bearer_token=token,
-            redactor=self.ctx.redactor,
-            stop=self.ctx.stop,
-            max_repodata_bytes=self.ctx.config.max_repodata_bytes,
-            on_retry=on_retry,
-        )
+        return open_channel_upstream(self.ctx, self.channel, on_retry)
 
     def _mirrored_files(self) -> dict[str, CatalogFile]:
         files = self.ctx.catalog.files(self.name, self.subdir)

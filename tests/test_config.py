@@ -130,3 +130,59 @@ def test_sizes_dates_and_overrides(tmp_path: Path) -> None:
     assert channel.filters.not_older_than_ms == 1706659200000
     assert channel.transfer.workers == 2 and channel.transfer.retries == 7
     assert config.free_space_margin_bytes == 10_000_000
+
+
+CLOSURE = (
+    "root: tree\nstate_dir: state\nchannels:\n  c:\n    upstream: up\n"
+    "    subdirs: [linux-64, noarch]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("    dependencies: everything\n",
+         ":7: channels.c.dependencies: expected one of none, solve, all"),
+        ("    dependencies: {platforms: [linux-64]}\n", "channels.c.dependencies: missing 'mode'"),
+        ("    dependencies: {mode: all, platforms: [win-64]}\n",
+         "channels.c.dependencies.platforms[0]: platform 'win-64' must be one of this channel's"),
+        ("    dependencies: {mode: all, platform: [linux-64]}\n", "did you mean 'platforms'?"),
+        ("    dependencies: {mode: all, channels: [nowhere]}\n",
+         "names 'nowhere', which is not another mirrored channel"),
+        ("    dependencies: {mode: solve, variants: [[python >>3]]}\n",
+         "invalid spec 'python >>3'"),
+        ("    dependencies: {mode: all, virtual_packages: {linux-64: [glibc=2.17]}}\n",
+         "write a virtual package as __name=version[=build]"),
+        ("    include: ['py*']\n    dependencies: solve\n",
+         "include 'py*' cannot be solved for (a name glob)"),
+        ("    lockfiles: [nothere.lock]\n", "lockfile"),
+        ("    check: maybe\n", "channels.c.check: expected true or false"),
+        ("    check: {specs: [numpy], platform: [linux-64]}\n", "did you mean 'platforms'?"),
+    ],
+)  # fmt: skip
+def test_closure_settings_mistakes_name_file_line_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    message = error_of(tmp_path, CLOSURE + text)
+    assert str(tmp_path / "mirror.yaml") in message
+    assert expected in message
+
+
+def test_closure_settings_load(tmp_path: Path) -> None:
+    (tmp_path / "env.lock").write_text("@EXPLICIT\n")
+    config = load_text(tmp_path, CLOSURE + (
+        "    include: [numpy]\n"
+        "    dependencies:\n      mode: solve\n      variants: [[python 3.12.*], python 3.13.*]\n"
+        "      virtual_packages: {linux-64: [__glibc=2.17, __cuda=12.4=0]}\n"
+        "    lockfiles: [env.lock]\n    check: true\n"
+    ))  # fmt: skip
+    channel = config.channels[0]  # type: ignore[attr-defined]
+    assert channel.dependencies.mode == "solve"
+    assert channel.dependencies.variants == (("python 3.12.*",), ("python 3.13.*",))
+    assert channel.dependencies.virtual_packages_for("linux-64") == (
+        "__glibc=2.17",
+        "__cuda=12.4=0",
+    )
+    assert channel.platforms == ("linux-64",)
+    assert channel.lockfiles == (tmp_path / "env.lock",)
+    assert channel.check is not None and channel.check.specs == ()

@@ -9,7 +9,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from mirror.config.model import ChannelConfig, IndexSettings, MirrorConfig, TransferSettings
+from mirror.config.closure import (
+    check_closure_settings,
+    read_check,
+    read_dependencies,
+    read_lockfiles,
+)
+from mirror.config.model import (
+    ChannelConfig,
+    DependencySettings,
+    IndexSettings,
+    MirrorConfig,
+    TransferSettings,
+)
 from mirror.config.service import read_drop_folders, read_schedule, read_service
 from mirror.config.yaml_view import YamlView, load_document
 from mirror.core.filters import FilterRules
@@ -49,6 +61,9 @@ _MIRROR_ONLY = (
     "prefer_conda",
     "max_delete_fraction",
     "schedule",
+    "dependencies",
+    "lockfiles",
+    "check",
     *_TRANSFER_KEYS,
 )
 _CHANNEL_KEYS = ("upstream", "subdirs", "index", "drop_folders", *_MIRROR_ONLY)
@@ -103,6 +118,7 @@ def load_config(path: Path) -> MirrorConfig:
         for name, view in entries.items()
     )
     _check_drop_folders(channels, entries, root, state_dir)
+    check_closure_settings(channels, entries)
     return MirrorConfig(
         source=path,
         root=root,
@@ -172,11 +188,12 @@ def _channel(
         token_env = fields["token_env"].string()
         if not _ENV_NAME.fullmatch(token_env):
             raise fields["token_env"].error("expected the NAME of an environment variable")
+    subdirs = _subdirs(fields["subdirs"])
     return ChannelConfig(
         name=name,
         upstream=upstream,
         token_env=token_env,
-        subdirs=_subdirs(fields["subdirs"]),
+        subdirs=subdirs,
         filters=_filters(fields),
         transfer=_transfer(fields, defaults),
         max_delete_fraction=(
@@ -191,6 +208,13 @@ def _channel(
         drop_folders=(
             read_drop_folders(fields["drop_folders"], base) if "drop_folders" in fields else ()
         ),
+        dependencies=(
+            read_dependencies(fields["dependencies"], subdirs)
+            if "dependencies" in fields
+            else DependencySettings()
+        ),
+        lockfiles=read_lockfiles(fields["lockfiles"], base) if "lockfiles" in fields else (),
+        check=read_check(fields["check"], subdirs) if "check" in fields else None,
     )
 
 

@@ -58,6 +58,39 @@ class ServiceSettings:
     recompress_after_s: float = 300.0  # quiet time before .zst is recompressed at the final level
 
 
+DEPENDENCY_MODES = ("none", "solve", "all")
+
+
+@dataclass(frozen=True)
+class DependencySettings:
+    """How a channel's selection grows to what its include specs need (`dependencies:`).
+
+    `solve`: the union of py-rattler solutions of the include specs, per platform and variant.
+    `all`: every available record matching a dependency spec of a selected record, transitively.
+    """
+
+    mode: str = "none"
+    platforms: tuple[str, ...] = ()  # () = the channel's subdirs other than noarch
+    variants: tuple[tuple[str, ...], ...] = ((),)  # extra specs per solve, e.g. python 3.12.*
+    virtual_packages: tuple[tuple[str, tuple[str, ...]], ...] = ()  # per platform; () = defaults
+    channels: tuple[str, ...] = ()  # other configured channels to resolve from, by priority
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    def virtual_packages_for(self, platform: str) -> tuple[str, ...] | None:
+        return dict(self.virtual_packages).get(platform)
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """The solvability check run against the published tree after every sync (`check:`)."""
+
+    specs: tuple[str, ...] = ()  # () = the include specs, once per dependency variant
+    platforms: tuple[str, ...] = ()  # () = the dependency platforms
+
+
 @dataclass(frozen=True)
 class ChannelConfig:
     name: str
@@ -70,10 +103,20 @@ class ChannelConfig:
     index: IndexSettings = IndexSettings()
     schedule: Schedule | None = None
     drop_folders: tuple[Path, ...] = ()
+    dependencies: DependencySettings = DependencySettings()
+    lockfiles: tuple[Path, ...] = ()
+    check: CheckSettings | None = None  # None: no solvability check
 
     @property
     def mirrored(self) -> bool:
         return self.upstream is not None
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms closures and checks solve for."""
+        if self.dependencies.platforms:
+            return self.dependencies.platforms
+        return tuple(s for s in self.subdirs if s != "noarch") or ("noarch",)
 
     @property
     def shown_upstream(self) -> str:
@@ -136,5 +179,14 @@ def _describe_channel(channel: ChannelConfig) -> dict[str, object]:
         },
         "schedule": vars(channel.schedule).copy() if channel.schedule else None,
         "drop_folders": [str(p) for p in channel.drop_folders],
+        "dependencies": {
+            "mode": channel.dependencies.mode,
+            "platforms": list(channel.platforms),
+            "variants": [list(v) for v in channel.dependencies.variants],
+            "virtual_packages": {k: list(v) for k, v in channel.dependencies.virtual_packages},
+            "channels": list(channel.dependencies.channels),
+        },
+        "lockfiles": [str(p) for p in channel.lockfiles],
+        "check": vars(channel.check).copy() if channel.check else None,
     }
     return described

@@ -120,6 +120,29 @@ def _candidates(
     return out, refused, skipped
 
 
+def removal_reason(record: Record, rules: FilterRules, now_ms: int) -> str:
+    """Which of rules 2-7 keeps a record out, in words (for explaining an unmet dependency).
+
+    Rules 6 and 7 compare a record with its siblings, so a record that passes rules 2-5 on its
+    own was removed by one of them."""
+    cache = RattlerRecordCache()
+    fields = record.fields
+    for spec in rules.exclude:
+        if spec.matches(fields, cache):
+            return f"exclude '{spec.text}'"
+    if rules.license_deny and license_matches(fields, rules.license_deny):
+        return f"license deny ({fields.license or fields.license_family})"
+    if rules.license_allow and not license_matches(fields, rules.license_allow):
+        return f"license allow (its licence is {fields.license or 'unknown'})"
+    if not _date_verdict(record, rules, now_ms)[0]:
+        return "the date rules (not_older_than, not_newer_than, max_age_days, cooldown_days)"
+    if not _passes_size(record, rules):
+        return f"max_package_size ({fields.size} bytes)"
+    if rules.keep_latest is not None:
+        return f"keep_latest {rules.keep_latest} (or prefer_conda)"
+    return "prefer_conda (the .conda of the same build is kept)"
+
+
 def _date_verdict(record: Record, rules: FilterRules, now_ms: int) -> tuple[bool, int | None]:
     """Rule 4. A record without a timestamp counts as very old: it passes the upper bounds and
     the cooldown, and fails the lower bounds."""

@@ -11,9 +11,15 @@ import rattler
 
 
 def solve(
-    channel_urls: Sequence[str], specs: Sequence[str], platforms: Sequence[str], cache: Path
+    channel_urls: Sequence[str],
+    specs: Sequence[str],
+    platforms: Sequence[str],
+    cache: Path,
+    virtual_packages: Sequence[str] = (),
 ) -> list[Any]:
-    """Solve `specs` against the channels (fresh repodata cache, so nothing stale is read)."""
+    """Solve `specs` against the channels (fresh repodata cache, so nothing stale is read).
+
+    `virtual_packages` as `__name=version`: what the client machine would report."""
 
     async def run() -> list[Any]:
         return list(
@@ -22,10 +28,18 @@ def solve(
                 specs=list(specs),
                 gateway=rattler.Gateway(cache_dir=cache / "repodata"),
                 platforms=list(platforms),
+                virtual_packages=[_virtual(v) for v in virtual_packages],
             )
         )
 
     return asyncio.run(run())
+
+
+def _virtual(text: str) -> Any:
+    name, _, version = text.partition("=")
+    return rattler.GenericVirtualPackage(
+        rattler.PackageName(name), rattler.Version(version or "0"), rattler.BuildString("0")
+    )
 
 
 def install(records: list[Any], prefix: Path, cache: Path) -> None:

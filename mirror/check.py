@@ -1,0 +1,127 @@
+"""Use case: do the channel's specs solve against the published tree, as a client would see it?
+
+py-rattler reads the repodata.json files we published (nothing from upstream, nothing from our
+state), with the platform's virtual packages, once per platform and dependency variant. The
+last results are kept in the state directory for `mirror status`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+from mirror.adapters.solver import SolveError, SolveSource, default_virtual_packages, solve
+from mirror.config.model import ChannelConfig, MirrorConfig
+from mirror.reports import CheckResult
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "check.json"
+
+
+def checked_channels(
+    config: MirrorConfig, names: Iterable[str] | None = None
+) -> list[ChannelConfig]:
+    wanted = set(names) if names is not None else None
+    return [
+        c for c in config.channels if c.check is not None and (wanted is None or c.name in wanted)
+    ]
+
+
+def run_checks(config: MirrorConfig, names: Iterable[str] | None = None) -> list[CheckResult]:
+    """Check each named channel that has `check:` (all of them when `names` is None)."""
+    results = []
+    for channel in checked_channels(config, names):
+        results.extend(check_channel(config, channel))
+    if results:
+        _save(config.state_dir / RESULTS_FILE, results)
+    for result in results:
+        if result.ok:
+            log.info("%s/%s: %s solves (%s)", result.channel, result.platform,
+                     " ".join(result.specs), result.message)  # fmt: skip
+        else:
+            log.error("%s", result.problem)
+    return results
+
+
+def check_channel(config: MirrorConfig, channel: ChannelConfig) -> list[CheckResult]:
+    assert channel.check is not None
+    platforms = channel.check.platforms or channel.platforms
+    base = list(channel.check.specs) or [s.text for s in channel.filters.include]
+    variants = channel.dependencies.variants if not channel.check.specs else ((),)
+    results = []
+    for platform in platforms:
+        virtual = channel.dependencies.virtual_packages_for(platform)
+        if virtual is None:
+            virtual = default_virtual_packages(platform)
+        for variant in variants:
+            specs = tuple(base) + tuple(variant)
+            if specs:
+                results.append(_check(config, channel, platform, specs, virtual))
+    return results
+
+
+def _check(
+    config: MirrorConfig,
+    channel: ChannelConfig,
+    platform: str,
+    specs: tuple[str, ...],
+    virtual: Iterable[str],
+) -> CheckResult:
+    started = time.monotonic()
+    sources = _published_sources(config, channel, platform)
+    try:
+        if not sources:
+            raise SolveError("nothing is published for this platform yet")
+        solved = solve(sources, specs, virtual)
+        ok, message = True, f"{len(solved)} packages"
+    except SolveError as exc:
+        ok, message = False, str(exc)
+    return CheckResult(
+        channel.name, platform, specs, ok, message, time.monotonic() - started, time.time()
+    )
+
+
+def _published_sources(
+    config: MirrorConfig, channel: ChannelConfig, platform: str
+) -> list[SolveSource]:
+    """The published repodata a client of this channel reads, in channel priority order."""
+    members = [channel, *(config.channel(n) for n in channel.dependencies.channels)]
+    sources = []
+    for member in members:
+        if member is None:
+            continue
+        for subdir in dict.fromkeys((platform, "noarch")):
+            path = config.root / member.name / subdir / "repodata.json"
+            if path.is_file():
+                sources.append(SolveSource(member.name, subdir, path))
+    return sources
+
+
+def _save(path: Path, results: list[CheckResult]) -> None:
+    """Merge into the last results file: a check of one channel keeps the others' results."""
+    previous = load_results(path)
+    fresh = {(r.channel, r.platform, r.specs) for r in results}
+    kept = [r for r in previous if (r.channel, r.platform, r.specs) not in fresh]
+    document = [asdict(r) for r in kept + results]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temp.write_text(json.dumps(document, indent=1))
+        os.replace(temp, path)
+    except OSError as exc:
+        log.warning("could not save check results to %s: %s", path, exc)
+
+
+def load_results(path: Path) -> list[CheckResult]:
+    try:
+        document = json.loads(path.read_text())
+        return [CheckResult(**{**item, "specs": tuple(item["specs"])}) for item in document]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
