@@ -86,7 +86,8 @@ def check_closure_settings(channels: tuple[ChannelConfig, ...], views: dict[str,
                     f"dependencies.channels names '{other}', which is not another mirrored "
                     "channel of this config"
                 )
-        if channel.dependencies.mode == "solve" or channel.check is not None:
+        checks_include = channel.check is not None and not channel.check.specs
+        if channel.dependencies.mode == "solve" or checks_include:
             for spec in channel.filters.include:
                 problem = _not_solvable(spec)
                 if problem:
