@@ -20,7 +20,10 @@ from mirror.adapters.store import QUARANTINE_DIR, ChannelTree, Quarantine
 from mirror.channel_outputs import recompress
 from mirror.config.model import ChannelConfig
 from mirror.drops import DEFERRED, PUBLISHED, DropContext, admit_drops
+from mirror.errors import MirrorError
+from mirror.export import export_to_outbox
 from mirror.indexer import IndexContext, index_channel
+from mirror.snapshot import snapshot_channel
 from mirror.sync import CATALOG_NAME, SyncContext, SyncOptions, sync
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ class ChannelWorker:
         self._cond = threading.Condition()
         self._last_publish = 0.0
         self._recompressed = True
+        self._snapshot_due = False
         self._retire = False
         self._changed_subdirs: set[str] = set()
         self._gauges_set = False
@@ -96,6 +100,9 @@ class ChannelWorker:
                 if self._work.sync:
                     self._work.sync = False
                     return "sync", {}
+                if self._snapshot_due and not self._work.drops:
+                    self._snapshot_due = False  # a burst of drops makes one snapshot
+                    return "snapshot", {}
                 timeout = service.debounce_s if self._work.drops else 1.0
                 if not self._work.drops and not self._recompressed:
                     idle = now - self._last_publish
@@ -125,6 +132,10 @@ class ChannelWorker:
                         self._sync(catalog)
                     elif kind == "drops":
                         self._drops(catalog, drops)
+                        self._snapshot_due = True
+                    elif kind == "snapshot":
+                        config = self.daemon.config
+                        snapshot_channel(config.root, config.state_dir, catalog, self.channel.name)
                     else:
                         self._recompress(catalog)
                 except Exception:  # a failing run is logged and counted; the daemon goes on
@@ -150,6 +161,23 @@ class ChannelWorker:
             if sub.repodata_changed:
                 self._published(sub.subdir)
         daemon.publish_schedule()
+        if daemon.config.bundles.outbox is not None and not daemon.stopping.is_set():
+            self._export()
+
+    def _export(self) -> None:
+        """A bundle of what changed since the last one, for a one-way transfer system."""
+        started = time.monotonic()
+        try:
+            report = export_to_outbox(self.daemon.config, self.channel.name)
+        except MirrorError as exc:
+            log.error("%s: export to the outbox failed: %s", self.channel.name, exc)
+            self.daemon.metrics.record_export(
+                self.channel.name, 0, time.monotonic() - started, False
+            )
+            return
+        if report is not None and report.path is not None:
+            log.info("%s: wrote %s (%d bytes)", self.channel.name, report.path, report.bytes)
+            self.daemon.metrics.record_export(self.channel.name, report.bytes, report.seconds, True)
 
     def _index(self, catalog: Catalog) -> None:
         """At start: files put into (or removed from) a local channel's folders while the

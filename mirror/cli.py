@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from mirror import __version__, cli_closure
+from mirror import __version__, cli_bundles, cli_closure
 from mirror.errors import ConfigError, LockBusyError, MirrorError, UsageError
 
 EXIT_OK = 0
@@ -264,6 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_cmd_check_config)
     cli_closure.add_parsers(sub, common, EXIT_CODES_HELP)
+    cli_bundles.add_parsers(sub, common, EXIT_CODES_HELP)
     return parser
 
 
@@ -284,12 +285,7 @@ def _cmd_sync(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
     from mirror.sync import SyncOptions, run_sync
 
     config = load_config(resolve_config_path(args.config))
-    unknown = [c for c in args.channel if config.channel(c) is None]
-    if unknown:
-        known = ", ".join(c.name for c in config.channels)
-        raise UsageError(
-            f"no channel named {', '.join(unknown)} in {config.source} (have: {known})"
-        )
+    config.check_channels(args.channel)
     stop = threading.Event()
     with _stop_on_signals(stop):
         report = run_sync(
@@ -397,9 +393,7 @@ def _cmd_verify(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
     from mirror.repair import run_verify
 
     config = load_config(resolve_config_path(args.config))
-    unknown = [c for c in args.channel if config.channel(c) is None]
-    if unknown:
-        raise UsageError(f"no channel named {', '.join(unknown)} in {config.source}")
+    config.check_channels(args.channel)
     outcome = run_verify(config, tuple(args.channel), full=args.full, repair=args.repair,
                          redactor=redactor.redact)  # fmt: skip
     for problem in outcome.before.problems:

@@ -49,7 +49,7 @@ def cmd_check(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
     from mirror.config import load_config, resolve_config_path
 
     config = load_config(resolve_config_path(args.config))
-    names = _known(config, args.channel)
+    names = config.check_channels(args.channel)
     channels = checked_channels(config, names or None)
     if not channels:
         raise UsageError(
@@ -73,7 +73,7 @@ def cmd_why(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
     from mirror.sync import sync_context
 
     config = load_config(resolve_config_path(args.config))
-    names = _known(config, args.channel) or [c.name for c in config.channels if c.mirrored]
+    names = config.check_channels(args.channel) or [c.name for c in config.channels if c.mirrored]
     wanted = args.name.lower()
     with sync_context(config, write=False) as ctx:
         plan = plan_closures(ctx, names)
@@ -92,10 +92,3 @@ def cmd_why(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
         print(f"no dependency closure or lockfile selects {args.name}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
-
-
-def _known(config: object, names: list[str]) -> list[str]:
-    unknown = [n for n in names if config.channel(n) is None]  # type: ignore[attr-defined]
-    if unknown:
-        raise UsageError(f"no channel named {', '.join(unknown)} in {config.source}")  # type: ignore[attr-defined]
-    return names

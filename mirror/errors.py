@@ -92,3 +92,8 @@ class LockfileError(MirrorError):
 
 class Interrupted(MirrorError):
     """A stop was requested (SIGTERM, Ctrl-C); work in flight was abandoned cleanly."""
+
+
+class BundleError(MirrorError):
+    """An export bundle cannot be written, or one offered for import is damaged or out of
+    order; nothing in the tree was changed."""

@@ -113,6 +113,23 @@ class MirrorMetrics:
             "1 if the channel's specs solved against the published tree at the last check.",
             ("channel", "platform"),
         )
+        self.exports = counter(
+            "conda_mirror_exports_total",
+            "Bundles written to the outbox, by outcome.",
+            ("channel", "outcome"),
+        )
+        self.export_bytes = gauge(
+            "conda_mirror_export_bytes",
+            "Size of the channel's last bundle written to the outbox.",
+            ("channel",),
+        )
+        self.export_duration = Histogram(
+            "conda_mirror_export_duration_seconds",
+            "Wall time of writing a bundle to the outbox.",
+            ("channel",),
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
         self.watch_events = counter(
             "conda_mirror_watch_events_total", "File system events seen in drop folders.", ("kind",)
         )
@@ -144,6 +161,12 @@ class MirrorMetrics:
             if sub.upstream_status == "error":
                 # by the fault that made the last attempt fail, as for files and retries
                 self.download_errors.labels(channel, sub.error_reason or "repodata").inc()
+
+    def record_export(self, channel: str, size_bytes: int, seconds: float, ok: bool) -> None:
+        self.exports.labels(channel, "ok" if ok else "failed").inc()
+        self.export_duration.labels(channel).observe(seconds)
+        if ok:
+            self.export_bytes.labels(channel).set(size_bytes)
 
     def record_drop(self, channel: str, outcome: DropOutcome) -> None:
         self.drops.labels(channel, outcome.result).inc()

@@ -38,6 +38,7 @@ from mirror.reports import (
     SubdirReport,
     SyncReport,
 )
+from mirror.snapshot import snapshot_channel
 from mirror.sync_subdir import CATALOG_NAME, SubdirSync, SyncContext, SyncOptions
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
             publish_channeldata(
                 ctx.tree, ctx.catalog, channel.name, channel.subdirs, channel.index, enabled=enabled
             )
+            snapshot_channel(ctx.config.root, ctx.config.state_dir, ctx.catalog, channel.name)
     problems = tuple(f"{name}: {p}" for name, ps in closures.problems.items() for p in ps)
     checks: tuple[CheckResult, ...] = ()
     if not options.dry_run and not ctx.stop.is_set():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from mirror.config.bundles import read_bundles
 from mirror.config.closure import (
     check_closure_settings,
     read_check,
@@ -16,6 +17,7 @@ from mirror.config.closure import (
     read_lockfiles,
 )
 from mirror.config.model import (
+    BundleSettings,
     ChannelConfig,
     DependencySettings,
     IndexSettings,
@@ -44,6 +46,7 @@ _TOP_KEYS = (
     "metrics",
     "watch",
     "recompress_after_s",
+    "bundles",
     *_TRANSFER_KEYS,
 )
 # keys that only make sense with an upstream to select from and talk to
@@ -131,6 +134,11 @@ def load_config(path: Path) -> MirrorConfig:
             top["max_repodata_size"].size_bytes() if "max_repodata_size" in top else 4 << 30
         ),
         service=read_service(top),
+        bundles=(
+            read_bundles(top["bundles"], base, (root, state_dir))
+            if "bundles" in top
+            else BundleSettings()
+        ),
     )
 
 
@@ -176,10 +184,6 @@ def _channel(
         if misplaced:
             raise fields[misplaced[0]].error(
                 "only for mirrored channels; this channel has no 'upstream' (drops only)"
-            )
-        if "drop_folders" not in fields:
-            raise view.error(
-                "give an 'upstream' to mirror, or 'drop_folders' for a channel of local packages"
             )
     if "subdirs" not in fields:
         raise view.error("missing 'subdirs', e.g. subdirs: [linux-64, noarch]")

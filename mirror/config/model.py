@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mirror.core.filters import FilterRules
 from mirror.core.secrets import redact_url
+from mirror.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,16 @@ class ServiceSettings:
     settle_s: float = 1.0  # a dropped file without a close event must keep its size this long
     debounce_s: float = 0.3  # drops arriving within this window are published together
     recompress_after_s: float = 300.0  # quiet time before .zst is recompressed at the final level
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    """Export bundles for offline sites (the top-level `bundles:` key)."""
+
+    outbox: Path | None = None  # daemon: write a bundle here after each sync that changed files
+    split_size: int | None = None  # parts no larger than this (None: one part)
+    sign_command: tuple[str, ...] = ()  # e.g. gpg --detach-sign -o {signature} {manifest}
+    verify_command: tuple[str, ...] = ()  # run by `mirror import` before anything else
 
 
 DEPENDENCY_MODES = ("none", "solve", "all")
@@ -132,9 +143,20 @@ class MirrorConfig:
     free_space_margin_bytes: int
     max_repodata_bytes: int
     service: ServiceSettings = ServiceSettings()
+    bundles: BundleSettings = BundleSettings()
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
+
+    def check_channels(self, names: list[str]) -> list[str]:
+        """`names` if each is a configured channel, else a UsageError naming the others."""
+        unknown = [n for n in names if self.channel(n) is None]
+        if unknown:
+            known = ", ".join(c.name for c in self.channels)
+            raise UsageError(
+                f"no channel named {', '.join(unknown)} in {self.source} (have: {known})"
+            )
+        return names
 
 
 def describe(config: MirrorConfig) -> dict[str, object]:
@@ -152,6 +174,12 @@ def describe(config: MirrorConfig) -> dict[str, object]:
         ),
         "watch": {"settle_s": config.service.settle_s, "debounce_s": config.service.debounce_s},
         "recompress_after_s": config.service.recompress_after_s,
+        "bundles": {
+            "outbox": str(config.bundles.outbox) if config.bundles.outbox else None,
+            "split_size": config.bundles.split_size,
+            "sign_command": list(config.bundles.sign_command),
+            "verify_command": list(config.bundles.verify_command),
+        },
         "channels": {c.name: _describe_channel(c) for c in config.channels},
     }
 

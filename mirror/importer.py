@@ -1,0 +1,263 @@
+"""Use case: apply an export bundle to the offline tree, safely and idempotently.
+
+Before anything in the tree changes: the manifest's own hash (and signature hook), every part's
+size and sha256 and every file's sha256 are checked, and each channel's current snapshot must
+be the bundle's source (a full bundle fits any tree). Then, each file atomically: packages,
+then repodata and shards (in publish order), then deletions. A journal in the state directory
+lets an interrupted import be run again to finish; importing a bundle twice changes nothing.
+Afterwards each channel's snapshot must equal the bundle's target, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirror.adapters.bundle_parts import PartReader, verify_parts
+from mirror.adapters.hooks import run_hook
+from mirror.adapters.lock import WriterLock
+from mirror.adapters.snapshots import ORIGIN_IMPORT, SNAPSHOTS_NAME, Snapshot, SnapshotStore
+from mirror.config.model import MirrorConfig
+from mirror.core.bundle_manifest import (
+    MANIFEST,
+    MANIFEST_SUM,
+    ChannelChange,
+    Manifest,
+    apply_rank,
+    decode,
+)
+from mirror.errors import BundleError
+from mirror.export import hook_paths
+from mirror.snapshot import take_snapshot
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "import-journal.json"
+MAX_MANIFEST_BYTES = 1 << 30
+TEMP_PREFIX = ".mirror-import-"
+
+
+@dataclass
+class ImportReport:
+    bundle: Path
+    dry_run: bool
+    channels: list[str] = field(default_factory=list)  # one line per channel: from -> to
+    written: int = 0
+    written_bytes: int = 0
+    skipped: int = 0  # already in place with the right bytes
+    deleted: int = 0
+    seconds: float = 0.0
+
+
+def run_import(config: MirrorConfig, bundle: Path, *, dry_run: bool = False) -> ImportReport:
+    started = time.monotonic()
+    report = ImportReport(bundle, dry_run)
+    manifest, manifest_sha = read_manifest(config, bundle)
+    lock = WriterLock(config.state_dir)
+    if not dry_run:
+        lock.acquire()
+    try:
+        with SnapshotStore(config.state_dir / SNAPSHOTS_NAME) as store:
+            resuming = _journal_says(config, bundle, manifest_sha)
+            todo = _check_order(config, store, manifest, resuming, report)
+            if todo:
+                _check_contents(bundle, manifest)
+            if dry_run or not todo:
+                report.seconds = time.monotonic() - started
+                return report
+            _write_journal(config, bundle, manifest_sha)
+            _apply(config, bundle, manifest, todo, store, report)
+            for change in todo:
+                _finish(config, store, change)
+            (config.state_dir / JOURNAL).unlink(missing_ok=True)
+    finally:
+        lock.release()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def read_manifest(config: MirrorConfig, bundle: Path) -> tuple[Manifest, str]:
+    path = bundle / MANIFEST
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a manifest")
+        body = path.read_bytes()
+        expected = (bundle / MANIFEST_SUM).read_text().split()[0]
+    except FileNotFoundError as exc:
+        raise BundleError(
+            f"{bundle}: no {Path(exc.filename).name}; is this a bundle folder written by "
+            "`mirror export`?"
+        ) from None
+    except (OSError, IndexError) as exc:
+        raise BundleError(f"{bundle}: cannot read the manifest ({exc})") from None
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != expected:
+        raise BundleError(
+            f"{path}: its sha256 ({actual[:12]}...) is not the one in {MANIFEST_SUM} "
+            f"({expected[:12]}...); the manifest is damaged: copy the bundle again"
+        )
+    if config.bundles.verify_command:
+        run_hook(config.bundles.verify_command, hook_paths(bundle), "verify_command")
+    return decode(body, str(path)), actual
+
+
+def _check_order(
+    config: MirrorConfig,
+    store: SnapshotStore,
+    manifest: Manifest,
+    resuming: bool,
+    report: ImportReport,
+) -> list[ChannelChange]:
+    """The channels the bundle still has to change; BundleError if one is out of order."""
+    todo = []
+    for change in manifest.channels:
+        current = take_snapshot(config.root, store, change.channel)
+        target, source = change.target, change.source
+        label = f"{change.channel}: {source.id if source else 'full'} -> {target.id}"
+        if current is not None and current.digest == target.digest:
+            report.channels.append(f"{label}: already there")
+            continue
+        if (
+            not resuming
+            and source is not None
+            and (current is None or current.digest != source.digest)
+        ):
+            raise BundleError(_out_of_order(change, current))
+        report.channels.append(label + (" (resuming)" if resuming else ""))
+        todo.append(change)
+    return todo
+
+
+def _out_of_order(change: ChannelChange, current: Snapshot | None) -> str:
+    assert change.source is not None
+    where = (
+        f"is at snapshot {current.shown_id}" if current and current.origin == ORIGIN_IMPORT
+        else "has changed since its last import" if current is not None
+        else "has never imported this channel"
+    )  # fmt: skip
+    since = (
+        f"--since {current.shown_id}" if current and current.origin == ORIGIN_IMPORT else "--full"
+    )
+    return (
+        f"{change.channel}: this tree {where}, but the bundle goes from snapshot "
+        f"{change.source.id} to {change.target.id}. Import the bundles in order, or have the "
+        f"connected side run `mirror export {since}`. Nothing was changed."
+    )
+
+
+def _check_contents(bundle: Path, manifest: Manifest) -> None:
+    hashes = verify_parts(bundle, manifest.parts, manifest.files)
+    for item in manifest.files:
+        if hashes[item.path] != item.sha256:
+            raise BundleError(
+                f"{bundle}: {item.path} in the data parts does not hash to its manifest sha256; "
+                "the bundle is damaged: copy it again. Nothing was changed."
+            )
+
+
+def _apply(
+    config: MirrorConfig,
+    bundle: Path,
+    manifest: Manifest,
+    todo: list[ChannelChange],
+    store: SnapshotStore,
+    report: ImportReport,
+) -> None:
+    channels = {c.channel for c in todo}
+    reader = PartReader(bundle, manifest.parts)
+    known = {c: store.current_files(c) for c in channels}
+    files = [f for f in manifest.files if f.path.split("/", 1)[0] in channels]
+    for item in sorted(files, key=lambda f: (apply_rank(f.path), f.path)):
+        channel, relative = item.path.split("/", 1)
+        dest = config.root / item.path
+        if _in_place(dest, known[channel].get(relative), item.size, item.sha256):
+            report.skipped += 1
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        temp = dest.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.tmp"
+        try:
+            reader.copy_to(item, temp)
+            temp.chmod(0o644)
+            os.replace(temp, dest)
+        finally:
+            temp.unlink(missing_ok=True)
+        report.written += 1
+        report.written_bytes += item.size
+    for change in todo:
+        bundled = {
+            f.path.split("/", 1)[1] for f in files if f.path.startswith(change.channel + "/")
+        }
+        if change.source is None:  # a full bundle: the tree becomes exactly its target
+            listed = bundled | {i.path for i in change.index}
+            doomed = sorted(set(known[change.channel]) - listed)
+        else:
+            doomed = [p for p in change.deleted if p not in bundled]
+        for relative in doomed:
+            path = config.root / change.channel / relative
+            if path.is_file():
+                path.unlink()
+                report.deleted += 1
+    os.sync()  # the journal goes only once every file is durable
+
+
+def _in_place(dest: Path, known: object, size: int, sha256: str) -> bool:
+    """Already the right bytes (a resumed or repeated import): trust the snapshot's hash when
+    the stat matches it, else hash the file."""
+    try:
+        stat = dest.stat()
+    except FileNotFoundError:
+        return False
+    if stat.st_size != size:
+        return False
+    state = known
+    if state is not None and (state.size, state.mtime_ns, state.sha256) == (  # type: ignore[attr-defined]
+        size, stat.st_mtime_ns, sha256,
+    ):  # fmt: skip
+        return True
+    digest = hashlib.sha256()
+    with dest.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == sha256
+
+
+def _finish(config: MirrorConfig, store: SnapshotStore, change: ChannelChange) -> None:
+    snapshot = take_snapshot(
+        config.root, store, change.channel, origin=ORIGIN_IMPORT, remote_id=change.target.id
+    )
+    if snapshot is None or snapshot.digest != change.target.digest:
+        raise BundleError(
+            f"{change.channel}: after the import the tree does not match snapshot "
+            f"{change.target.id} (files changed meanwhile?); run `mirror verify`, then import a "
+            "--full bundle"
+        )
+
+
+def _journal_says(config: MirrorConfig, bundle: Path, manifest_sha: str) -> bool:
+    path = config.state_dir / JOURNAL
+    try:
+        journal = json.loads(path.read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return False
+    if journal.get("manifest_sha256") == manifest_sha:
+        return True
+    raise BundleError(
+        f"the import of {journal.get('bundle')} was interrupted and must finish first: run "
+        f"`mirror import {journal.get('bundle')}` again (or delete {path} after restoring the "
+        "tree from a --full bundle)"
+    )
+
+
+def _write_journal(config: MirrorConfig, bundle: Path, manifest_sha: str) -> None:
+    path = config.state_dir / JOURNAL
+    temp = path.with_name(f".{JOURNAL}.tmp")
+    temp.write_text(json.dumps({"bundle": str(bundle), "manifest_sha256": manifest_sha}))
+    os.replace(temp, path)

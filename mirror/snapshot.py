@@ -1,0 +1,129 @@
+"""Use case: record what a channel's folder publishes now as a snapshot (id, files, sha256).
+
+Taken after every completed publish (a sync of the channel, `mirror index`, an imported bundle;
+the daemon takes one when its channel worker goes idle, so a burst of drops makes one).
+Files whose size and mtime match the previous snapshot keep their hash; only the others are
+read. Nothing changed: no new snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from mirror.adapters.catalog import Catalog
+from mirror.adapters.snapshots import (
+    ORIGIN_LOCAL,
+    SNAPSHOTS_NAME,
+    FileState,
+    Snapshot,
+    SnapshotStore,
+)
+from mirror.errors import MirrorError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+def scan_channel(channel_dir: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (size, mtime_ns) of every published file; dotfiles (temp files, state)
+    and anything that is not a regular file are not part of what a channel publishes."""
+    found: dict[str, tuple[int, int]] = {}
+    stack = [(channel_dir, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((Path(entry.path), f"{prefix}{entry.name}/"))
+            elif entry.is_file(follow_symlinks=False):
+                stat = entry.stat(follow_symlinks=False)
+                found[prefix + entry.name] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_digest(files: dict[str, FileState]) -> str:
+    """One hash naming the whole published state: equal digests, equal trees."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path}\0{files[path].sha256}\n".encode())
+    return digest.hexdigest()
+
+
+def take_snapshot(
+    root: Path,
+    store: SnapshotStore,
+    channel: str,
+    *,
+    origin: str = ORIGIN_LOCAL,
+    remote_id: int | None = None,
+    trusted: Mapping[str, tuple[int, int, str]] | None = None,
+) -> Snapshot | None:
+    """The channel's current snapshot, recorded anew if its files changed; None if the channel
+    has never published anything. `trusted` (path -> size, mtime_ns, sha256, from the catalog)
+    spares re-reading package files whose hash is already known."""
+    channel_dir = root / channel
+    current = store.current_files(channel)
+    found = scan_channel(channel_dir)
+    changed: list[FileState] = []
+    touched: list[FileState] = []
+    for path, (size, mtime_ns) in found.items():
+        old = current.get(path)
+        if old is not None and (old.size, old.mtime_ns) == (size, mtime_ns):
+            continue
+        vouched = trusted.get(path) if trusted else None
+        if vouched is not None and vouched[:2] == (size, mtime_ns) and vouched[2]:
+            state = FileState(path, size, mtime_ns, vouched[2])
+        else:
+            state = FileState(path, size, mtime_ns, sha256_of(channel_dir / path))
+        if old is not None and (old.size, old.sha256) == (size, state.sha256):
+            touched.append(state)
+        else:
+            changed.append(state)
+    removed = sorted(set(current) - set(found))
+    if touched:
+        store.touch(channel, touched)
+    latest = store.current(channel)
+    unchanged = not changed and not removed
+    if unchanged and latest is not None and remote_id in (None, latest.remote_id):
+        return latest
+    if unchanged and latest is None and not found:
+        return None
+    files = {p: s for p, s in current.items() if p in found}
+    files.update({s.path: s for s in (*touched, *changed)})
+    totals = (len(files), sum(s.size for s in files.values()))
+    return store.record(
+        channel, store.next_id(), tree_digest(files), changed, removed, totals, origin, remote_id
+    )
+
+
+def snapshot_channel(root: Path, state_dir: Path, catalog: Catalog, channel: str) -> None:
+    """After a publish: record the channel's snapshot, trusting the catalog's package hashes.
+    A failure here never undoes the publish; it is logged, and `mirror export` retakes it."""
+    trusted = {
+        f"{subdir}/{name}": (f.size, f.mtime_ns, f.sha256 or "")
+        for subdir in catalog.subdirs(channel)
+        for name, f in catalog.files(channel, subdir).items()
+    }
+    try:
+        with SnapshotStore(state_dir / SNAPSHOTS_NAME) as store:
+            take_snapshot(root, store, channel, trusted=trusted)
+    except (MirrorError, OSError) as exc:
+        log.warning("%s: could not record a snapshot: %s", channel, exc)
