@@ -120,6 +120,7 @@ class ChannelWorker:
                 return
             drops, self._work.drops = self._work.drops, {}
         self._drops(catalog, drops)
+        self._snapshot_due = True
 
     def _run(self) -> None:
         with Catalog(self.daemon.config.state_dir / CATALOG_NAME) as catalog:

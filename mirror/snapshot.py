@@ -114,9 +114,16 @@ def take_snapshot(
     )
 
 
-def snapshot_channel(root: Path, state_dir: Path, catalog: Catalog, channel: str) -> None:
+def snapshot_channel(
+    root: Path, state_dir: Path, catalog: Catalog, channel: str, *, changed: bool = True
+) -> None:
     """After a publish: record the channel's snapshot, trusting the catalog's package hashes.
-    A failure here never undoes the publish; it is logged, and `mirror export` retakes it."""
+    A run that changed nothing skips the scan once a snapshot exists. A failure here never
+    undoes the publish; it is logged, and `mirror export` retakes the snapshot."""
+    if not changed:
+        with SnapshotStore(state_dir / SNAPSHOTS_NAME) as store:
+            if store.current(channel) is not None:
+                return
     trusted = {
         f"{subdir}/{name}": (f.size, f.mtime_ns, f.sha256 or "")
         for subdir in catalog.subdirs(channel)

@@ -133,7 +133,14 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
             publish_channeldata(
                 ctx.tree, ctx.catalog, channel.name, channel.subdirs, channel.index, enabled=enabled
             )
-            snapshot_channel(ctx.config.root, ctx.config.state_dir, ctx.catalog, channel.name)
+            changed = any(
+                r.repodata_changed or r.downloaded_files or r.deleted_files
+                for r in reports
+                if r.channel == channel.name
+            )
+            snapshot_channel(
+                ctx.config.root, ctx.config.state_dir, ctx.catalog, channel.name, changed=changed
+            )
     problems = tuple(f"{name}: {p}" for name, ps in closures.problems.items() for p in ps)
     checks: tuple[CheckResult, ...] = ()
     if not options.dry_run and not ctx.stop.is_set():

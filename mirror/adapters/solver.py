@@ -7,7 +7,6 @@ reach), and the solvability check solves against the published tree itself, as a
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import re
 from collections.abc import Iterable, Sequence
@@ -74,6 +73,8 @@ def solve(
     timeout_s: float = SOLVE_TIMEOUT_S,
 ) -> list[Solved]:
     """Solve `specs` with strict channel priority (the order of `sources`); raises SolveError."""
+    import asyncio  # heavy: only when something is solved
+
     from rattler import Channel, SparseRepoData, solve_with_sparse_repodata
 
     # each channel gets a placeholder URL that says which configured channel a record came from
