@@ -116,6 +116,13 @@ def _check_order(
 ) -> list[ChannelChange]:
     """The channels the bundle still has to change; BundleError if one is out of order."""
     todo = []
+    unknown = [c.channel for c in manifest.channels if config.channel(c.channel) is None]
+    if unknown:
+        raise BundleError(
+            f"the bundle carries channel {', '.join(unknown)}, which {config.source} does not "
+            f"name; add it (channels: {{{unknown[0]}: {{subdirs: [...]}}}}) to import it. "
+            "Nothing was changed."
+        )
     for change in manifest.channels:
         current = take_snapshot(config.root, store, change.channel)
         target, source = change.target, change.source

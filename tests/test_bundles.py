@@ -206,6 +206,17 @@ def test_a_tampered_manifest_and_a_hostile_one_are_refused(two_bundles: Any) -> 
     assert not (sites.base / "offline" / "tree").exists()
 
 
+def test_a_bundle_for_a_channel_this_site_does_not_name_is_refused(two_bundles: Any) -> None:
+    sites, full, _ = two_bundles
+    config = yaml.safe_load(sites.offline.read_text())
+    config["channels"] = {"other": {"subdirs": ["noarch"]}}
+    sites.offline.write_text(yaml.safe_dump(config))
+    result = sites.import_(full)
+    assert result.code == 1
+    assert "carries channel up, which" in result.stderr and "does not name" in result.stderr
+    assert not (sites.base / "offline" / "tree" / "up").exists()
+
+
 def test_bundles_out_of_order_are_refused_and_a_second_import_changes_nothing(
     two_bundles: Any,
 ) -> None:
