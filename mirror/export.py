@@ -160,11 +160,15 @@ def _write(config: MirrorConfig, plans: Sequence[_Plan], options: ExportOptions)
             (plan.change.channel, path, state) for plan in plans for path, state in plan.files
         ]
         entries.sort(key=lambda e: (apply_rank(e[1]), e[0], e[1]))
-        files = []
-        for channel, path, state in entries:
-            name = f"{channel}/{path}"
-            offset = writer.add_file(name, config.root / name, state.size, state.sha256)
-            files.append(BundleFile(name, state.size, state.sha256, offset))
+        items = [
+            (f"{channel}/{path}", config.root / channel / path, state.size, state.sha256)
+            for channel, path, state in entries
+        ]
+        offsets = writer.add_files(items)  # reads ahead across files: one call for them all
+        files = [
+            BundleFile(name, size, sha256, offset)
+            for (name, _, size, sha256), offset in zip(items, offsets, strict=True)
+        ]
         parts = writer.finish()
         manifest = Manifest(
             format=FORMAT,
