@@ -1,32 +1,44 @@
 """Use case: apply an export bundle to the offline tree, safely and idempotently.
 
-Before anything in the tree changes: the manifest's own hash (and signature hook), every part's
-size and sha256 and every file's sha256 are checked, and each channel's current snapshot must
-be the bundle's source (a full bundle fits any tree). Then, each file atomically: packages,
-then repodata and shards (in publish order), then deletions. A journal in the state directory
-lets an interrupted import be run again to finish; importing a bundle twice changes nothing.
+Before anything in a channel changes: the manifest's own hash (and signature hook), every
+part's size and sha256 and every file's sha256 are checked, and each channel's current snapshot
+must be the bundle's source (a full bundle fits any tree). The same single read of the data
+copies the files into a staging folder; once all is checked and durable they are renamed into
+place, each atomically: packages, then repodata and shards (in publish order), then deletions.
+A journal in the state directory lets an interrupted import be run again to finish; importing
+a bundle twice changes nothing.
 Afterwards each channel's snapshot must equal the bundle's target, byte for byte.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirror.adapters.bundle_parts import PartReader, verify_parts
+from mirror.adapters.bundle_parts import verify_parts
 from mirror.adapters.hooks import run_hook
 from mirror.adapters.lock import WriterLock
-from mirror.adapters.snapshots import ORIGIN_IMPORT, SNAPSHOTS_NAME, Snapshot, SnapshotStore
+from mirror.adapters.snapshots import (
+    ORIGIN_IMPORT,
+    SNAPSHOTS_NAME,
+    FileState,
+    Snapshot,
+    SnapshotStore,
+)
 from mirror.config.model import MirrorConfig
 from mirror.core.bundle_manifest import (
     MANIFEST,
     MANIFEST_SUM,
+    BundleFile,
     ChannelChange,
     Manifest,
     apply_rank,
@@ -41,6 +53,7 @@ log = logging.getLogger(__name__)
 JOURNAL = "import-journal.json"
 MAX_MANIFEST_BYTES = 1 << 30
 TEMP_PREFIX = ".mirror-import-"
+STAGING = ".mirror-import"  # under the tree's root: same file system, never published
 
 
 @dataclass
@@ -66,15 +79,23 @@ def run_import(config: MirrorConfig, bundle: Path, *, dry_run: bool = False) -> 
         with SnapshotStore(config.state_dir / SNAPSHOTS_NAME) as store:
             resuming = _journal_says(config, bundle, manifest_sha)
             todo = _check_order(config, store, manifest, resuming, report)
-            if todo:
-                _check_contents(bundle, manifest)
             if dry_run or not todo:
+                if todo:
+                    _check_contents(bundle, manifest, None)
                 report.seconds = time.monotonic() - started
                 return report
-            _write_journal(config, bundle, manifest_sha)
-            _apply(config, bundle, manifest, todo, store, report)
-            for change in todo:
-                _finish(config, store, change)
+            staging = config.root / STAGING
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                staged = _stage(config, bundle, manifest, todo, store, staging, report)
+                _write_journal(config, bundle, manifest_sha)
+                written = _install(config, staged, report)
+                _delete(config, manifest, todo, store, report)
+                os.sync()  # the journal goes only once every rename is durable
+                for change in todo:
+                    _finish(config, store, change, written)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
             (config.state_dir / JOURNAL).unlink(missing_ok=True)
     finally:
         lock.release()
@@ -158,8 +179,10 @@ def _out_of_order(change: ChannelChange, current: Snapshot | None) -> str:
     )
 
 
-def _check_contents(bundle: Path, manifest: Manifest) -> None:
-    hashes = verify_parts(bundle, manifest.parts, manifest.files)
+def _check_contents(
+    bundle: Path, manifest: Manifest, stage: Callable[[BundleFile], Path | None] | None
+) -> None:
+    hashes = verify_parts(bundle, manifest.parts, manifest.files, stage)
     for item in manifest.files:
         if hashes[item.path] != item.sha256:
             raise BundleError(
@@ -168,41 +191,91 @@ def _check_contents(bundle: Path, manifest: Manifest) -> None:
             )
 
 
-def _apply(
+def _stage(
     config: MirrorConfig,
     bundle: Path,
     manifest: Manifest,
     todo: list[ChannelChange],
     store: SnapshotStore,
+    staging: Path,
     report: ImportReport,
-) -> None:
+) -> dict[str, tuple[Path, BundleFile]]:
+    """Check the whole bundle and, in the same read, copy each file not yet in place into a
+    staging folder at the tree's root (a dot folder: never published). Nothing under a
+    channel changes here; a damaged bundle leaves only the staging folder, then removed."""
     channels = {c.channel for c in todo}
-    reader = PartReader(bundle, manifest.parts)
     known = {c: store.current_files(c) for c in channels}
-    files = [f for f in manifest.files if f.path.split("/", 1)[0] in channels]
-    for item in sorted(files, key=lambda f: (apply_rank(f.path), f.path)):
+    staged: dict[str, tuple[Path, BundleFile]] = {}
+    for item in manifest.files:
         channel, relative = item.path.split("/", 1)
-        dest = config.root / item.path
-        if _in_place(dest, known[channel].get(relative), item.size, item.sha256):
-            report.skipped += 1
+        if channel not in channels:
             continue
+        if _in_place(config.root / item.path, known[channel].get(relative), item):
+            report.skipped += 1
+        else:
+            staged[item.path] = (staging / f"{len(staged):08d}", item)
+    staging.mkdir(parents=True)
+
+    def stage(item: BundleFile) -> Path | None:
+        entry = staged.get(item.path)
+        return entry[0] if entry else None
+
+    _check_contents(bundle, manifest, stage)
+    os.sync()  # staged bytes are durable before any of them takes its final name
+    return staged
+
+
+def _install(
+    config: MirrorConfig, staged: dict[str, tuple[Path, BundleFile]], report: ImportReport
+) -> dict[str, tuple[int, int, str]]:
+    """Rename the staged files into place in the safe order; their (size, mtime_ns, sha256),
+    checked while staging, spare the final snapshot from reading them again."""
+    written: dict[str, tuple[int, int, str]] = {}
+    for path in sorted(staged, key=lambda p: (apply_rank(p), p)):
+        source, item = staged[path]
+        dest = config.root / path
         dest.parent.mkdir(parents=True, exist_ok=True)
+        source.chmod(0o644)
+        move_into_place(source, dest)
+        stat = dest.stat()
+        written[path] = (stat.st_size, stat.st_mtime_ns, item.sha256)
+        report.written += 1
+        report.written_bytes += item.size
+    return written
+
+
+def move_into_place(source: Path, dest: Path) -> None:
+    """An atomic rename; across file systems (a channel folder mounted apart), a copy beside
+    the destination first, then the rename."""
+    try:
+        os.replace(source, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
         temp = dest.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.tmp"
         try:
-            reader.copy_to(item, temp)
-            temp.chmod(0o644)
+            shutil.copyfile(source, temp)
+            with temp.open("rb") as handle:
+                os.fsync(handle.fileno())
             os.replace(temp, dest)
         finally:
             temp.unlink(missing_ok=True)
-        report.written += 1
-        report.written_bytes += item.size
+
+
+def _delete(
+    config: MirrorConfig,
+    manifest: Manifest,
+    todo: list[ChannelChange],
+    store: SnapshotStore,
+    report: ImportReport,
+) -> None:
+    """Last, once nothing published names them: files the target no longer has."""
     for change in todo:
-        bundled = {
-            f.path.split("/", 1)[1] for f in files if f.path.startswith(change.channel + "/")
-        }
+        prefix = change.channel + "/"
+        bundled = {f.path[len(prefix) :] for f in manifest.files if f.path.startswith(prefix)}
         if change.source is None:  # a full bundle: the tree becomes exactly its target
             listed = bundled | {i.path for i in change.index}
-            doomed = sorted(set(known[change.channel]) - listed)
+            doomed = sorted(set(store.current_files(change.channel)) - listed)
         else:
             doomed = [p for p in change.deleted if p not in bundled]
         for relative in doomed:
@@ -210,33 +283,43 @@ def _apply(
             if path.is_file():
                 path.unlink()
                 report.deleted += 1
-    os.sync()  # the journal goes only once every file is durable
 
 
-def _in_place(dest: Path, known: object, size: int, sha256: str) -> bool:
+def _in_place(dest: Path, known: FileState | None, item: BundleFile) -> bool:
     """Already the right bytes (a resumed or repeated import): trust the snapshot's hash when
     the stat matches it, else hash the file."""
     try:
         stat = dest.stat()
     except FileNotFoundError:
         return False
-    if stat.st_size != size:
+    if stat.st_size != item.size:
         return False
-    state = known
-    if state is not None and (state.size, state.mtime_ns, state.sha256) == (  # type: ignore[attr-defined]
-        size, stat.st_mtime_ns, sha256,
+    if known is not None and (known.size, known.mtime_ns, known.sha256) == (
+        item.size, stat.st_mtime_ns, item.sha256,
     ):  # fmt: skip
         return True
     digest = hashlib.sha256()
     with dest.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    return digest.hexdigest() == sha256
+    return digest.hexdigest() == item.sha256
 
 
-def _finish(config: MirrorConfig, store: SnapshotStore, change: ChannelChange) -> None:
+def _finish(
+    config: MirrorConfig,
+    store: SnapshotStore,
+    change: ChannelChange,
+    written: dict[str, tuple[int, int, str]],
+) -> None:
+    prefix = change.channel + "/"
+    trusted = {p[len(prefix) :]: v for p, v in written.items() if p.startswith(prefix)}
     snapshot = take_snapshot(
-        config.root, store, change.channel, origin=ORIGIN_IMPORT, remote_id=change.target.id
+        config.root,
+        store,
+        change.channel,
+        origin=ORIGIN_IMPORT,
+        remote_id=change.target.id,
+        trusted=trusted,
     )
     if snapshot is None or snapshot.digest != change.target.digest:
         raise BundleError(

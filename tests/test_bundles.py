@@ -243,36 +243,47 @@ def _tree_of_bundle_target(sites: Sites, bundle: Path) -> dict[str, str]:
 def test_an_interrupted_import_finishes_when_run_again(
     two_bundles: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mirror.adapters import bundle_parts
+    from mirror import importer
     from mirror.config import load_config
     from mirror.errors import BundleError
-    from mirror.importer import run_import
 
     sites, full, delta = two_bundles
     assert sites.import_(full).code == 0
     config = load_config(sites.offline)
-    copy_to = bundle_parts.PartReader.copy_to
+    move = importer.move_into_place
     calls = {"n": 0}
 
-    def dies_after_two(self: Any, item: Any, dest: Path) -> None:
+    def dies_after_two(source: Path, dest: Path) -> None:
         calls["n"] += 1
         if calls["n"] > 2:
             raise KeyboardInterrupt  # the power goes out
-        copy_to(self, item, dest)
+        move(source, dest)
 
-    monkeypatch.setattr(bundle_parts.PartReader, "copy_to", dies_after_two)
+    monkeypatch.setattr(importer, "move_into_place", dies_after_two)
     with pytest.raises(KeyboardInterrupt):
-        run_import(config, delta)
-    monkeypatch.setattr(bundle_parts.PartReader, "copy_to", copy_to)
+        importer.run_import(config, delta)
+    monkeypatch.setattr(importer, "move_into_place", move)
     assert (config.state_dir / "import-journal.json").exists()
-    assert not list((config.root / "up").rglob(".mirror-import-*"))  # no half file left
+    assert not (config.root / ".mirror-import").exists()  # the staged copies are gone
 
     with pytest.raises(BundleError, match="was interrupted and must finish first"):
-        run_import(config, full)
-    report = run_import(config, delta)
-    assert report.skipped >= 2
+        importer.run_import(config, full)
+    report = importer.run_import(config, delta)
+    assert report.skipped >= 2  # the two files installed before the cut are not copied again
     assert sites.tree("offline") == sites.tree("connected")
     assert not (config.state_dir / "import-journal.json").exists()
+
+
+def test_a_damaged_bundle_leaves_no_staged_copy_behind(two_bundles: Any) -> None:
+    sites, full, _ = two_bundles
+    last = sorted(full.glob("data.*.tar"))[-1]
+    data = bytearray(last.read_bytes())
+    data[-2000] ^= 0xFF
+    last.write_bytes(bytes(data))
+    result = sites.import_(full)
+    assert result.code == 1 and "damaged" in result.stderr
+    root = sites.base / "offline" / "tree"
+    assert not (root / "up").exists() and not (root / ".mirror-import").exists()
 
 
 def test_a_signature_hook_signs_and_an_import_checks_it(
