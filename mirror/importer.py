@@ -333,9 +333,7 @@ def _journal_says(config: MirrorConfig, bundle: Path, manifest_sha: str) -> bool
     path = config.state_dir / JOURNAL
     try:
         journal = json.loads(path.read_text())
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # none (the usual case), or unreadable: no import to finish
         return False
     if journal.get("manifest_sha256") == manifest_sha:
         return True
