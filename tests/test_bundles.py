@@ -330,3 +330,50 @@ def test_the_daemon_writes_a_bundle_to_the_outbox_after_a_sync(
     assert bundle.name.startswith("up-full-to-")
     assert sites.import_(bundle).code == 0
     assert sites.tree("offline") == sites.tree("connected")
+
+
+def test_an_import_killed_at_random_moments_never_leaves_a_wrong_file_and_finishes_later(
+    tmp_path: Path,
+) -> None:
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    root = tmp_path / "upstream"
+    build_channel(root, [
+        PackageSpec(f"big{i:02d}", "1.0", build="0", subdir="linux-64",
+                    files={f"share/big{i:02d}.bin": random.Random(i).randbytes(400_000)})
+        for i in range(40)
+    ])  # fmt: skip
+    with UpstreamServer(root) as server:
+        sites = Sites(tmp_path / "sites", server.url)
+        sites.sync()
+    bundle = sites.export("full", "--full")
+    connected = sites.tree("connected")
+    offline = sites.base / "offline"
+    started = time.monotonic()
+    assert sites.import_(bundle).code == 0
+    duration = time.monotonic() - started
+    rng = random.Random(7)  # seeded: a failing point replays
+    for point in range(6):
+        shutil.rmtree(offline / "tree")
+        shutil.rmtree(offline / "state")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mirror", "import", str(bundle), "--config",
+             str(sites.offline)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(rng.uniform(0.0, duration))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # whatever the moment: every file under a published name has its final bytes
+        after_kill = sites.tree("offline")
+        wrong = {p for p, sha in after_kill.items() if connected.get(p) != sha}
+        assert wrong == set(), f"point {point}: {sorted(wrong)[:3]}"
+        result = sites.import_(bundle)
+        assert result.code == 0, f"point {point}: {result.stderr}"
+        assert sites.tree("offline") == connected
