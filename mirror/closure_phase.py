@@ -10,24 +10,19 @@ Upstream repodata bodies are cached in the state directory, so an upstream that 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
-import threading
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
-import zstandard
 
 from mirror.adapters.solver import SolveError, SolveSource, default_virtual_packages, solve
-from mirror.adapters.upstream import Fetched, NotModified, Validators
+from mirror.closure_fetch import Fetcher, Prefetched, scratch_dir
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.closure import (
     Candidate,
@@ -41,25 +36,12 @@ from mirror.core.closure import (
     roots_matching,
 )
 from mirror.core.filters import FilterRules, removal_reason
-from mirror.core.records import Record, UpstreamRepodata, decode_record, parse_repodata
+from mirror.core.records import Record, UpstreamRepodata, decode_record
 from mirror.errors import MirrorError
-from mirror.sync_subdir import SyncContext, open_channel_upstream
-
-if TYPE_CHECKING:
-    from mirror.core.lockfiles import LockedPackage, Lockfile
+from mirror.lockfile_pins import lock_targets, lockfile_pins
+from mirror.sync_subdir import SyncContext
 
 log = logging.getLogger(__name__)
-
-CACHE_DIR = "upstream-repodata"  # under state_dir: the last full body fetched per subdir
-
-
-@dataclass(frozen=True)
-class Prefetched:
-    """A subdir's repodata fetched by the closure phase, so the subdir sync does not refetch."""
-
-    result: NotModified | Fetched
-    repodata: UpstreamRepodata
-    retries: Counter[str]
 
 
 @dataclass(frozen=True)
@@ -114,7 +96,7 @@ def closure_channels(config: MirrorConfig, synced: Iterable[str]) -> list[Channe
         and (
             c.name in names
             or names & set(c.dependencies.channels)
-            or names & _lock_targets(config, c)
+            or names & lock_targets(config, c)
         )
     ]
 
@@ -127,7 +109,7 @@ def closure_targets(config: MirrorConfig, synced: Iterable[str]) -> set[str]:
         for channel in config.channels:
             if channel.name in names:
                 grown.update(channel.dependencies.channels)
-                grown.update(_lock_targets(config, channel))
+                grown.update(lock_targets(config, channel))
         if grown == names:
             return names
         names = grown
@@ -143,7 +125,7 @@ def plan_closures(ctx: SyncContext, synced: Sequence[str], *, expand: bool = Tru
     channels = closure_channels(ctx.config, targets)
     if not channels:
         return plan
-    fetcher = _Fetcher(ctx)
+    fetcher = Fetcher(ctx)
     pins: dict[tuple[str, str], dict[str, Reason]] = defaultdict(dict)
     defines: set[tuple[str, str]] = set()
     additive: set[str] = set()
@@ -152,13 +134,13 @@ def plan_closures(ctx: SyncContext, synced: Sequence[str], *, expand: bool = Tru
             defines.update((channel.name, s) for s in channel.subdirs)
         try:
             closure = _channel_closure(ctx, fetcher, channel)
-            closure.merge(_lockfile_pins(ctx, fetcher, channel))
+            closure.merge(lockfile_pins(ctx, fetcher, channel))
         except MirrorError as exc:
             closure = Closure(selected={}, problems=[str(exc)], warnings=[])
         if closure.problems:
             plan.problems.setdefault(channel.name, []).extend(closure.problems)
             additive.update(m.name for m in _resolution_order(ctx, channel))
-            additive.update(_lock_targets(ctx.config, channel))
+            additive.update(lock_targets(ctx.config, channel))
         if closure.warnings:
             plan.warnings.setdefault(channel.name, []).extend(closure.warnings)
         for key, reason in closure.selected.items():
@@ -191,7 +173,7 @@ def _resolution_order(ctx: SyncContext, channel: ChannelConfig) -> list[ChannelC
 
 
 def _universe(
-    ctx: SyncContext, fetcher: _Fetcher, channel: ChannelConfig, platform: str, *, narrowed: bool
+    ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig, platform: str, *, narrowed: bool
 ) -> Universe:
     sources = []
     for member in _resolution_order(ctx, channel):
@@ -203,7 +185,7 @@ def _universe(
     return Universe(sources, int(ctx.clock() * 1000))
 
 
-def _channel_closure(ctx: SyncContext, fetcher: _Fetcher, channel: ChannelConfig) -> Closure:
+def _channel_closure(ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig) -> Closure:
     closure = Closure(selected={}, problems=[], warnings=[])
     mode = channel.dependencies.mode
     if mode == "none":
@@ -250,7 +232,7 @@ def _solve_available(
     for name in names:
         for candidate in universe.available(name):
             by_source[(candidate.channel, candidate.subdir)][candidate.record.filename] = candidate
-    scratch = Path(tempfile.mkdtemp(prefix="closure-", dir=_scratch_dir(ctx)))
+    scratch = Path(tempfile.mkdtemp(prefix="closure-", dir=scratch_dir(ctx)))
     try:
         sources: list[SolveSource] = []
         for source in universe.sources:
@@ -306,7 +288,7 @@ def _explained(
 
 def _diagnose(
     ctx: SyncContext,
-    fetcher: _Fetcher,
+    fetcher: Fetcher,
     channel: ChannelConfig,
     platform: str,
     specs: Sequence[str],
@@ -347,148 +329,3 @@ def _diagnose(
 
 def _is_available(universe: Universe, candidate: Candidate) -> bool:
     return any(c.key == candidate.key for c in universe.available(candidate.record.fields.name))
-
-
-# -- lockfiles ----------------------------------------------------------------------------------
-
-
-def _lock_targets(config: MirrorConfig, channel: ChannelConfig) -> set[str]:
-    """Channels other than `channel` that its lockfiles' URLs point into (best effort)."""
-    if not channel.lockfiles:
-        return set()
-    targets = set()
-    for path in channel.lockfiles:
-        try:
-            lock = _read_lockfile(path)
-        except MirrorError:
-            continue
-        for package in lock.packages:
-            owner = _owner(config, package, channel)
-            targets.add(owner.name)
-    return targets - {channel.name}
-
-
-def _read_lockfile(path: Path) -> Lockfile:
-    """Parsed once per version of the file: a plan consults each lockfile several times."""
-    try:
-        stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        key = (0, 0)
-    return _cached_lockfile(str(path), *key)
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_lockfile(path: str, _mtime_ns: int, _size: int) -> Lockfile:
-    from mirror.core.lockfiles import read_lockfile  # yaml parsing, only when lockfiles exist
-
-    return read_lockfile(Path(path))
-
-
-def _owner(config: MirrorConfig, package: LockedPackage, listing: ChannelConfig) -> ChannelConfig:
-    """The configured channel whose upstream the package URL points into, else the listing one."""
-    wanted = package.channel_url.rstrip("/")
-    for channel in config.channels:
-        if channel.upstream and channel.upstream.rstrip("/") == wanted:
-            return channel
-    return listing
-
-
-def _lockfile_pins(ctx: SyncContext, fetcher: _Fetcher, channel: ChannelConfig) -> Closure:
-    closure = Closure(selected={}, problems=[], warnings=[])
-    for path in channel.lockfiles:
-        lock = _read_lockfile(path)
-        for package in lock.packages:
-            owner = _owner(ctx.config, package, channel)
-            label = f"{path.name}: {package.subdir}/{package.filename}"
-            if package.subdir not in owner.subdirs:
-                closure.problems.append(
-                    f"{label}: channel {owner.name} does not mirror subdir {package.subdir}; "
-                    "add it to the channel's subdirs"
-                )
-                continue
-            repodata = fetcher.repodata(owner, package.subdir)
-            entry = repodata.entries.get(package.filename)
-            decoded = decode_record(package.filename, *entry) if entry else None
-            if not isinstance(decoded, Record):
-                closure.problems.append(
-                    f"{label}: upstream {owner.shown_upstream} no longer has this package"
-                )
-                continue
-            if package.sha256 and decoded.fields.sha256 and package.sha256 != decoded.fields.sha256:
-                closure.problems.append(
-                    f"{label}: upstream's file differs from the lockfile's (sha256 "
-                    f"{decoded.fields.sha256[:12]}... vs {package.sha256[:12]}...)"
-                )
-                continue
-            key = (owner.name, package.subdir, package.filename)
-            closure.selected.setdefault(key, Reason(f"lockfile {path.name}", None))
-    return closure
-
-
-# -- fetching -----------------------------------------------------------------------------------
-
-
-def _scratch_dir(ctx: SyncContext) -> Path:
-    scratch = ctx.config.state_dir / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    return scratch
-
-
-class _Fetcher:
-    """Fetches each needed subdir's repodata once, conditionally, falling back to the cache."""
-
-    def __init__(self, ctx: SyncContext) -> None:
-        self.ctx = ctx
-        self.fetched: dict[tuple[str, str], Prefetched] = {}
-        self._lock = threading.Lock()
-
-    def repodata(self, channel: ChannelConfig, subdir: str) -> UpstreamRepodata:
-        key = (channel.name, subdir)
-        if key not in self.fetched:
-            self.fetched[key] = self._fetch(channel, subdir)
-        return self.fetched[key].repodata
-
-    def _fetch(self, channel: ChannelConfig, subdir: str) -> Prefetched:
-        ctx = self.ctx
-        retries: Counter[str] = Counter()
-
-        def on_retry(reason: str) -> None:
-            with self._lock:
-                retries[reason] += 1
-
-        upstream = open_channel_upstream(ctx, channel, on_retry)
-        state = ctx.catalog.upstream_state(channel.name, subdir)
-        upstream_key = hashlib.sha256((channel.upstream or "").encode()).hexdigest()
-        if state is not None and state.upstream_key != upstream_key:
-            state = None
-        previous = Validators(state.variant, state.etag, state.last_modified) if state else None
-        skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
-        cache = ctx.config.state_dir / CACHE_DIR / channel.name / f"{subdir}.json.zst"
-        result = upstream.fetch_repodata(subdir, previous, skip_zst)
-        if isinstance(result, NotModified):
-            cached = _read_cache(cache)
-            if cached is not None:
-                return Prefetched(result, cached, retries)
-            result = upstream.fetch_repodata(subdir, None, skip_zst)
-            assert isinstance(result, Fetched)
-        _write_cache(cache, result.repodata.body)
-        return Prefetched(result, result.repodata, retries)
-
-
-def _read_cache(path: Path) -> UpstreamRepodata | None:
-    try:
-        body = zstandard.ZstdDecompressor().decompress(path.read_bytes(), max_output_size=1 << 34)
-        return parse_repodata(body, source=str(path))
-    except (OSError, zstandard.ZstdError, MirrorError):
-        return None  # a missing or damaged cache costs one full fetch, nothing else
-
-
-def _write_cache(path: Path, body: bytes | bytearray) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temp.write_bytes(zstandard.ZstdCompressor(level=3, threads=-1).compress(bytes(body)))
-        os.replace(temp, path)
-    except OSError as exc:  # only a cache: the next run fetches in full
-        log.warning("could not cache upstream repodata at %s: %s", path, exc)
