@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mirror.adapters.catalog import Catalog
+from mirror.adapters.snapshots import ORIGIN_IMPORT, SNAPSHOTS_NAME, SnapshotStore
 from mirror.adapters.store import QUARANTINE_DIR
 from mirror.check import RESULTS_FILE, load_results
 from mirror.config.model import MirrorConfig
+from mirror.core.bundle_manifest import is_package
 from mirror.drops import DROPS_SUBDIR
 from mirror.sync import CATALOG_NAME
 
@@ -31,22 +34,30 @@ class SubdirStatus:
 
 
 def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
-    """Read-only: the daemon may be running (SQLite WAL lets readers in)."""
+    """Read-only: the daemon may be running (SQLite WAL lets readers in). Channels fed by
+    `mirror import` are described by their last imported snapshot."""
     path = config.state_dir / CATALOG_NAME
-    rows: list[SubdirStatus] = []
-    if not path.exists():
-        return rows
+    imported = _imported(config)
+    if not path.exists() and not imported:
+        return []
     solvable: dict[tuple[str, str], bool] = {}
     for result in load_results(config.state_dir / RESULTS_FILE):
         key = (result.channel, result.platform)
         solvable[key] = solvable.get(key, True) and result.ok
-    with Catalog(path) as catalog:
-        next_runs = catalog.next_runs()
+    rows: list[SubdirStatus] = []
+    with Catalog(path) if path.exists() else contextlib.nullcontext() as catalog:
+        next_runs = catalog.next_runs() if catalog else {}
         for channel in config.channels:
-            subdirs = sorted(set(channel.subdirs) | set(catalog.subdirs(channel.name)))
-            for subdir in subdirs:
-                packages, size = catalog.published_stats(channel.name, subdir)
-                last = catalog.last_run(channel.name, subdir)
+            known = catalog.subdirs(channel.name) if catalog else []
+            for subdir in sorted(set(channel.subdirs) | set(known)):
+                packages, size = (
+                    catalog.published_stats(channel.name, subdir) if catalog else (0, 0)
+                )
+                last = catalog.last_run(channel.name, subdir) if catalog else None
+                snap = imported.get(channel.name)
+                if snap is not None and not packages:
+                    packages, size = snap.subdirs.get(subdir, (0, 0))
+                    last = (snap.at, "imported", None)
                 rows.append(
                     SubdirStatus(
                         channel.name,
@@ -64,6 +75,33 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
             if drops:  # rejected drops never reached a subdir
                 rows.append(SubdirStatus(channel.name, "(drops)", 0, 0, None, None, None, drops))
     return rows
+
+
+@dataclass(frozen=True)
+class _Imported:
+    at: float
+    subdirs: dict[str, tuple[int, int]]  # packages, bytes
+
+
+def _imported(config: MirrorConfig) -> dict[str, _Imported]:
+    """Per channel whose last snapshot came from a bundle: its packages per subdir."""
+    path = config.state_dir / SNAPSHOTS_NAME
+    if not path.exists():  # status never creates state
+        return {}
+    found: dict[str, _Imported] = {}
+    with SnapshotStore(path) as store:
+        for channel in config.channels:
+            current = store.current(channel.name)
+            if current is None or current.origin != ORIGIN_IMPORT:
+                continue
+            subdirs: dict[str, tuple[int, int]] = {}
+            for relative, state in store.current_files(channel.name).items():
+                if is_package(relative):
+                    subdir = relative.split("/", 1)[0]
+                    count, size = subdirs.get(subdir, (0, 0))
+                    subdirs[subdir] = (count + 1, size + state.size)
+            found[channel.name] = _Imported(current.created_at, subdirs)
+    return found
 
 
 def _quarantined(folder: Path, subdir: str) -> int:

@@ -145,6 +145,11 @@ def test_bundles_carry_each_sync_across_and_the_offline_tree_equals_the_connecte
     assert (tmp_path / "prefix" / "lib" / "libz.txt").read_bytes() == b"zlib build 2"
     verify = run_cli(["verify", "--full", "--config", str(sites.offline)])
     assert verify.code == 0, verify.stdout + verify.stderr
+    status = run_cli(["status", "--json", "--config", str(sites.offline)])
+    rows = {r["subdir"]: r for r in json.loads(status.stdout)}
+    linux = {p for p in sites.tree("offline") if p.startswith("linux-64/") and p.endswith(".conda")}
+    assert rows["linux-64"]["packages"] == len(linux) and rows["linux-64"]["size_bytes"] > 0
+    assert rows["linux-64"]["last_outcome"] == "imported"
     # the parts are one tar stream: a person can unpack it by hand
     assert (third / "data.0001.tar").read_bytes()[257:262] == b"ustar"
 
