@@ -45,13 +45,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.bench.benchlib import (
     PYTHON,
     ChildRun,
+    Sample,
+    Samples,
     Summary,
     child_env,
     fmt_mb,
@@ -250,15 +252,6 @@ def can_drop_caches() -> bool:
 
 # -- measurements -----------------------------------------------------------------------------
 
-
-@dataclass
-class Sample:
-    seconds: float
-    max_rss_bytes: int = 0
-    problems: list[str] = field(default_factory=list)
-
-
-Samples = dict[str, list[Sample]]
 
 CP = "cp -r (no fsync)"
 CP_SYNC = "cp -r + sync (durable)"

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ from tests.bench.benchlib import (
     CONDA_MIRROR,
     PYTHON,
     ChildRun,
+    Sample,
+    Samples,
     Summary,
     child_env,
     fmt_mb,
@@ -328,16 +330,6 @@ def changed_upstream(upstream: Upstream, tag: str) -> None:
 
 # -- measurements -----------------------------------------------------------------------------
 
-
-@dataclass
-class Sample:
-    seconds: float
-    max_rss_bytes: int = 0
-    problems: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-Samples = dict[str, list[Sample]]
 
 DECODE = "a. msgspec.json.decode, whole file in memory (baseline)"
 CHANGED = "b. mirror sync, changed upstream: fetch to published (CLI)"

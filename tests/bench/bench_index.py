@@ -78,6 +78,8 @@ from tests.bench.bench_filter_large import make_names, records_for
 from tests.bench.benchlib import (
     PYTHON,
     ChildRun,
+    Sample,
+    Samples,
     Summary,
     child_env,
     fmt_mb,
@@ -464,16 +466,6 @@ def rattler_cmd(tree: Path, *, force: bool) -> list[str]:
 
 def conda_index_cmd(tree: Path) -> list[str]:
     return [PYTHON, "-m", "conda_index", str(tree), *CONDA_INDEX_FLAGS]
-
-
-@dataclass
-class Sample:
-    seconds: float
-    max_rss_bytes: int = 0
-    problems: list[str] = field(default_factory=list)
-
-
-Samples = dict[str, list[Sample]]
 
 
 @dataclass(frozen=True)

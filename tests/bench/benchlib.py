@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,6 +123,19 @@ class Summary:
         if not data:
             return cls(float("nan"), float("nan"), float("nan"), 0)
         return cls(statistics.median(data), min(data), max(data), len(data))
+
+
+@dataclass
+class Sample:
+    """One measurement of one tool in one round."""
+
+    seconds: float
+    max_rss_bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Samples = dict[str, list[Sample]]
 
 
 def rotated(items: Sequence[T], shift: int) -> list[T]:
