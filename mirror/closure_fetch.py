@@ -6,9 +6,7 @@ full body of each subdir a closure reads is cached (zstd) under the state direct
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -16,11 +14,12 @@ from pathlib import Path
 
 import zstandard
 
-from mirror.adapters.upstream import Fetched, NotModified, Validators
+from mirror.adapters.state_files import write_atomically
+from mirror.adapters.upstream import Fetched, NotModified
 from mirror.config.model import ChannelConfig
 from mirror.core.records import UpstreamRepodata, parse_repodata
 from mirror.errors import MirrorError
-from mirror.sync_subdir import SyncContext, open_channel_upstream
+from mirror.sync_subdir import SyncContext, open_channel_upstream, remembered
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +64,14 @@ class Fetcher:
                 retries[reason] += 1
 
         upstream = open_channel_upstream(ctx, channel, on_retry)
-        state = ctx.catalog.upstream_state(channel.name, subdir)
-        upstream_key = hashlib.sha256((channel.upstream or "").encode()).hexdigest()
-        if state is not None and state.upstream_key != upstream_key:
-            state = None
-        previous = Validators(state.variant, state.etag, state.last_modified) if state else None
-        skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
+        memory = remembered(ctx, channel, subdir)
         cache = ctx.config.state_dir / CACHE_DIR / channel.name / f"{subdir}.json.zst"
-        result = upstream.fetch_repodata(subdir, previous, skip_zst)
+        result = upstream.fetch_repodata(subdir, memory.previous, memory.skip_zst)
         if isinstance(result, NotModified):
             cached = _read_cache(cache)
             if cached is not None:
                 return Prefetched(result, cached, retries)
-            result = upstream.fetch_repodata(subdir, None, skip_zst)
+            result = upstream.fetch_repodata(subdir, None, memory.skip_zst)
             assert isinstance(result, Fetched)
         _write_cache(cache, result.repodata.body)
         return Prefetched(result, result.repodata, retries)
@@ -93,9 +87,6 @@ def _read_cache(path: Path) -> UpstreamRepodata | None:
 
 def _write_cache(path: Path, body: bytes | bytearray) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temp.write_bytes(zstandard.ZstdCompressor(level=3, threads=-1).compress(bytes(body)))
-        os.replace(temp, path)
+        write_atomically(path, zstandard.ZstdCompressor(level=3, threads=-1).compress(bytes(body)))
     except OSError as exc:  # only a cache: the next run fetches in full
         log.warning("could not cache upstream repodata at %s: %s", path, exc)

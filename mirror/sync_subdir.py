@@ -126,6 +126,29 @@ def open_channel_upstream(
     )
 
 
+def upstream_key(channel: ChannelConfig) -> str:
+    """What remembered validators belong to: a changed upstream URL invalidates them."""
+    return hashlib.sha256((channel.upstream or "").encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """What the last run stored about a subdir's upstream, as a conditional fetch needs it."""
+
+    state: UpstreamState | None
+    previous: Validators | None
+    skip_zst: bool
+
+
+def remembered(ctx: SyncContext, channel: ChannelConfig, subdir: str) -> Remembered:
+    state = ctx.catalog.upstream_state(channel.name, subdir)
+    if state is not None and state.upstream_key != upstream_key(channel):
+        state = None  # the upstream URL changed: nothing we remember applies
+    previous = Validators(state.variant, state.etag, state.last_modified) if state else None
+    skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
+    return Remembered(state, previous, skip_zst)
+
+
 class SubdirSync:
     """One channel/subdir run; a class only to share its many inputs between the steps."""
 
@@ -143,7 +166,7 @@ class SubdirSync:
         self.started = time.monotonic()
         self.retries: Counter[str] = Counter()
         self.retries_lock = threading.Lock()
-        self.upstream_key = hashlib.sha256((channel.upstream or "").encode()).hexdigest()
+        self.upstream_key = upstream_key(channel)
         self.selection_key = hashlib.sha256(
             repr((__version__, subdir, channel.filters, closure and closure.digest)).encode()
         ).hexdigest()
@@ -187,15 +210,12 @@ class SubdirSync:
         if not self.options.dry_run:
             ctx.tree.ensure_subdir(self.name, self.subdir)
             ctx.tree.clean_temp(self.name, self.subdir)
-        state = ctx.catalog.upstream_state(self.name, self.subdir)
-        if state is not None and state.upstream_key != self.upstream_key:
-            state = None  # the upstream URL changed: nothing we remember applies
+        memory = remembered(ctx, self.channel, self.subdir)
+        state, skip_zst = memory.state, memory.skip_zst
         upstream = self._open_upstream()
-        previous = Validators(state.variant, state.etag, state.last_modified) if state else None
-        skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
         prefetched = self.closure.prefetched if self.closure else None
         if prefetched is None:
-            result = upstream.fetch_repodata(self.subdir, previous, skip_zst)
+            result = upstream.fetch_repodata(self.subdir, memory.previous, skip_zst)
         else:
             result = prefetched.result
         if isinstance(result, NotModified):
