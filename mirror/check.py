@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
 from mirror.adapters.solver import SolveError, SolveSource, default_virtual_packages, solve
+from mirror.adapters.state_files import write_atomically
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.reports import CheckResult
 
@@ -111,10 +110,7 @@ def _save(path: Path, results: list[CheckResult]) -> None:
     kept = [r for r in previous if (r.channel, r.platform, r.specs) not in fresh]
     document = [asdict(r) for r in kept + results]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temp.write_text(json.dumps(document, indent=1))
-        os.replace(temp, path)
+        write_atomically(path, json.dumps(document, indent=1).encode())
     except OSError as exc:
         log.warning("could not save check results to %s: %s", path, exc)
 

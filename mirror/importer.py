@@ -34,6 +34,7 @@ from mirror.adapters.snapshots import (
     Snapshot,
     SnapshotStore,
 )
+from mirror.adapters.state_files import write_atomically
 from mirror.config.model import MirrorConfig
 from mirror.core.bundle_manifest import (
     MANIFEST,
@@ -345,7 +346,5 @@ def _journal_says(config: MirrorConfig, bundle: Path, manifest_sha: str) -> bool
 
 
 def _write_journal(config: MirrorConfig, bundle: Path, manifest_sha: str) -> None:
-    path = config.state_dir / JOURNAL
-    temp = path.with_name(f".{JOURNAL}.tmp")
-    temp.write_text(json.dumps({"bundle": str(bundle), "manifest_sha256": manifest_sha}))
-    os.replace(temp, path)
+    journal = {"bundle": str(bundle), "manifest_sha256": manifest_sha}
+    write_atomically(config.state_dir / JOURNAL, json.dumps(journal).encode())
