@@ -134,12 +134,8 @@ def cmd_snapshots(args: argparse.Namespace, redactor: Callable[[str], str]) -> i
             current = store.current(name)
             if current is None:
                 continue
-            now = store.files_at(name, current.id)
             for snap in store.snapshots(name):
-                then = store.files_at(name, snap.id)
-                delta = sum(
-                    s.size for p, s in now.items() if p not in then or then[p].sha256 != s.sha256
-                )
+                delta = store.bytes_since(name, snap.id)
                 rows.append({
                     "channel": name, "id": snap.id, "remote_id": snap.remote_id,
                     "origin": snap.origin, "created_at": snap.created_at, "files": snap.files,

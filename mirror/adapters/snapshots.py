@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS tree_files (
 );
 CREATE INDEX IF NOT EXISTS tree_files_current ON tree_files (channel, removed_in, path);
 CREATE INDEX IF NOT EXISTS tree_files_added ON tree_files (channel, added_in);
+CREATE INDEX IF NOT EXISTS tree_files_path ON tree_files (channel, path);
 CREATE TABLE IF NOT EXISTS exports (
     channel   TEXT NOT NULL,
     target_id INTEGER NOT NULL,
@@ -153,6 +154,18 @@ class SnapshotStore:
             (channel, snapshot_id, snapshot_id),
         )
         return {row[0]: FileState(*row) for row in rows}
+
+    def bytes_since(self, channel: str, snapshot_id: int) -> int:
+        """What a bundle since that snapshot would carry: current files it did not have."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(cur.size), 0) FROM tree_files AS cur "
+            "WHERE cur.channel = ? AND cur.removed_in IS NULL AND NOT EXISTS ("
+            " SELECT 1 FROM tree_files AS old WHERE old.channel = cur.channel"
+            " AND old.path = cur.path AND old.sha256 = cur.sha256 AND old.added_in <= ?"
+            " AND (old.removed_in IS NULL OR old.removed_in > ?))",
+            (channel, snapshot_id, snapshot_id),
+        ).fetchone()
+        return int(row[0])
 
     def next_id(self) -> int:
         """Ids grow across all channels, so a newer snapshot always has a larger id."""
