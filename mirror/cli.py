@@ -15,22 +15,14 @@ from typing import TYPE_CHECKING
 
 from mirror import __version__, cli_bundles, cli_closure
 from mirror.errors import ConfigError, LockBusyError, MirrorError, UsageError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_LOCKED = 3
-EXIT_INTERRUPTED = 130
-
-EXIT_CODES_HELP = """\
-exit codes:
-  0    everything asked for is done (or was already up to date)
-  1    some work failed (files that could not be mirrored, an upstream error,
-       the mass-deletion guard); what is published is still consistent
-  2    configuration or usage error
-  3    another mirror process holds the tree's writer lock
-  130  stopped by a signal before finishing
-"""
+from mirror.exit_codes import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 
 if TYPE_CHECKING:
     from mirror.indexer import IndexContext, IndexReport

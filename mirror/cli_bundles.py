@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.errors import UsageError
-
-EXIT_OK, EXIT_FAILED = 0, 1
+from mirror.exit_codes import EXIT_OK
 
 
 def add_parsers(

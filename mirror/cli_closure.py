@@ -7,8 +7,7 @@ import sys
 from collections.abc import Callable
 
 from mirror.errors import UsageError
-
-EXIT_OK, EXIT_FAILED = 0, 1
+from mirror.exit_codes import EXIT_FAILED, EXIT_OK
 
 
 def add_parsers(
