@@ -19,7 +19,7 @@ from mirror.adapters.upstream import Fetched, NotModified
 from mirror.config.model import ChannelConfig
 from mirror.core.records import UpstreamRepodata, parse_repodata
 from mirror.errors import MirrorError
-from mirror.sync_subdir import SyncContext, open_channel_upstream, remembered
+from mirror.sync_context import SyncContext, open_channel_upstream, remembered
 
 log = logging.getLogger(__name__)
 

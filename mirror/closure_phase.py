@@ -39,7 +39,7 @@ from mirror.core.filters import FilterRules, removal_reason
 from mirror.core.records import Record, UpstreamRepodata, decode_record
 from mirror.errors import MirrorError
 from mirror.lockfile_pins import lock_targets, lockfile_pins
-from mirror.sync_subdir import SyncContext
+from mirror.sync_context import SyncContext
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.closure import Closure, Reason
 from mirror.core.records import Record, decode_record
 from mirror.errors import MirrorError
-from mirror.sync_subdir import SyncContext
+from mirror.sync_context import SyncContext
 
 if TYPE_CHECKING:
     from mirror.core.lockfiles import LockedPackage, Lockfile

@@ -39,7 +39,8 @@ from mirror.reports import (
     SyncReport,
 )
 from mirror.snapshot import snapshot_channel
-from mirror.sync_subdir import CATALOG_NAME, SubdirSync, SyncContext, SyncOptions
+from mirror.sync_context import CATALOG_NAME, SyncContext, SyncOptions
+from mirror.sync_subdir import SubdirSync
 
 log = logging.getLogger(__name__)
 

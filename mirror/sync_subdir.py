@@ -11,27 +11,21 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
 from mirror import __version__
-from mirror.adapters.catalog import Catalog, CatalogFile, UpstreamState
-from mirror.adapters.store import ChannelTree
+from mirror.adapters.catalog import CatalogFile, UpstreamState
 from mirror.adapters.upstream import (
     Fetched,
     NotModified,
     Upstream,
-    Validators,
-    open_upstream,
 )
 from mirror.channel_outputs import (
     settings_for,
 )
-from mirror.config.model import ChannelConfig, MirrorConfig
+from mirror.config.model import ChannelConfig
 from mirror.core.filters import Selection, select
 from mirror.core.plan import (
     ORIGIN_MIRROR,
@@ -43,10 +37,8 @@ from mirror.core.plan import (
 )
 from mirror.core.records import Record, UpstreamRepodata
 from mirror.core.repodata_doc import indexed_times
-from mirror.core.secrets import Redactor
 from mirror.downloads import FileFailure, PoolJob, run_pool
 from mirror.errors import Interrupted, MirrorError, UpstreamError
-from mirror.progress import NoProgress, Progress
 from mirror.publish import (
     PublishSettings,
     pack_top_level,
@@ -62,6 +54,14 @@ from mirror.reports import (
     OUTCOME_UNCHANGED,
     SubdirReport,
 )
+from mirror.sync_context import (
+    CATALOG_NAME,
+    SyncContext,
+    SyncOptions,
+    open_channel_upstream,
+    remembered,
+    upstream_key,
+)
 
 if TYPE_CHECKING:
     from mirror.closure_phase import SubdirClosure
@@ -69,84 +69,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ZST_MISSING_RECHECK_S = 24 * 3600.0  # how long to believe an upstream has no repodata.json.zst
-CATALOG_NAME = "catalog.sqlite"
 CATALOG_FLUSH_S = 2.0  # record installed files at least this often, so a crash loses little
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    channels: tuple[str, ...] = ()  # empty = all configured
-    subdirs: tuple[str, ...] = ()  # empty = each channel's configured subdirs
-    dry_run: bool = False
-    allow_mass_delete: bool = False
-    final_zst: bool = False  # recompress published .zst at the final level before returning
-    # the daemon: each channel has its own worker, so a closure that pins files into another
-    # channel leaves them for that channel's own sync instead of writing its tree from here
-    only_named: bool = False
-
-
-@dataclass
-class SyncContext:
-    """Everything a sync needs from outside, passed in (no globals)."""
-
-    config: MirrorConfig
-    tree: ChannelTree
-    catalog: Catalog
-    http: httpx.Client | None  # None when no upstream is http(s)
-    redactor: Redactor
-    stop: threading.Event = field(default_factory=threading.Event)
-    progress: Progress = field(default_factory=NoProgress)
-    env: dict[str, str] = field(default_factory=dict)
-    clock: Callable[[], float] = time.time
-    # the daemon publishes queued drops here: they never wait for a whole channel's sync
-    between_subdirs: Callable[[], None] = lambda: None
-
-
-def open_channel_upstream(
-    ctx: SyncContext, channel: ChannelConfig, on_retry: Callable[[str], None]
-) -> Upstream:
-    """The channel's upstream, with its token (which the redactor learns before any request)."""
-    token = None
-    if channel.token_env:
-        token = ctx.env.get(channel.token_env)
-        if not token:
-            raise MirrorError(
-                f"{channel.name}: token_env names ${channel.token_env}, which is not set"
-            )
-        ctx.redactor.add([token])
-    return open_upstream(
-        channel.upstream or "",
-        http=ctx.http,
-        settings=channel.transfer,
-        bearer_token=token,
-        redactor=ctx.redactor,
-        stop=ctx.stop,
-        max_repodata_bytes=ctx.config.max_repodata_bytes,
-        on_retry=on_retry,
-    )
-
-
-def upstream_key(channel: ChannelConfig) -> str:
-    """What remembered validators belong to: a changed upstream URL invalidates them."""
-    return hashlib.sha256((channel.upstream or "").encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Remembered:
-    """What the last run stored about a subdir's upstream, as a conditional fetch needs it."""
-
-    state: UpstreamState | None
-    previous: Validators | None
-    skip_zst: bool
-
-
-def remembered(ctx: SyncContext, channel: ChannelConfig, subdir: str) -> Remembered:
-    state = ctx.catalog.upstream_state(channel.name, subdir)
-    if state is not None and state.upstream_key != upstream_key(channel):
-        state = None  # the upstream URL changed: nothing we remember applies
-    previous = Validators(state.variant, state.etag, state.last_modified) if state else None
-    skip_zst = bool(state and state.zst_missing_until and state.zst_missing_until > ctx.clock())
-    return Remembered(state, previous, skip_zst)
 
 
 class SubdirSync:
