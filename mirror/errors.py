@@ -90,8 +90,11 @@ class LockfileError(MirrorError):
     """A lockfile (pixi.lock, conda-lock.yml, explicit file) is unreadable, unknown or unsafe."""
 
 
-class Interrupted(MirrorError):
-    """A stop was requested (SIGTERM, Ctrl-C); work in flight was abandoned cleanly."""
+class Interrupted(Exception):  # a request, not an error (see below)
+    """A stop was requested (SIGTERM, Ctrl-C); work in flight was abandoned cleanly.
+
+    Not a MirrorError on purpose: code that turns errors into reported failures (a closure
+    "problem", a failed file) must let a stop request through, not record it as a failure."""
 
 
 class BundleError(MirrorError):

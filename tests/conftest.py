@@ -15,12 +15,21 @@ import yaml
 
 from mirror.config import load_config
 from mirror.reports import SyncReport
-from mirror.sync import SyncOptions, run_sync
+from mirror.sync.run import SyncOptions, run_sync
 from tests.support.builder import PackageSpec, build_channel
 from tests.support.upstream_server import UpstreamServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REAL = REPO.parent / "shared" / "testdata" / "real"
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/e2e/ (servers, subprocesses, real clients) are marked `e2e`, so the
+    everyday run is `pytest -m "not e2e"`; the README's command runs both tiers."""
+    for item in items:
+        if E2E_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 def world_specs() -> list[PackageSpec]:

@@ -9,10 +9,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote
 
-import yaml
-
+from mirror.core.lockfile_fields import (
+    as_list,
+    hex_digits,
+    load_yaml,
+    mapping,
+    optional_hex,
+    shown_scalar,
+    shown_url,
+    string_field,
+    version_text,
+)
 from mirror.core.records import is_safe_filename
-from mirror.core.secrets import MASK
 from mirror.errors import LockfileError
 
 MAX_LOCKFILE_BYTES = 256 * 1024 * 1024
@@ -25,11 +33,6 @@ _SUBDIR = re.compile(r"[a-z0-9_-]+")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 _UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f]")
-# what a message may never show: anaconda.org style /t/<token>/ segments, userinfo, query strings
-_TOKEN_SEGMENT = re.compile(r"/t/[^/\s]+")
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
-_QUERY = re.compile(r"\?[^#\s]*")
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: large lockfiles
 
 
 @dataclass(frozen=True)
@@ -53,19 +56,6 @@ class Lockfile:
     skipped: int  # pypi / non-conda entries ignored
 
 
-def read_lockfile(path: Path) -> Lockfile:
-    """Read and parse a lockfile; any failure is a LockfileError naming the file."""
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_LOCKFILE_BYTES + 1)
-    except OSError as exc:
-        raise LockfileError(
-            f"{path}: cannot read the lockfile ({exc.strerror or exc}); check the path and "
-            "its permissions"
-        ) from exc
-    return parse_lockfile(data, str(path))
-
-
 def parse_lockfile(data: bytes, source: str) -> Lockfile:
     """Parse lockfile bytes; the format is told by content. `source` names the file in errors."""
     if len(data) > MAX_LOCKFILE_BYTES:
@@ -83,7 +73,7 @@ def parse_lockfile(data: bytes, source: str) -> Lockfile:
     lines = text.splitlines()
     if any(line.strip() == "@EXPLICIT" for line in lines):
         return _parse_explicit(lines, source)
-    document = _load_yaml(text, source)
+    document = load_yaml(text, source)
     if isinstance(document, dict) and "environments" in document:
         return _parse_pixi(document, source)
     if isinstance(document, dict) and "package" in document:
@@ -93,13 +83,6 @@ def parse_lockfile(data: bytes, source: str) -> Lockfile:
         "a conda-lock.yml (version 1) or an explicit file (`conda list --explicit`, "
         "`conda-lock render`) with an @EXPLICIT line"
     )
-
-
-def redact(text: str) -> str:
-    """The text as it may be shown: token segments, userinfo and query strings masked."""
-    text = _TOKEN_SEGMENT.sub(f"/t/{MASK}", text)
-    text = _USERINFO.sub(rf"\g<1>{MASK}@", text)
-    return _QUERY.sub(f"?{MASK}", text)
 
 
 # --- explicit files ---------------------------------------------------------------------------
@@ -141,10 +124,10 @@ def _split_explicit_line(line: str, where: str) -> tuple[str, str | None, str | 
     if not fragment:
         return url, None, None
     if fragment.startswith("sha256:"):
-        return url, _hex(fragment[7:], _SHA256, "sha256", where), None
+        return url, hex_digits(fragment[7:], _SHA256, "sha256", where), None
     if len(fragment) == 64:
-        return url, _hex(fragment, _SHA256, "sha256", where), None
-    return url, None, _hex(fragment, _MD5, "md5", where)
+        return url, hex_digits(fragment, _SHA256, "sha256", where), None
+    return url, None, hex_digits(fragment, _MD5, "md5", where)
 
 
 # --- pixi.lock --------------------------------------------------------------------------------
@@ -154,17 +137,17 @@ def _parse_pixi(document: dict[Any, Any], source: str) -> Lockfile:
     version = document.get("version")
     if type(version) is not int or version not in PIXI_VERSIONS:
         raise LockfileError(
-            f"{source}: {_version(version, 'pixi.lock')} is not supported (this "
+            f"{source}: {version_text(version, 'pixi.lock')} is not supported (this "
             f"program reads versions {PIXI_VERSIONS.start} to {PIXI_VERSIONS.stop - 1}); "
             "regenerate it with a pixi release that writes one of those, or upgrade mirror"
         )
     platforms = _pixi_platforms(document, source)
-    entries = _list(document.get("packages", []), f"{source}: 'packages'")
+    entries = as_list(document.get("packages", []), f"{source}: 'packages'")
     found: list[LockedPackage] = []
     skipped = 0
     for number, entry in enumerate(entries, start=1):
         where = f"{source}: packages entry {number}"
-        item = _mapping(entry, where)
+        item = mapping(entry, where)
         location = _pixi_conda_location(item, version, where)
         if location is None:
             skipped += 1
@@ -177,8 +160,8 @@ def _parse_pixi(document: dict[Any, Any], source: str) -> Lockfile:
             _package(
                 url,
                 where,
-                sha256=_optional_hex(item, "sha256", _SHA256, where),
-                md5=_optional_hex(item, "md5", _MD5, where),
+                sha256=optional_hex(item, "sha256", _SHA256, where),
+                md5=optional_hex(item, "md5", _MD5, where),
                 platform=platforms.get(location),
             )
         )
@@ -188,14 +171,14 @@ def _parse_pixi(document: dict[Any, Any], source: str) -> Lockfile:
 def _pixi_platforms(document: Mapping[Any, Any], source: str) -> dict[str, str]:
     """Package location -> the first environment platform that lists it."""
     first: dict[str, str] = {}
-    environments = _mapping(document["environments"], f"{source}: 'environments'")
+    environments = mapping(document["environments"], f"{source}: 'environments'")
     for env_name, env in environments.items():
-        where = f"{source}: environment {_shown_scalar(env_name)}"
-        by_platform = _mapping(_mapping(env, where).get("packages", {}), f"{where}: 'packages'")
+        where = f"{source}: environment {shown_scalar(env_name)}"
+        by_platform = mapping(mapping(env, where).get("packages", {}), f"{where}: 'packages'")
         for platform, refs in by_platform.items():
-            at = f"{where}, platform {_shown_scalar(platform)}"
-            for ref in _list(refs, at):
-                location = _mapping(ref, at).get("conda")
+            at = f"{where}, platform {shown_scalar(platform)}"
+            for ref in as_list(refs, at):
+                location = mapping(ref, at).get("conda")
                 if isinstance(location, str) and isinstance(platform, str):
                     first.setdefault(location, platform)
     return first
@@ -209,9 +192,9 @@ def _pixi_conda_location(item: Mapping[Any, Any], version: int, where: str) -> s
             return None
         if kind != "conda":
             raise LockfileError(f"{where}: 'kind' must be conda or pypi; the file is damaged")
-        return _str(item, "url", where)
+        return string_field(item, "url", where)
     if "conda" in item:
-        return _str(item, "conda", where)
+        return string_field(item, "conda", where)
     if "pypi" in item:
         return None
     raise LockfileError(f"{where}: neither a 'conda' nor a 'pypi' entry; the file is damaged")
@@ -242,31 +225,31 @@ def _parse_conda_lock(document: dict[Any, Any], source: str) -> Lockfile:
     version = document.get("version")
     if type(version) is not int or version != CONDA_LOCK_VERSION:
         raise LockfileError(
-            f"{source}: {_version(version, 'conda-lock')} is not supported (this "
+            f"{source}: {version_text(version, 'conda-lock')} is not supported (this "
             f"program reads version {CONDA_LOCK_VERSION}, the unified conda-lock.yml); "
             "regenerate it with a current conda-lock"
         )
     found: list[LockedPackage] = []
     skipped = 0
-    for number, entry in enumerate(_list(document["package"], f"{source}: 'package'"), start=1):
+    for number, entry in enumerate(as_list(document["package"], f"{source}: 'package'"), start=1):
         where = f"{source}: package entry {number}"
-        item = _mapping(entry, where)
+        item = mapping(entry, where)
         manager = item.get("manager")
         if manager == "pip":
             skipped += 1
             continue
         if manager != "conda":
             raise LockfileError(f"{where}: 'manager' must be conda or pip; the file is damaged")
-        hashes = _mapping(item.get("hash", {}), f"{where}: 'hash'")
+        hashes = mapping(item.get("hash", {}), f"{where}: 'hash'")
         platform = item.get("platform")
         if platform is not None and not isinstance(platform, str):
             raise LockfileError(f"{where}: 'platform' must be a string; the file is damaged")
         found.append(
             _package(
-                _str(item, "url", where),
+                string_field(item, "url", where),
                 where,
-                sha256=_optional_hex(hashes, "sha256", _SHA256, where),
-                md5=_optional_hex(hashes, "md5", _MD5, where),
+                sha256=optional_hex(hashes, "sha256", _SHA256, where),
+                md5=optional_hex(hashes, "md5", _MD5, where),
                 platform=platform,
             )
         )
@@ -276,28 +259,11 @@ def _parse_conda_lock(document: dict[Any, Any], source: str) -> Lockfile:
 # --- shared pieces ----------------------------------------------------------------------------
 
 
-def _load_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (C or Python)
-    except yaml.MarkedYAMLError as exc:
-        # str(exc) quotes the offending line, which may hold a token: only the position is shown
-        mark = exc.problem_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise LockfileError(
-            f"{source}: not valid YAML{at} ({_printable(redact(exc.problem or 'syntax error'))}); "
-            "the lockfile is damaged or not a lockfile: regenerate it"
-        ) from exc
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise LockfileError(
-            f"{source}: not valid YAML; the lockfile is damaged or not a lockfile: regenerate it"
-        ) from exc
-
-
 def _package(
     url: str, where: str, *, sha256: str | None, md5: str | None, platform: str | None
 ) -> LockedPackage:
     """Split and check a package URL; anything that is not a plain channel URL is refused."""
-    shown = _shown_url(url)
+    shown = shown_url(url)
     if _UNSAFE_CHARS.search(url):
         raise LockfileError(f"{where}: the URL {shown} holds spaces or control characters")
     scheme, sep, rest = url.partition("://")
@@ -345,74 +311,10 @@ def _dedup(found: list[LockedPackage], source: str) -> tuple[LockedPackage, ...]
             old, new = getattr(kept, field), getattr(package, field)
             if old is not None and new is not None and old != new:
                 raise LockfileError(
-                    f"{source}: {_shown_url(package.url)} is listed twice with different "
+                    f"{source}: {shown_url(package.url)} is listed twice with different "
                     f"{field} values; the lockfile is damaged: regenerate it"
                 )
         by_url[package.url] = replace(
             kept, sha256=kept.sha256 or package.sha256, md5=kept.md5 or package.md5
         )
     return tuple(by_url.values())
-
-
-def _optional_hex(
-    item: Mapping[Any, Any], key: str, pattern: re.Pattern[str], where: str
-) -> str | None:
-    value = item.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise LockfileError(f"{where}: '{key}' must be a string of hex digits")
-    return _hex(value, pattern, key, where)
-
-
-def _hex(value: str, pattern: re.Pattern[str], what: str, where: str) -> str:
-    if not pattern.fullmatch(value):
-        length = 64 if what == "sha256" else 32
-        raise LockfileError(f"{where}: the {what} is not {length} hex digits")
-    return value.lower()
-
-
-def _str(item: Mapping[Any, Any], key: str, where: str) -> str:
-    value = item.get(key)
-    if not isinstance(value, str):
-        problem = "is missing" if value is None else "must be a string"
-        raise LockfileError(f"{where}: '{key}' {problem}; the file is damaged")
-    return value
-
-
-def _mapping(value: Any, where: str) -> Mapping[Any, Any]:
-    if not isinstance(value, dict):
-        raise LockfileError(f"{where}: expected a mapping, found {_kind(value)}")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise LockfileError(f"{where}: expected a list, found {_kind(value)}")
-    return value
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _shown_scalar(value: Any) -> str:
-    return _printable(str(value)) if isinstance(value, int | str) else _kind(value)
-
-
-def _version(value: Any, kind: str) -> str:
-    return (
-        f"a {kind} without 'version'" if value is None else f"{kind} version {_shown_scalar(value)}"
-    )
-
-
-def _shown_url(url: str) -> str:
-    return _printable(redact(url))
-
-
-def _printable(text: str) -> str:
-    """Control characters escaped and length bounded, so a hostile entry cannot forge lines."""
-    shown = text.encode("unicode_escape").decode("ascii")
-    return shown if len(shown) <= 200 else shown[:200] + "..."

@@ -385,7 +385,7 @@ INPROC_CODE = (
     "import json, os, sys, time\n"
     "t0 = time.perf_counter()\n"
     "from mirror.cli import run\n"
-    "import mirror.adapters.catalog, mirror.indexer, mirror.publish\n"
+    "import mirror.adapters.catalog, mirror.local.indexer, mirror.publish.subdir\n"
     "t1 = time.perf_counter()\n"
     "code = run(sys.argv[1:])\n"
     "t2 = time.perf_counter()\n"
@@ -650,9 +650,9 @@ def ensure_cf_state(workdir: Path, records: int, seed: int) -> CfState:
     placeholders, with mirror's catalog and full index written for them."""
     from mirror.adapters.catalog import Catalog, CatalogFile
     from mirror.adapters.store import ChannelTree
-    from mirror.channel_outputs import publish_channeldata, settings_for
     from mirror.config.model import IndexSettings
-    from mirror.publish import publish_subdir
+    from mirror.publish.channel import publish_channeldata, settings_for
+    from mirror.publish.subdir import publish_subdir
 
     base = workdir / f"cf-{records}-s{seed}-g{GENERATOR}"
     marker = base / "complete.json"

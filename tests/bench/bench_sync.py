@@ -241,7 +241,7 @@ def _require(run: ChildRun, what: str) -> None:
 def run_mirror(bench: Bench, out: Path, samples: Samples) -> list[str]:
     """Full sync, then the no-op resync as a CLI and in-process."""
     from mirror.config import load_config
-    from mirror.sync import SyncOptions, run_sync
+    from mirror.sync.run import SyncOptions, run_sync
 
     config = out / "mirror.yaml"
     config.write_text(

@@ -26,7 +26,8 @@ import yaml
 
 from mirror.adapters.catalog import Catalog
 from mirror.adapters.store import ChannelTree
-from mirror.verify import VerifyReport, verify
+from mirror.health.verify import verify
+from mirror.reports import VerifyReport
 from tests.support.builder import PackageSpec, build_channel, build_package, package_bytes
 from tests.support.daemon_proc import wait_for
 from tests.support.upstream_server import UpstreamServer

@@ -5,13 +5,10 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 from mirror.adapters.archive.refusal import MiB, Refused, bytes_text, show
 from mirror.adapters.archive.streams import Stream
-
-if TYPE_CHECKING:
-    from mirror.adapters.archive.deep import DeepCheck, NameCheck
 
 INDEX_JSON = "info/index.json"
 ABOUT_JSON = "info/about.json"
@@ -189,13 +186,21 @@ def _check_checksum(block: bytes) -> None:
 # -- what we do with the members ------------------------------------------------------------
 
 
+class MemberCheck(Protocol):
+    """What the walk shows every member to (the safety checks in deep.py)."""
+
+    def start_tar(self) -> None: ...
+    def member(self, member: Member) -> None: ...
+    def finish(self) -> None: ...
+
+
 class TarScan:
     """Collects the info/*.json we want from one tar and shows every member to the deep check."""
 
     def __init__(
         self,
         found: dict[str, bytes] | None,
-        checker: DeepCheck | NameCheck | None,
+        checker: MemberCheck | None,
         max_member_bytes: int,
     ) -> None:
         self._found = found  # None: this tar must not carry them (a .conda's pkg tar)

@@ -1,0 +1,338 @@
+"""Use case: apply an export bundle to the offline tree, safely and idempotently.
+
+Before anything in a channel changes: the manifest's own hash (and signature hook), every
+part's size and sha256 and every file's sha256 are checked, and each channel's current snapshot
+must be the bundle's source (a full bundle fits any tree). The same single read of the data
+copies the files into a staging folder; once all is checked and durable they are renamed into
+place, each atomically: packages, then repodata and shards (in publish order), then deletions.
+A journal in the state directory lets an interrupted import be run again to finish; importing
+a bundle twice changes nothing.
+Afterwards each channel's snapshot must equal the bundle's target, byte for byte.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from mirror.adapters.bundle_parts import verify_parts
+from mirror.adapters.hooks import run_hook
+from mirror.adapters.lock import WriterLock
+from mirror.adapters.snapshots import (
+    ORIGIN_IMPORT,
+    SNAPSHOTS_NAME,
+    FileState,
+    Snapshot,
+    SnapshotStore,
+)
+from mirror.adapters.state_files import write_atomically
+from mirror.bundles.export import hook_paths
+from mirror.config.model import MirrorConfig
+from mirror.core.bundle_manifest import (
+    MANIFEST,
+    MANIFEST_SUM,
+    BundleFile,
+    ChannelChange,
+    Manifest,
+    apply_rank,
+    decode,
+)
+from mirror.errors import BundleError
+from mirror.publish.snapshot import take_snapshot
+from mirror.reports import ImportReport
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "import-journal.json"
+MAX_MANIFEST_BYTES = 1 << 30
+TEMP_PREFIX = ".mirror-import-"
+STAGING = ".mirror-import"  # under the tree's root: same file system, never published
+
+
+def run_import(config: MirrorConfig, bundle: Path, *, dry_run: bool = False) -> ImportReport:
+    started = time.monotonic()
+    report = ImportReport(bundle, dry_run)
+    manifest, manifest_sha = read_manifest(config, bundle)
+    lock = WriterLock(config.state_dir)
+    if not dry_run:
+        lock.acquire()
+    try:
+        with SnapshotStore(config.state_dir / SNAPSHOTS_NAME) as store:
+            resuming = _journal_says(config, bundle, manifest_sha)
+            todo = _check_order(config, store, manifest, resuming, report)
+            if dry_run or not todo:
+                if todo:
+                    _check_contents(bundle, manifest, None)
+                report.seconds = time.monotonic() - started
+                return report
+            staging = config.root / STAGING
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                staged = _stage(config, bundle, manifest, todo, store, staging, report)
+                _write_journal(config, bundle, manifest_sha)
+                written = _install(config, staged, report)
+                _delete(config, manifest, todo, store, report)
+                os.sync()  # the journal goes only once every rename is durable
+                for change in todo:
+                    _finish(config, store, change, written)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            (config.state_dir / JOURNAL).unlink(missing_ok=True)
+    finally:
+        lock.release()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def read_manifest(config: MirrorConfig, bundle: Path) -> tuple[Manifest, str]:
+    path = bundle / MANIFEST
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a manifest")
+        body = path.read_bytes()
+        expected = (bundle / MANIFEST_SUM).read_text().split()[0]
+    except FileNotFoundError as exc:
+        raise BundleError(
+            f"{bundle}: no {Path(exc.filename).name}; is this a bundle folder written by "
+            "`mirror export`?"
+        ) from None
+    except (OSError, IndexError) as exc:
+        raise BundleError(f"{bundle}: cannot read the manifest ({exc})") from None
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != expected:
+        raise BundleError(
+            f"{path}: its sha256 ({actual[:12]}...) is not the one in {MANIFEST_SUM} "
+            f"({expected[:12]}...); the manifest is damaged: copy the bundle again"
+        )
+    if config.bundles.verify_command:
+        run_hook(config.bundles.verify_command, hook_paths(bundle), "verify_command")
+    return decode(body, str(path)), actual
+
+
+def _check_order(
+    config: MirrorConfig,
+    store: SnapshotStore,
+    manifest: Manifest,
+    resuming: bool,
+    report: ImportReport,
+) -> list[ChannelChange]:
+    """The channels the bundle still has to change; BundleError if one is out of order."""
+    todo = []
+    unknown = [c.channel for c in manifest.channels if config.channel(c.channel) is None]
+    if unknown:
+        raise BundleError(
+            f"the bundle carries channel {', '.join(unknown)}, which {config.source} does not "
+            f"name; add it (channels: {{{unknown[0]}: {{subdirs: [...]}}}}) to import it. "
+            "Nothing was changed."
+        )
+    for change in manifest.channels:
+        current = take_snapshot(config.root, store, change.channel)
+        target, source = change.target, change.source
+        label = f"{change.channel}: {source.id if source else 'full'} -> {target.id}"
+        if current is not None and current.digest == target.digest:
+            report.channels.append(f"{label}: already there")
+            continue
+        if (
+            not resuming
+            and source is not None
+            and (current is None or current.digest != source.digest)
+        ):
+            raise BundleError(_out_of_order(change, current))
+        report.channels.append(label + (" (resuming)" if resuming else ""))
+        todo.append(change)
+    return todo
+
+
+def _out_of_order(change: ChannelChange, current: Snapshot | None) -> str:
+    assert change.source is not None
+    where = (
+        f"is at snapshot {current.shown_id}" if current and current.origin == ORIGIN_IMPORT
+        else "has changed since its last import" if current is not None
+        else "has never imported this channel"
+    )  # fmt: skip
+    since = (
+        f"--since {current.shown_id}" if current and current.origin == ORIGIN_IMPORT else "--full"
+    )
+    return (
+        f"{change.channel}: this tree {where}, but the bundle goes from snapshot "
+        f"{change.source.id} to {change.target.id}. Import the bundles in order, or have the "
+        f"connected side run `mirror export {since}`. Nothing was changed."
+    )
+
+
+def _check_contents(
+    bundle: Path, manifest: Manifest, stage: Callable[[BundleFile], Path | None] | None
+) -> None:
+    hashes = verify_parts(bundle, manifest.parts, manifest.files, stage)
+    for item in manifest.files:
+        if hashes[item.path] != item.sha256:
+            raise BundleError(
+                f"{bundle}: {item.path} in the data parts does not hash to its manifest sha256; "
+                "the bundle is damaged: copy it again. Nothing was changed."
+            )
+
+
+def _stage(
+    config: MirrorConfig,
+    bundle: Path,
+    manifest: Manifest,
+    todo: list[ChannelChange],
+    store: SnapshotStore,
+    staging: Path,
+    report: ImportReport,
+) -> dict[str, tuple[Path, BundleFile]]:
+    """Check the whole bundle and, in the same read, copy each file not yet in place into a
+    staging folder at the tree's root (a dot folder: never published). Nothing under a
+    channel changes here; a damaged bundle leaves only the staging folder, then removed."""
+    channels = {c.channel for c in todo}
+    known = {c: store.current_files(c) for c in channels}
+    staged: dict[str, tuple[Path, BundleFile]] = {}
+    for item in manifest.files:
+        channel, relative = item.path.split("/", 1)
+        if channel not in channels:
+            continue
+        if _in_place(config.root / item.path, known[channel].get(relative), item):
+            report.skipped += 1
+        else:
+            staged[item.path] = (staging / f"{len(staged):08d}", item)
+    staging.mkdir(parents=True)
+
+    def stage(item: BundleFile) -> Path | None:
+        entry = staged.get(item.path)
+        return entry[0] if entry else None
+
+    _check_contents(bundle, manifest, stage)
+    os.sync()  # staged bytes are durable before any of them takes its final name
+    return staged
+
+
+def _install(
+    config: MirrorConfig, staged: dict[str, tuple[Path, BundleFile]], report: ImportReport
+) -> dict[str, tuple[int, int, str]]:
+    """Rename the staged files into place in the safe order; their (size, mtime_ns, sha256),
+    checked while staging, spare the final snapshot from reading them again."""
+    written: dict[str, tuple[int, int, str]] = {}
+    for path in sorted(staged, key=lambda p: (apply_rank(p), p)):
+        source, item = staged[path]
+        dest = config.root / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        source.chmod(0o644)
+        move_into_place(source, dest)
+        stat = dest.stat()
+        written[path] = (stat.st_size, stat.st_mtime_ns, item.sha256)
+        report.written += 1
+        report.written_bytes += item.size
+    return written
+
+
+def move_into_place(source: Path, dest: Path) -> None:
+    """An atomic rename; across file systems (a channel folder mounted apart), a copy beside
+    the destination first, then the rename."""
+    try:
+        os.replace(source, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        temp = dest.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.tmp"
+        try:
+            shutil.copyfile(source, temp)
+            with temp.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temp, dest)
+        finally:
+            temp.unlink(missing_ok=True)
+
+
+def _delete(
+    config: MirrorConfig,
+    manifest: Manifest,
+    todo: list[ChannelChange],
+    store: SnapshotStore,
+    report: ImportReport,
+) -> None:
+    """Last, once nothing published names them: files the target no longer has."""
+    for change in todo:
+        prefix = change.channel + "/"
+        bundled = {f.path[len(prefix) :] for f in manifest.files if f.path.startswith(prefix)}
+        if change.source is None:  # a full bundle: the tree becomes exactly its target
+            listed = bundled | {i.path for i in change.index}
+            doomed = sorted(set(store.current_files(change.channel)) - listed)
+        else:
+            doomed = [p for p in change.deleted if p not in bundled]
+        for relative in doomed:
+            path = config.root / change.channel / relative
+            if path.is_file():
+                path.unlink()
+                report.deleted += 1
+
+
+def _in_place(dest: Path, known: FileState | None, item: BundleFile) -> bool:
+    """Already the right bytes (a resumed or repeated import): trust the snapshot's hash when
+    the stat matches it, else hash the file."""
+    try:
+        stat = dest.stat()
+    except FileNotFoundError:
+        return False
+    if stat.st_size != item.size:
+        return False
+    if known is not None and (known.size, known.mtime_ns, known.sha256) == (
+        item.size, stat.st_mtime_ns, item.sha256,
+    ):  # fmt: skip
+        return True
+    digest = hashlib.sha256()
+    with dest.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == item.sha256
+
+
+def _finish(
+    config: MirrorConfig,
+    store: SnapshotStore,
+    change: ChannelChange,
+    written: dict[str, tuple[int, int, str]],
+) -> None:
+    prefix = change.channel + "/"
+    trusted = {p[len(prefix) :]: v for p, v in written.items() if p.startswith(prefix)}
+    snapshot = take_snapshot(
+        config.root,
+        store,
+        change.channel,
+        origin=ORIGIN_IMPORT,
+        remote_id=change.target.id,
+        trusted=trusted,
+    )
+    if snapshot is None or snapshot.digest != change.target.digest:
+        raise BundleError(
+            f"{change.channel}: after the import the tree does not match snapshot "
+            f"{change.target.id} (files changed meanwhile?); run `mirror verify`, then import a "
+            "--full bundle"
+        )
+
+
+def _journal_says(config: MirrorConfig, bundle: Path, manifest_sha: str) -> bool:
+    path = config.state_dir / JOURNAL
+    try:
+        journal = json.loads(path.read_text())
+    except (OSError, ValueError):  # none (the usual case), or unreadable: no import to finish
+        return False
+    if journal.get("manifest_sha256") == manifest_sha:
+        return True
+    raise BundleError(
+        f"the import of {journal.get('bundle')} was interrupted and must finish first: run "
+        f"`mirror import {journal.get('bundle')}` again (or delete {path} after restoring the "
+        "tree from a --full bundle)"
+    )
+
+
+def _write_journal(config: MirrorConfig, bundle: Path, manifest_sha: str) -> None:
+    journal = {"bundle": str(bundle), "manifest_sha256": manifest_sha}
+    write_atomically(config.state_dir / JOURNAL, json.dumps(journal).encode())

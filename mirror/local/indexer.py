@@ -1,0 +1,350 @@
+"""Use case: index a channel from the package files in its subdirs -> IndexReport.
+
+Only new or changed files (size or mtime differ from the catalog) are read and hashed; a file
+replaced in place under the same name is read again. Local files get their record from their
+own info/; files the mirror downloaded keep their upstream record and are only re-hashed
+against it. A file that cannot be read or does not agree with itself (or, for a mirrored file,
+with its upstream record) is moved to quarantine with a `.reason` file, and the rest of the
+subdir is still indexed. Then each changed subdir is published (publish.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import msgspec
+
+from mirror.adapters.archive import PackageInfo, read_package
+from mirror.adapters.catalog import Catalog, CatalogFile
+from mirror.adapters.store import ChannelTree, FileStat, Quarantine, hash_file
+from mirror.config.model import IndexSettings
+from mirror.core.package_records import InvalidPackage, local_record
+from mirror.core.plan import ORIGIN_LOCAL, ORIGIN_MIRROR
+from mirror.core.repodata_doc import published_records
+from mirror.core.side_indexes import ABOUT_KEYS
+from mirror.errors import ArchiveError
+from mirror.progress import NoProgress, Progress
+from mirror.publish.channel import channeldata_enabled, publish_channeldata, settings_for
+from mirror.publish.subdir import NOARCH, REPODATA_JSON, publish_subdir
+from mirror.reports import IndexReport, QuarantinedFile, SubdirIndexReport
+
+log = logging.getLogger(__name__)
+
+POOL_THRESHOLD = 48  # below this many files, a process pool costs more than it saves
+ReadResult = PackageInfo | tuple[str, str]  # the package's metadata, or (reason, message)
+
+
+@dataclass
+class IndexContext:
+    tree: ChannelTree
+    catalog: Catalog
+    quarantine: Quarantine
+    settings: IndexSettings
+    workers: int = 2
+    clock: Callable[[], float] = time.time
+    local_channel: bool = True  # no upstream: run_exports/channeldata default on
+    progress: Progress = field(default_factory=NoProgress)
+    on_subdir: Callable[[SubdirIndexReport], None] = field(default=lambda report: None)
+
+
+def index_channel(
+    ctx: IndexContext, channel: str, subdirs: Sequence[str] | None = None, *, force: bool = False
+) -> IndexReport:
+    """Index the given subdirs (default: every subdir folder present, and always noarch)."""
+    chosen = list(subdirs) if subdirs else discover_subdirs(ctx.tree.channel_dir(channel))
+    reports = []
+    for subdir in chosen:
+        report = index_subdir(ctx, channel, subdir, force=force)
+        ctx.on_subdir(report)
+        reports.append(report)
+    return IndexReport(tuple(reports), _channeldata(ctx, channel))
+
+
+def index_files(ctx: IndexContext, channel: str, files: dict[str, list[str]]) -> IndexReport:
+    """Index just these files ({subdir: [file names]}), without scanning their subdirs."""
+    reports = []
+    for subdir, names in files.items():
+        report = index_subdir(ctx, channel, subdir, only=names)
+        ctx.on_subdir(report)
+        reports.append(report)
+    return IndexReport(tuple(reports), _channeldata(ctx, channel))
+
+
+def _channeldata(ctx: IndexContext, channel: str) -> bool:
+    return publish_channeldata(
+        ctx.tree,
+        ctx.catalog,
+        channel,
+        discover_subdirs(ctx.tree.channel_dir(channel)),
+        ctx.settings,
+        enabled=channeldata_enabled(ctx.settings, ctx.local_channel),
+    )
+
+
+def discover_subdirs(channel_dir: Path) -> list[str]:
+    """Folders that look like conda subdirs (linux-64, osx-arm64, noarch, ...), plus noarch."""
+    found = {NOARCH}
+    if channel_dir.is_dir():
+        for entry in channel_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink() and _looks_like_subdir(entry.name):
+                found.add(entry.name)
+    return sorted(found)
+
+
+# conda's platforms; a folder like `docs-old` in a channel is not a subdir
+_PLATFORMS = frozenset({"linux", "osx", "win", "zos", "emscripten", "wasi", "freebsd"})
+
+
+def _looks_like_subdir(name: str) -> bool:
+    if name == NOARCH:
+        return True
+    platform, _, arch = name.partition("-")
+    return platform in _PLATFORMS and bool(arch) and arch.replace("_", "").isalnum()
+
+
+def index_subdir(
+    ctx: IndexContext,
+    channel: str,
+    subdir: str,
+    *,
+    force: bool = False,
+    only: Collection[str] | None = None,
+) -> SubdirIndexReport:
+    """Index one subdir. With `only`, just those file names are looked at (added, replaced or
+    deleted): what a watcher that saw them change asks for, without scanning a large subdir."""
+    started = time.monotonic()
+    tree, catalog = ctx.tree, ctx.catalog
+    directory = tree.ensure_subdir(channel, subdir)
+    quarantined: list[QuarantinedFile] = []
+    if (
+        only is not None
+        and not catalog.outputs(channel, subdir)
+        and tree.stat(directory / "repodata.json")
+    ):
+        # the state database does not know this published subdir (new or lost): publishing
+        # from it alone would drop every record it lacks; rebuild it from the folder instead
+        log.warning("%s/%s: no state for this subdir yet; scanning it in full", channel, subdir)
+        only = None
+    if only is None:
+        tree.clean_temp(channel, subdir)
+        for name in tree.scan_unsafe_names(channel, subdir):
+            quarantined.append(
+                _quarantine(
+                    ctx,
+                    channel,
+                    subdir,
+                    name,
+                    "unsafe_name",
+                    f"{name!r} is not a plain <name>-<version>-<build>.conda/.tar.bz2 file name "
+                    "clients could download; rename it (no spaces, quotes or control characters)",
+                )
+            )
+        on_disk = tree.scan_packages(channel, subdir)
+        known = catalog.files(channel, subdir)
+    else:
+        on_disk = tree.stat_packages(channel, subdir, only)
+        known = catalog.files_named(channel, subdir, only)
+    fresh = [fn for fn in on_disk if fn not in known]
+    touched = [
+        fn
+        for fn in on_disk
+        if fn in known
+        and (
+            force
+            or (known[fn].size, known[fn].mtime_ns) != (on_disk[fn].size, on_disk[fn].mtime_ns)
+        )
+    ]
+    gone = [fn for fn in known if fn not in on_disk]
+    rows: list[CatalogFile] = []
+    stats_only: list[tuple[str, int, int]] = []
+    drop: list[str] = []
+
+    mirrored = [fn for fn in touched if known[fn].origin == ORIGIN_MIRROR]
+    for filename in mirrored:
+        verdict = _recheck_mirrored(directory / filename, known[filename])
+        if verdict is None:
+            stats_only.append((filename, on_disk[filename].size, on_disk[filename].mtime_ns))
+        else:
+            quarantined.append(_quarantine(ctx, channel, subdir, filename, "mismatch", verdict))
+            drop.append(filename)
+    local = fresh + [fn for fn in touched if known[fn].origin != ORIGIN_MIRROR]
+    now_ms = int(ctx.clock() * 1000)
+    ctx.progress.start(f"{channel}/{subdir}", len(local), sum(on_disk[f].size for f in local))
+    for filename, result in _read_all(directory, local, ctx.workers, ctx.settings.deep_scan):
+        ctx.progress.advance(on_disk[filename].size)
+        ctx.progress.file_done()
+        try:
+            if isinstance(result, tuple):
+                raise _Rejected(*result)
+            rows.append(_local_row(filename, subdir, result, on_disk[filename], known, now_ms))
+        except _Rejected as rejected:
+            quarantined.append(
+                _quarantine(ctx, channel, subdir, filename, rejected.reason, rejected.message)
+            )
+            if filename in known:
+                drop.append(filename)
+    ctx.progress.finish()
+    if not ctx.local_channel and any(row.filename not in known for row in rows):
+        rows = _adopt_published(directory, rows, known)
+    with catalog.transaction():
+        catalog.put_files(channel, subdir, rows)
+        catalog.update_stats(channel, subdir, stats_only)
+        catalog.remove_files(channel, subdir, gone + drop)
+    published = publish_subdir(
+        tree,
+        catalog,
+        channel,
+        subdir,
+        settings_for(ctx.settings, subdir, ctx.local_channel),
+        now=ctx.clock(),
+        force=force,
+    )
+    return SubdirIndexReport(
+        channel,
+        subdir,
+        new=len(fresh) - sum(1 for q in quarantined if q.filename in fresh),
+        changed=len(touched),
+        removed=len(gone),
+        quarantined=tuple(quarantined),
+        published=published,
+        seconds=time.monotonic() - started,
+    )
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def package_record(filename: str, subdir: str, info: PackageInfo) -> bytes:
+    """The record of a local package file (InvalidPackage when its metadata disagrees)."""
+    return local_record(filename, subdir, info.index, size=info.size, sha256=info.sha256,
+                        md5=info.md5, run_exports=info.run_exports)  # fmt: skip
+
+
+def local_row(
+    filename: str, stat: FileStat, info: PackageInfo, record: bytes, indexed_ms: int
+) -> CatalogFile:
+    """The catalog row of a local package file, with what run_exports.json and channeldata
+    need from its info/."""
+    about = {key: info.about[key] for key in ABOUT_KEYS if key in info.about}
+    return CatalogFile(
+        filename, stat.size, stat.mtime_ns, info.sha256, info.md5, ORIGIN_LOCAL,
+        name=str(info.index["name"]), record=record, indexed_ms=indexed_ms,
+        run_exports=msgspec.json.encode(info.run_exports or {}, order="sorted"),
+        about=msgspec.json.encode(about),
+    )  # fmt: skip
+
+
+def _local_row(
+    filename: str,
+    subdir: str,
+    info: PackageInfo,
+    stat: FileStat,
+    known: dict[str, CatalogFile],
+    now_ms: int,
+) -> CatalogFile:
+    try:
+        record = package_record(filename, subdir, info)
+    except InvalidPackage as exc:
+        raise _Rejected("invalid_metadata", f"{filename}: {exc}") from None
+    previous = known.get(filename)
+    # CEP-47: the time this content first entered the index; new bytes are a new entry
+    same_bytes = previous is not None and previous.sha256 == info.sha256
+    indexed_ms = previous.indexed_ms if same_bytes and previous and previous.indexed_ms else now_ms
+    return local_row(filename, stat, info, record, indexed_ms)
+
+
+def _adopt_published(
+    directory: Path, rows: list[CatalogFile], known: dict[str, CatalogFile]
+) -> list[CatalogFile]:
+    """A mirrored channel whose state database was lost: a file the published repodata.json
+    describes (same sha256) keeps that record, which is upstream's (patches and keys the
+    package's info/ lacks), and stays a mirrored file the next sync may prune or update."""
+    try:
+        published = published_records((directory / REPODATA_JSON).read_bytes())
+    except OSError:
+        return rows
+    adopted = []
+    for row in rows:
+        stamp, raw = published.get(row.filename, (None, b""))
+        if row.filename in known or stamp is None or stamp.sha256 != row.sha256:
+            adopted.append(row)
+            continue
+        # the row a sync would have written: mirrored files carry no run_exports/about
+        adopted.append(
+            replace(
+                row,
+                origin=ORIGIN_MIRROR,
+                record=raw,
+                run_exports=None,
+                about=None,
+                indexed_ms=stamp.indexed_timestamp or row.indexed_ms,
+            )
+        )
+    return adopted
+
+
+def _recheck_mirrored(path: Path, known: CatalogFile) -> str | None:
+    """None when a touched mirrored file still hashes to its upstream record, else why not."""
+    try:
+        size, sha256, md5 = hash_file(path)
+    except OSError as exc:
+        return f"{path.name}: cannot be read ({exc.strerror})"
+    if (known.sha256 and sha256 == known.sha256) or (not known.sha256 and md5 == known.md5):
+        return None
+    return (
+        f"{path.name}: its bytes no longer match the upstream record it was mirrored with "
+        f"(size {size}); the next `mirror sync` downloads it again"
+    )
+
+
+def _quarantine(
+    ctx: IndexContext, channel: str, subdir: str, filename: str, reason: str, message: str
+) -> QuarantinedFile:
+    # a file name straight from the directory listing: one path component, never "../"
+    source = ctx.tree.subdir_dir(channel, subdir) / filename
+    moved = ctx.quarantine.move(source, channel, subdir, f"{reason}: {message}")
+    log.warning(
+        "%s/%s: quarantined %s (%s): %s -> %s", channel, subdir, filename, reason, message, moved
+    )
+    return QuarantinedFile(filename, reason, message, moved)
+
+
+def _read_all(
+    directory: Path, filenames: list[str], workers: int, deep: bool
+) -> Iterator[tuple[str, ReadResult]]:
+    """Read packages, in a process pool when there are many (reading is CPU-bound)."""
+    paths = [str(directory / fn) for fn in filenames]
+    read = read_deep if deep else read_info
+    if len(paths) < POOL_THRESHOLD or workers <= 1:
+        yield from zip(filenames, map(read, paths), strict=True)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        results: Iterable[ReadResult] = pool.map(read, paths, chunksize=32)
+        yield from zip(filenames, results, strict=True)
+
+
+def read_info(path: str) -> ReadResult:
+    """Runs in a worker: exceptions with keyword arguments do not cross processes, so a
+    refusal comes back as (reason, message)."""
+    try:
+        return read_package(Path(path))
+    except ArchiveError as exc:
+        return (exc.reason, str(exc))
+
+
+def read_deep(path: str) -> ReadResult:
+    try:
+        return read_package(Path(path), deep=True)
+    except ArchiveError as exc:
+        return (exc.reason, str(exc))

@@ -1,0 +1,176 @@
+"""Use case: the channel-level outputs and the quiet-time work around publishing.
+
+Which index files a subdir gets (settings_for), channeldata.json at the channel root (CEP-38,
+recomputed only for the package names that changed), and the recompression of a quiet
+subdir's repodata.json.zst from the fast publishing level to the final one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mirror import __version__
+from mirror.adapters.catalog import Catalog, OutputStat
+from mirror.adapters.patch_source import load_patches
+from mirror.adapters.store import ChannelTree
+from mirror.config.model import IndexSettings
+from mirror.core.patches import PatchSet
+from mirror.core.side_indexes import (
+    ChannelEntry,
+    channeldata_document,
+    channeldata_packages,
+    summarize,
+)
+from mirror.publish.subdir import REPODATA_JSON, REPODATA_ZST, PublishSettings, final_record
+
+CHANNELDATA = "channeldata.json"
+
+
+def settings_for(index: IndexSettings, subdir: str, local_channel: bool) -> PublishSettings:
+    """What to write for one subdir. run_exports.json needs the packages' info/, which only
+    local packages give, so by default it is written for channels without an upstream."""
+    run_exports = index.run_exports if index.run_exports is not None else local_channel
+    return PublishSettings(
+        zst=index.zst,
+        bz2=index.bz2,
+        shards=index.shards,
+        current_repodata=index.current_repodata,
+        run_exports=run_exports,
+        shard_grace_days=index.shard_grace_days,
+        patches=load_patches(index.patch_instructions, subdir),
+    )
+
+
+def channeldata_enabled(index: IndexSettings, local_channel: bool) -> bool:
+    return index.channeldata if index.channeldata is not None else local_channel
+
+
+def publish_channeldata(
+    tree: ChannelTree,
+    catalog: Catalog,
+    channel: str,
+    subdirs: Iterable[str],
+    index: IndexSettings,
+    *,
+    enabled: bool,
+) -> bool:
+    """channeldata.json at the channel root (CEP-38), from every subdir's published records.
+
+    Only the package names whose records changed since it was written are recomputed (the
+    rest is taken from the file as written); removed when switched off, never left stale."""
+    path = tree.channel_dir(channel) / CHANNELDATA
+    if not enabled:
+        tree.remove(path)
+        if CHANNELDATA in catalog.outputs(channel, ""):
+            catalog.drop_outputs(channel, "", [CHANNELDATA])
+        return False
+    subdirs = sorted(subdirs)
+    patches = {subdir: load_patches(index.patch_instructions, subdir) for subdir in subdirs}
+    key = hashlib.sha256(
+        repr((__version__, subdirs, [p.digest for p in patches.values()])).encode()
+    ).hexdigest()
+    dirty = catalog.channel_dirty(channel)
+    packages = _written_channeldata(tree, catalog, channel, path, key)
+    if packages is None:
+        packages = channeldata_packages(_channel_entries(catalog, channel, patches, None))
+    elif dirty:
+        for name in dirty:
+            packages.pop(name, None)
+        packages.update(channeldata_packages(_channel_entries(catalog, channel, patches, dirty)))
+    else:
+        return False
+    written = tree.write_if_changed(path, channeldata_document(subdirs, packages))
+    stat = tree.stat(path)
+    with catalog.transaction():
+        if stat is not None:
+            catalog.put_outputs(
+                channel, "", {CHANNELDATA: OutputStat(stat.size, stat.mtime_ns, key)}
+            )
+        catalog.clear_channel_dirty(channel, dirty)
+    return written
+
+
+def _written_channeldata(
+    tree: ChannelTree, catalog: Catalog, channel: str, path: Path, key: str
+) -> dict[str, Any] | None:
+    """The packages of the channeldata.json we last wrote, if it is still exactly that."""
+    recorded = catalog.outputs(channel, "").get(CHANNELDATA)
+    stat = tree.stat(path)
+    if recorded is None or stat is None or recorded.render_key != key:
+        return None
+    if (stat.size, stat.mtime_ns) != (recorded.size, recorded.mtime_ns):
+        return None
+    try:
+        document = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return None
+    packages = document.get("packages") if isinstance(document, dict) else None
+    return dict(packages) if isinstance(packages, dict) else None
+
+
+def _channel_entries(
+    catalog: Catalog, channel: str, patches: dict[str, PatchSet], names: set[str] | None
+) -> list[ChannelEntry]:
+    """Records of the given package names (all when None) across the subdirs, as published."""
+    entries = []
+    for subdir, patch_set in patches.items():
+        if names is None:
+            stored_records = list(catalog.records(channel, subdir))
+            extras = {fn: (re, ab) for fn, re, ab in catalog.extras(channel, subdir)}
+        else:
+            stored_records = [
+                r for name in names for r in catalog.records_named(channel, subdir, name)
+            ]
+            extras = catalog.extras_of(channel, subdir, (r.filename for r in stored_records))
+        for stored in stored_records:
+            final = final_record(stored, patch_set)
+            summary = summarize(final) if final is not None else None
+            if summary is None:
+                continue
+            run_exports, about = extras.get(stored.filename, (None, None))
+            entries.append(
+                ChannelEntry(subdir, summary, _json_object(about), _json_object(run_exports))
+            )
+    return entries
+
+
+def _json_object(data: bytes | None) -> dict[str, object] | None:
+    if data is None:
+        return None
+    decoded = msgspec.json.decode(data)
+    return decoded if isinstance(decoded, dict) else None
+
+
+def final_zst_level(size_bytes: int) -> int:
+    """The level a quiet subdir's .zst is recompressed to: rattler's 19, except where that
+    would take minutes (conda-forge-sized files), then conda-index's 16."""
+    return 19 if size_bytes <= 64 << 20 else 16
+
+
+def recompress(tree: ChannelTree, catalog: Catalog, channel: str, subdir: str) -> bool:
+    """Rewrite repodata.json.zst at the final level if it was published at a fast one.
+
+    Only while repodata.json is exactly what was published (else a newer publish is due and
+    will start over); the new .zst holds the same bytes, so readers see no change but size."""
+    recorded = catalog.outputs(channel, subdir)
+    zst, json_stat = recorded.get(REPODATA_ZST), recorded.get(REPODATA_JSON)
+    directory = tree.subdir_dir(channel, subdir)
+    if zst is None or json_stat is None:
+        return False
+    target = final_zst_level(json_stat.size)
+    if (zst.zst_level or 0) >= target:
+        return False
+    before = tree.stat(directory / REPODATA_JSON)
+    if before is None or (before.size, before.mtime_ns) != (json_stat.size, json_stat.mtime_ns):
+        return False
+    body = (directory / REPODATA_JSON).read_bytes()
+    stat = tree.write_pieces(directory / REPODATA_ZST, [body], zst_level=target)
+    with catalog.transaction():
+        new = OutputStat(stat.size, stat.mtime_ns, zst.render_key, target)
+        catalog.put_outputs(channel, subdir, {REPODATA_ZST: new})
+    return True

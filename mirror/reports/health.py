@@ -1,0 +1,77 @@
+"""Reports of the tree's health: verify and repair findings, and what `mirror status` shows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from mirror.reports.outcomes import ProblemKind
+
+
+@dataclass(frozen=True)
+class Problem:
+    channel: str
+    subdir: str
+    kind: ProblemKind
+    name: str  # the file concerned, relative to the subdir
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.subdir}/{self.name}: {self.message}"
+
+
+@dataclass
+class SubdirCheck:
+    channel: str
+    subdir: str
+    records: int = 0
+    hashed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, kind: ProblemKind, name: str, message: str) -> None:
+        self.problems.append(Problem(self.channel, self.subdir, kind, name, message))
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    subdirs: tuple[SubdirCheck, ...]
+    seconds: float
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for s in self.subdirs for p in s.problems]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def serving_safely(self) -> bool:
+        """What a crash may leave: index copies out of step with each other, temp files and
+        files not yet (or no longer) indexed; but no index naming a missing or wrong file."""
+        return all(
+            p.kind in (ProblemKind.STALE_INDEX, ProblemKind.TEMP_FILE, ProblemKind.UNINDEXED)
+            for p in self.problems
+        )
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    before: VerifyReport
+    after: VerifyReport | None  # after repairing, when asked to
+    repaired: int = 0
+
+
+@dataclass(frozen=True)
+class SubdirStatus:
+    channel: str
+    subdir: str
+    packages: int
+    size_bytes: int
+    last_sync_at: float | None
+    last_outcome: str | None
+    next_run_at: float | None
+    quarantined: int
+    solvable: bool | None = None  # the last solvability check on this platform; None: none ran
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)

@@ -1,0 +1,331 @@
+"""Use case: before any subdir syncs, grow the selection to what the include specs need.
+
+For every channel with `dependencies:` or `lockfiles:`, this fetches the upstream repodata of
+each subdir the closure can reach (the platform subdirs, `noarch`, and those of the channels it
+resolves from), computes the closure (core/closure.py, or py-rattler's solver for `solve`), and
+hands each subdir sync the file names it must mirror and the repodata it already fetched.
+Upstream repodata bodies are cached in the state directory, so an upstream that answers
+"not modified" still gives the closure its records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from mirror.adapters.solver import SolveError, SolveSource, default_virtual_packages, solve
+from mirror.config.model import ChannelConfig, MirrorConfig
+from mirror.core.closure import (
+    Candidate,
+    Closure,
+    Key,
+    Reason,
+    Source,
+    Universe,
+    closure_all,
+    dependency_name,
+    roots_matching,
+)
+from mirror.core.filters import FilterRules, removal_reason
+from mirror.core.records import Record, UpstreamRepodata, decode_record
+from mirror.errors import MirrorError
+from mirror.sync.closure_fetch import Fetcher, Prefetched, scratch_dir
+from mirror.sync.context import SyncContext
+from mirror.sync.lockfile_pins import lock_targets, lockfile_pins
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubdirClosure:
+    """What the closure asks of one channel/subdir."""
+
+    pins: dict[str, Reason]  # file name -> why it must be mirrored
+    defines_selection: bool  # True: the pins are the selection; False: added to the filters'
+    prefetched: Prefetched | None
+    # a closure that failed (in part) cannot say what is no longer needed: delete nothing
+    additive: bool = False
+
+    @property
+    def digest(self) -> str:
+        text = repr((self.defines_selection, self.additive, sorted(self.pins)))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def records(self, repodata: UpstreamRepodata, selected: Sequence[Record]) -> list[Record]:
+        """The subdir's selection: the filters' records (unless the closure defines it) + pins."""
+        out = [] if self.defines_selection else list(selected)
+        have = {r.filename for r in out}
+        for filename in sorted(self.pins):
+            entry = repodata.entries.get(filename)
+            if filename in have or entry is None:
+                continue
+            decoded = decode_record(filename, entry[0], entry[1])
+            if isinstance(decoded, Record):
+                out.append(decoded)
+        return out
+
+
+@dataclass
+class ClosurePlan:
+    subdirs: dict[tuple[str, str], SubdirClosure] = field(default_factory=dict)
+    reasons: dict[Key, Reason] = field(default_factory=dict)  # for `mirror why`
+    problems: dict[str, list[str]] = field(default_factory=dict)  # per channel: a failure
+    warnings: dict[str, list[str]] = field(default_factory=dict)  # per channel: reported only
+    extra_channels: tuple[str, ...] = ()  # channels to sync because a closure pins into them
+
+    def for_subdir(self, channel: str, subdir: str) -> SubdirClosure | None:
+        return self.subdirs.get((channel, subdir))
+
+
+def closure_channels(config: MirrorConfig, synced: Iterable[str]) -> list[ChannelConfig]:
+    """The channels whose closure must be computed when `synced` channels sync: their own, and
+    any that pin into them (or a sync of the target would delete what they need)."""
+    names = set(synced)
+    return [
+        c
+        for c in config.channels
+        if (c.dependencies.enabled or c.lockfiles)
+        and (
+            c.name in names
+            or names & set(c.dependencies.channels)
+            or names & lock_targets(config, c)
+        )
+    ]
+
+
+def closure_targets(config: MirrorConfig, synced: Iterable[str]) -> set[str]:
+    """`synced` plus every channel their closures can pin into, transitively."""
+    names = set(synced)
+    while True:
+        grown = set(names)
+        for channel in config.channels:
+            if channel.name in names:
+                grown.update(channel.dependencies.channels)
+                grown.update(lock_targets(config, channel))
+        if grown == names:
+            return names
+        names = grown
+
+
+def plan_closures(ctx: SyncContext, synced: Sequence[str], *, expand: bool = True) -> ClosurePlan:
+    """Fetch what the closures need and compute them; never raises for one channel's trouble.
+
+    With `expand`, channels the closures pin into are synced too (`extra_channels`), so their
+    own closures are computed as well."""
+    plan = ClosurePlan()
+    targets = closure_targets(ctx.config, synced) if expand else set(synced)
+    channels = closure_channels(ctx.config, targets)
+    if not channels:
+        return plan
+    fetcher = Fetcher(ctx)
+    pins: dict[tuple[str, str], dict[str, Reason]] = defaultdict(dict)
+    defines: set[tuple[str, str]] = set()
+    additive: set[str] = set()
+    for channel in channels:
+        if channel.dependencies.mode == "solve" or not channel.filters.include:
+            defines.update((channel.name, s) for s in channel.subdirs)
+        try:
+            closure = _channel_closure(ctx, fetcher, channel)
+            closure.merge(lockfile_pins(ctx, fetcher, channel))
+        except MirrorError as exc:
+            closure = Closure(selected={}, problems=[str(exc)], warnings=[])
+        if closure.problems:
+            plan.problems.setdefault(channel.name, []).extend(closure.problems)
+            additive.update(m.name for m in _resolution_order(ctx, channel))
+            additive.update(lock_targets(ctx.config, channel))
+        if closure.warnings:
+            plan.warnings.setdefault(channel.name, []).extend(closure.warnings)
+        for key, reason in closure.selected.items():
+            pins[(key[0], key[1])].setdefault(key[2], reason)
+            plan.reasons.setdefault(key, reason)
+    for where in set(pins) | defines | set(fetcher.fetched):
+        plan.subdirs[where] = SubdirClosure(
+            pins=pins.get(where, {}),
+            defines_selection=where in defines,
+            prefetched=fetcher.fetched.get(where),
+            additive=where[0] in additive,
+        )
+    plan.extra_channels = tuple(sorted(({c for c, _ in pins} | targets) - set(synced)))
+    for name, problems in plan.problems.items():
+        plan.problems[name] = [ctx.redactor(p) for p in problems]
+        for problem in plan.problems[name]:
+            log.error("%s: %s", name, problem)
+    for name, warnings in plan.warnings.items():
+        for warning in warnings[:20]:
+            log.warning("%s: %s", name, ctx.redactor(warning))
+    return plan
+
+
+# -- closures -----------------------------------------------------------------------------------
+
+
+def _resolution_order(ctx: SyncContext, channel: ChannelConfig) -> list[ChannelConfig]:
+    others = [ctx.config.channel(n) for n in channel.dependencies.channels]
+    return [channel, *(c for c in others if c is not None)]
+
+
+def _universe(
+    ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig, platform: str, *, narrowed: bool
+) -> Universe:
+    sources = []
+    for member in _resolution_order(ctx, channel):
+        for subdir in dict.fromkeys((platform, "noarch")):
+            if subdir in member.subdirs:
+                repodata = fetcher.repodata(member, subdir)
+                rules = member.filters if narrowed else FilterRules(prefer_conda=False)
+                sources.append(Source(member.name, subdir, repodata, rules))
+    return Universe(sources, int(ctx.clock() * 1000))
+
+
+def _channel_closure(ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig) -> Closure:
+    closure = Closure(selected={}, problems=[], warnings=[])
+    mode = channel.dependencies.mode
+    if mode == "none":
+        return closure
+    for platform in channel.platforms:
+        if ctx.stop.is_set():
+            break
+        universe = _universe(ctx, fetcher, channel, platform, narrowed=True)
+        if mode == "all":
+            roots = roots_matching(universe, channel.name, channel.filters.include)
+            if not channel.filters.include:
+                roots = [c for n in universe.names(channel.name) for c in universe.available(n)]
+            reasons = {r.key: Reason("include", None, platform) for r in roots}
+            closure.merge(closure_all(universe, roots, reasons))
+            continue
+        for variant in channel.dependencies.variants:
+            specs = [s.text for s in channel.filters.include] + list(variant)
+            if not specs:
+                continue
+            context = platform + (f", {' '.join(variant)}" if variant else "")
+            virtual = channel.dependencies.virtual_packages_for(platform)
+            if virtual is None:
+                virtual = default_virtual_packages(platform)
+            try:
+                solved = _solve_available(ctx, universe, specs, virtual)
+            except SolveError as exc:
+                problem, partial = _diagnose(
+                    ctx, fetcher, channel, platform, specs, virtual, universe, str(exc)
+                )
+                closure.problems.append(problem)
+                closure.merge(partial)  # the rest of what it needs, so the check names the gap
+                continue
+            closure.merge(_explained(solved, specs, context))
+    return closure
+
+
+def _solve_available(
+    ctx: SyncContext, universe: Universe, specs: Sequence[str], virtual: Sequence[str]
+) -> list[tuple[Candidate, tuple[str, ...]]]:
+    """Solve over the available records of the names the specs can reach, written to small
+    temporary repodata files (rattler reads repodata from files)."""
+    names = universe.reachable_names(dependency_name(s) or "" for s in specs)
+    by_source: dict[tuple[str, str], dict[str, Candidate]] = defaultdict(dict)
+    for name in names:
+        for candidate in universe.available(name):
+            by_source[(candidate.channel, candidate.subdir)][candidate.record.filename] = candidate
+    scratch = Path(tempfile.mkdtemp(prefix="closure-", dir=scratch_dir(ctx)))
+    try:
+        sources: list[SolveSource] = []
+        for source in universe.sources:
+            path = scratch / f"{len(sources)}.json"
+            _write_repodata(path, source.subdir, by_source.get((source.channel, source.subdir), {}))
+            sources.append(SolveSource(source.channel, source.subdir, path))
+        solved = solve(sources, specs, virtual)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out = []
+    for record in solved:
+        found = by_source.get((record.channel, record.subdir), {}).get(record.filename)
+        if found is not None:
+            out.append((found, record.depends))
+    return out
+
+
+def _write_repodata(path: Path, subdir: str, records: dict[str, Candidate]) -> None:
+    groups: dict[str, dict[str, msgspec.Raw]] = {"packages": {}, "packages.conda": {}}
+    for filename, candidate in records.items():
+        group = "packages.conda" if filename.endswith(".conda") else "packages"
+        groups[group][filename] = msgspec.Raw(bytes(candidate.record.raw))
+    path.write_bytes(msgspec.json.encode({"info": {"subdir": subdir}, **groups}))
+
+
+def _explained(
+    solved: list[tuple[Candidate, tuple[str, ...]]], specs: Sequence[str], context: str
+) -> Closure:
+    """The solution, each record with the spec (or parent's dependency) that asked for it."""
+    by_name: dict[str, list[Candidate]] = defaultdict(list)
+    depends: dict[Key, tuple[str, ...]] = {}
+    for candidate, deps in solved:
+        by_name[candidate.record.fields.name].append(candidate)
+        depends[candidate.key] = deps
+    selected: dict[Key, Reason] = {}
+    queue: deque[Candidate] = deque()
+    for spec in specs:
+        for candidate in by_name.get(dependency_name(spec) or "", ()):
+            if candidate.key not in selected:
+                selected[candidate.key] = Reason(spec, None, context)
+                queue.append(candidate)
+    while queue:
+        parent = queue.popleft()
+        for dep in depends[parent.key]:
+            for candidate in by_name.get(dependency_name(dep) or "", ()):
+                if candidate.key not in selected:
+                    selected[candidate.key] = Reason(dep, parent.key, context)
+                    queue.append(candidate)
+    for candidate, _ in solved:  # reached only through a constraint or a virtual name
+        selected.setdefault(candidate.key, Reason("the solve", None, context))
+    return Closure(selected=selected, problems=[], warnings=[])
+
+
+def _diagnose(
+    ctx: SyncContext,
+    fetcher: Fetcher,
+    channel: ChannelConfig,
+    platform: str,
+    specs: Sequence[str],
+    virtual: Sequence[str],
+    narrowed: Universe,
+    message: str,
+) -> tuple[str, Closure]:
+    """A failed solve: would it solve without our rules? Then name the rule and the record,
+    and return the rest of that solution (the records our rules allow) to mirror anyway."""
+    where = f"{platform}" + (f" ({' '.join(specs)})" if specs else "")
+    everything = _universe(ctx, fetcher, channel, platform, narrowed=False)
+    partial = Closure(selected={}, problems=[], warnings=[])
+    try:
+        solved = _solve_available(ctx, everything, specs, virtual)
+    except SolveError:
+        return f"{where}: the specs do not solve even against all of upstream: {message}", partial
+    explained = _explained(solved, specs, platform).selected
+    blocked = []
+    available = {c.key for c, _ in solved if _is_available(narrowed, c)}
+    members = {m.name: m for m in _resolution_order(ctx, channel)}
+    for candidate, _ in solved:
+        if candidate.key in available:
+            partial.selected[candidate.key] = explained[candidate.key]
+            continue
+        rules = members[candidate.channel].filters
+        rule = removal_reason(candidate.record, rules, narrowed.now_ms)
+        reason = explained.get(candidate.key)
+        via = (
+            f"{reason.parent[2]} needs '{reason.spec}'"
+            if reason and reason.parent
+            else (f"asked for by '{reason.spec}'" if reason else "the solve")
+        )
+        blocked.append(f"{candidate.label} ({via}) is removed by {rule}")
+    if not blocked:
+        return f"{where}: does not solve: {message}", partial
+    return f"{where}: does not solve because " + "; ".join(blocked[:5]), partial
+
+
+def _is_available(universe: Universe, candidate: Candidate) -> bool:
+    return any(c.key == candidate.key for c in universe.available(candidate.record.fields.name))

@@ -1,0 +1,152 @@
+"""Use case: mirror the configured channels' subdirs into the tree -> SyncReport.
+
+Per subdir (sync_subdir.py): fetch repodata (conditionally) -> select records -> plan against
+what is on disk -> guard against mass deletion -> download and verify -> publish -> prune.
+Here: the wiring (lock, catalog, one http client) and the channel-level outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+
+from mirror.adapters.catalog import Catalog
+from mirror.adapters.lock import WriterLock
+from mirror.adapters.store import ChannelTree
+from mirror.adapters.upstream import (
+    make_http_client,
+)
+from mirror.config.model import MirrorConfig
+from mirror.core.secrets import Redactor, url_secrets
+from mirror.progress import NoProgress, Progress
+from mirror.publish.channel import (
+    channeldata_enabled,
+    publish_channeldata,
+    recompress,
+    settings_for,
+)
+from mirror.publish.snapshot import snapshot_channel
+from mirror.publish.subdir import (
+    ensure_noarch,
+)
+from mirror.reports import (
+    CheckResult,
+    SubdirReport,
+    SyncReport,
+)
+from mirror.sync.check import run_checks
+from mirror.sync.closure import plan_closures
+from mirror.sync.context import SyncContext, SyncOptions
+from mirror.sync.subdir import SubdirSync
+
+log = logging.getLogger(__name__)
+
+
+def run_sync(
+    config: MirrorConfig,
+    options: SyncOptions,
+    *,
+    redactor: Redactor | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    env: Mapping[str, str] | None = None,
+) -> SyncReport:
+    """Open what a sync needs (writer lock, catalog, one http client), run it, close it all."""
+    with sync_context(config, redactor, stop, progress, env, write=not options.dry_run) as ctx:
+        return sync(ctx, options)
+
+
+@contextlib.contextmanager
+def sync_context(
+    config: MirrorConfig,
+    redactor: Redactor | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    write: bool,
+) -> Iterator[SyncContext]:
+    """The writer lock (when writing), the catalog and one http client, closed afterwards."""
+    redactor = redactor or Redactor()
+    for channel in config.channels:
+        redactor.add(url_secrets(channel.upstream or ""))
+    lock = WriterLock(config.state_dir)
+    if write:
+        lock.acquire()
+    try:
+        workers = max(c.transfer.workers for c in config.channels)
+        # a file://-only config never pays for TLS set-up
+        needs_http = any(c.upstream and not c.upstream.startswith("file:") for c in config.channels)
+        with contextlib.ExitStack() as stack:
+            http = stack.enter_context(make_http_client(workers)) if needs_http else None
+            catalog = stack.enter_context(Catalog.in_state_dir(config.state_dir))
+            yield SyncContext(
+                config=config,
+                tree=ChannelTree(config.root),
+                catalog=catalog,
+                http=http,
+                redactor=redactor,
+                stop=stop or threading.Event(),
+                progress=progress or NoProgress(),
+                env=dict(env if env is not None else os.environ),
+            )
+    finally:
+        lock.release()
+
+
+def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
+    reports: list[SubdirReport] = []
+    wanted = [
+        c.name
+        for c in ctx.config.channels
+        if c.mirrored and (not options.channels or c.name in options.channels)
+    ]
+    closures = plan_closures(ctx, wanted, expand=not options.only_named)
+    if not options.only_named:
+        wanted += closures.extra_channels  # a closure pins files there: they must arrive too
+    for channel in ctx.config.channels:
+        if channel.name not in wanted:
+            continue
+        subdirs = [s for s in channel.subdirs if not options.subdirs or s in options.subdirs]
+        for subdir in subdirs:
+            if ctx.stop.is_set():
+                break
+            closure = closures.for_subdir(channel.name, subdir)
+            report = SubdirSync(ctx, channel, subdir, options, closure).run()
+            if options.final_zst and not options.dry_run:
+                recompress(ctx.tree, ctx.catalog, channel.name, subdir)
+            log.log(
+                logging.INFO if report.ok else logging.ERROR, "%s", ctx.redactor(report.summary())
+            )
+            reports.append(report)
+            ctx.between_subdirs()
+        if not options.dry_run and not ctx.stop.is_set():
+            ensure_noarch(
+                ctx.tree,
+                ctx.catalog,
+                channel.name,
+                settings_for(channel.index, "noarch", local_channel=False),
+            )
+            enabled = channeldata_enabled(channel.index, local_channel=False)
+            publish_channeldata(
+                ctx.tree, ctx.catalog, channel.name, channel.subdirs, channel.index, enabled=enabled
+            )
+            changed = any(
+                r.repodata_changed or r.downloaded_files or r.deleted_files
+                for r in reports
+                if r.channel == channel.name
+            )
+            snapshot_channel(
+                ctx.config.root, ctx.config.state_dir, ctx.catalog, channel.name, changed=changed
+            )
+    problems = tuple(f"{name}: {p}" for name, ps in closures.problems.items() for p in ps)
+    checks: tuple[CheckResult, ...] = ()
+    if not options.dry_run and not ctx.stop.is_set():
+        checks = tuple(run_checks(ctx.config, wanted))
+    return SyncReport(tuple(reports), problems=problems, checks=checks)
+
+
+__all__ = ["SyncContext", "SyncOptions", "run_sync", "sync"]
