@@ -234,11 +234,7 @@ def verify_parts(
     `stage` names a path for a file, its bytes are also written there (one read of the data
     both checks and copies it; the caller renames the staged files only once all is checked).
     """
-    by_offset = sorted(files, key=lambda f: f.offset)
-    hashers = {f.path: hashlib.sha256() for f in by_offset}
-    sinks = _Sinks(stage)
-    index = 0
-    position = 0
+    ranges = _FileRanges(files, _Sinks(stage))
     chunks = read_ahead([(folder / part.name, None) for part in parts])
     try:
         for part in parts:
@@ -248,23 +244,7 @@ def verify_parts(
             try:
                 while chunk := next(chunks):
                     digest.update(chunk)
-                    start, end = position, position + len(chunk)
-                    while (
-                        index < len(by_offset)
-                        and by_offset[index].offset + by_offset[index].size <= start
-                    ):
-                        sinks.close(by_offset[index])
-                        index += 1
-                    j = index
-                    while j < len(by_offset) and by_offset[j].offset < end:
-                        f = by_offset[j]
-                        lo, hi = max(f.offset, start), min(f.offset + f.size, end)
-                        if hi > lo:
-                            piece = memoryview(chunk)[lo - start : hi - start]
-                            hashers[f.path].update(piece)
-                            sinks.write(f, piece)
-                        j += 1
-                    position = end
+                    ranges.feed(chunk)
                     seen += len(chunk)
             except FileNotFoundError:
                 raise BundleError(
@@ -278,12 +258,49 @@ def verify_parts(
                     f"{path}: damaged ({seen} bytes, sha256 {sha256[:12]}...; the "
                     f"manifest says {part.size} bytes, {part.sha256[:12]}...); copy it again"
                 )
-        for f in by_offset[index:]:
-            sinks.close(f)
+        ranges.finish()
     finally:
         chunks.close()
-        sinks.close_all()
-    return {name: h.hexdigest() for name, h in hashers.items()}
+        ranges.sinks.close_all()
+    return ranges.digests()
+
+
+class _FileRanges:
+    """Files laid end to end in the part stream: each chunk's bytes go to the hash (and the
+    staged copy) of every file whose range they fall in."""
+
+    def __init__(self, files: Sequence[BundleFile], sinks: _Sinks) -> None:
+        self.by_offset = sorted(files, key=lambda f: f.offset)
+        self.hashers = {f.path: hashlib.sha256() for f in self.by_offset}
+        self.sinks = sinks
+        self.index = 0  # files before this one are complete
+        self.position = 0  # stream offset of the next chunk
+
+    def feed(self, chunk: bytes) -> None:
+        start, end = self.position, self.position + len(chunk)
+        by_offset = self.by_offset
+        while self.index < len(by_offset) and (
+            by_offset[self.index].offset + by_offset[self.index].size <= start
+        ):
+            self.sinks.close(by_offset[self.index])
+            self.index += 1
+        j = self.index
+        while j < len(by_offset) and by_offset[j].offset < end:
+            f = by_offset[j]
+            lo, hi = max(f.offset, start), min(f.offset + f.size, end)
+            if hi > lo:
+                piece = memoryview(chunk)[lo - start : hi - start]
+                self.hashers[f.path].update(piece)
+                self.sinks.write(f, piece)
+            j += 1
+        self.position = end
+
+    def finish(self) -> None:
+        for f in self.by_offset[self.index :]:
+            self.sinks.close(f)
+
+    def digests(self) -> dict[str, str]:
+        return {name: h.hexdigest() for name, h in self.hashers.items()}
 
 
 class _Sinks:

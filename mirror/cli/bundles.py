@@ -6,19 +6,18 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mirror.cli.exit_codes import EXIT_OK
+from mirror.cli.exit_codes import EXIT_CODES_HELP, EXIT_OK
 from mirror.errors import UsageError
 
+if TYPE_CHECKING:
+    from mirror.cli.runtime import Subparsers
 
-def add_parsers(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    epilog: str,
-) -> None:
+
+def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    epilog = EXIT_CODES_HELP
     export = sub.add_parser(
         "export",
         parents=[common],
@@ -65,7 +64,7 @@ def add_parsers(
     snaps.set_defaults(handler=cmd_snapshots)
 
 
-def cmd_export(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     from mirror.bundles.export import DEFAULT_SPLIT_SIZE, ExportOptions, run_export
     from mirror.config import load_config, resolve_config_path
 
@@ -98,7 +97,7 @@ def cmd_export(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
     return EXIT_OK
 
 
-def cmd_import(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
+def cmd_import(args: argparse.Namespace) -> int:
     from mirror.bundles.importer import run_import
     from mirror.config import load_config, resolve_config_path
 
@@ -119,7 +118,7 @@ def cmd_import(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
     return EXIT_OK
 
 
-def cmd_snapshots(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
+def cmd_snapshots(args: argparse.Namespace) -> int:
     from mirror.adapters.snapshots import SNAPSHOTS_NAME, SnapshotStore
     from mirror.config import load_config, resolve_config_path
     from mirror.publish.snapshot import take_snapshot

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from mirror.cli.exit_codes import EXIT_FAILED, EXIT_OK
+from mirror.cli.exit_codes import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK
 from mirror.errors import UsageError
 
+if TYPE_CHECKING:
+    from mirror.cli.runtime import Subparsers
 
-def add_parsers(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    epilog: str,
-) -> None:
+
+def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    epilog = EXIT_CODES_HELP
     check = sub.add_parser(
         "check",
         parents=[common],
@@ -43,7 +43,7 @@ def add_parsers(
     why.set_defaults(handler=cmd_why)
 
 
-def cmd_check(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     from mirror.config import load_config, resolve_config_path
     from mirror.sync.check import checked_channels, run_checks
 
@@ -65,7 +65,7 @@ def cmd_check(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
-def cmd_why(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
+def cmd_why(args: argparse.Namespace) -> int:
     from mirror.config import load_config, resolve_config_path
     from mirror.core.closure import why_chain
     from mirror.sync.closure import plan_closures
@@ -83,10 +83,10 @@ def cmd_why(args: argparse.Namespace, redactor: Callable[[str], str]) -> int:
             continue
         found += 1
         chain = " <- ".join(why_chain(plan.reasons, key))
-        print(redactor(f"{'/'.join(key)}: {chain}"))
+        print(args.redact(f"{'/'.join(key)}: {chain}"))
     for channel, problems in plan.problems.items():
         for problem in problems:
-            print(redactor(f"{channel}: problem: {problem}"), file=sys.stderr)
+            print(args.redact(f"{channel}: problem: {problem}"), file=sys.stderr)
     if not found:
         print(f"no dependency closure or lockfile selects {args.name}", file=sys.stderr)
         return EXIT_FAILED

@@ -25,7 +25,7 @@ from mirror.core.plan import ORIGIN_MIRROR
 from mirror.core.secrets import Redactor
 from mirror.health.verify import verify
 from mirror.local.indexer import IndexContext, index_subdir
-from mirror.publish.channel import settings_for
+from mirror.publish.settings import settings_for
 from mirror.publish.subdir import publish_subdir
 from mirror.reports import Problem, ProblemKind, VerifyOutcome, VerifyReport
 from mirror.sync.run import SyncOptions, run_sync

@@ -25,7 +25,7 @@ from mirror.adapters.catalog import Catalog, CatalogFile
 from mirror.adapters.store import TEMP_PREFIX, TEMP_SUFFIX, ChannelTree, hash_file
 from mirror.core.records import PACKAGE_GROUPS, name_from_filename
 from mirror.core.shards import SHARD_INDEX_NAME, SHARDS_DIR, read_shard, read_shard_index
-from mirror.publish.subdir import REPODATA_JSON, REPODATA_ZST
+from mirror.publish.names import REPODATA_JSON, REPODATA_ZST
 from mirror.reports import ProblemKind, SubdirCheck, VerifyReport
 
 # problem kinds (low-cardinality; repair decides by them)

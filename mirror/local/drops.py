@@ -28,8 +28,10 @@ from mirror.core.package_records import InvalidPackage
 from mirror.core.records import is_safe_filename
 from mirror.errors import ArchiveError, StoreError
 from mirror.local.indexer import local_row, package_record
-from mirror.publish.channel import channeldata_enabled, publish_channeldata, settings_for
-from mirror.publish.subdir import NOARCH, publish_subdir
+from mirror.publish.channel import publish_channeldata
+from mirror.publish.names import NOARCH
+from mirror.publish.settings import channeldata_enabled, settings_for
+from mirror.publish.subdir import publish_subdir
 from mirror.reports import DropOutcome, DropReport, DropResult
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,10 @@ from mirror.core.repodata_doc import published_records
 from mirror.core.side_indexes import ABOUT_KEYS
 from mirror.errors import ArchiveError
 from mirror.progress import NoProgress, Progress
-from mirror.publish.channel import channeldata_enabled, publish_channeldata, settings_for
-from mirror.publish.subdir import NOARCH, REPODATA_JSON, publish_subdir
+from mirror.publish.channel import publish_channeldata
+from mirror.publish.names import NOARCH, REPODATA_JSON
+from mirror.publish.settings import channeldata_enabled, settings_for
+from mirror.publish.subdir import publish_subdir
 from mirror.reports import IndexReport, QuarantinedFile, SubdirIndexReport
 
 log = logging.getLogger(__name__)
@@ -119,37 +121,13 @@ def index_subdir(
     """Index one subdir. With `only`, just those file names are looked at (added, replaced or
     deleted): what a watcher that saw them change asks for, without scanning a large subdir."""
     started = time.monotonic()
-    tree, catalog = ctx.tree, ctx.catalog
-    directory = tree.ensure_subdir(channel, subdir)
-    quarantined: list[QuarantinedFile] = []
-    if (
-        only is not None
-        and not catalog.outputs(channel, subdir)
-        and tree.stat(directory / "repodata.json")
-    ):
+    run = _SubdirIndex(ctx, channel, subdir)
+    if only is not None and run.unknown_published_subdir():
         # the state database does not know this published subdir (new or lost): publishing
         # from it alone would drop every record it lacks; rebuild it from the folder instead
         log.warning("%s/%s: no state for this subdir yet; scanning it in full", channel, subdir)
         only = None
-    if only is None:
-        tree.clean_temp(channel, subdir)
-        for name in tree.scan_unsafe_names(channel, subdir):
-            quarantined.append(
-                _quarantine(
-                    ctx,
-                    channel,
-                    subdir,
-                    name,
-                    "unsafe_name",
-                    f"{name!r} is not a plain <name>-<version>-<build>.conda/.tar.bz2 file name "
-                    "clients could download; rename it (no spaces, quotes or control characters)",
-                )
-            )
-        on_disk = tree.scan_packages(channel, subdir)
-        known = catalog.files(channel, subdir)
-    else:
-        on_disk = tree.stat_packages(channel, subdir, only)
-        known = catalog.files_named(channel, subdir, only)
+    on_disk, known = run.scan(only)
     fresh = [fn for fn in on_disk if fn not in known]
     touched = [
         fn
@@ -161,44 +139,15 @@ def index_subdir(
         )
     ]
     gone = [fn for fn in known if fn not in on_disk]
-    rows: list[CatalogFile] = []
-    stats_only: list[tuple[str, int, int]] = []
-    drop: list[str] = []
-
-    mirrored = [fn for fn in touched if known[fn].origin == ORIGIN_MIRROR]
-    for filename in mirrored:
-        verdict = _recheck_mirrored(directory / filename, known[filename])
-        if verdict is None:
-            stats_only.append((filename, on_disk[filename].size, on_disk[filename].mtime_ns))
-        else:
-            quarantined.append(_quarantine(ctx, channel, subdir, filename, "mismatch", verdict))
-            drop.append(filename)
+    run.recheck_mirrored(
+        [fn for fn in touched if known[fn].origin == ORIGIN_MIRROR], on_disk, known
+    )
     local = fresh + [fn for fn in touched if known[fn].origin != ORIGIN_MIRROR]
-    now_ms = int(ctx.clock() * 1000)
-    ctx.progress.start(f"{channel}/{subdir}", len(local), sum(on_disk[f].size for f in local))
-    for filename, result in _read_all(directory, local, ctx.workers, ctx.settings.deep_scan):
-        ctx.progress.advance(on_disk[filename].size)
-        ctx.progress.file_done()
-        try:
-            if isinstance(result, tuple):
-                raise _Rejected(*result)
-            rows.append(_local_row(filename, subdir, result, on_disk[filename], known, now_ms))
-        except _Rejected as rejected:
-            quarantined.append(
-                _quarantine(ctx, channel, subdir, filename, rejected.reason, rejected.message)
-            )
-            if filename in known:
-                drop.append(filename)
-    ctx.progress.finish()
-    if not ctx.local_channel and any(row.filename not in known for row in rows):
-        rows = _adopt_published(directory, rows, known)
-    with catalog.transaction():
-        catalog.put_files(channel, subdir, rows)
-        catalog.update_stats(channel, subdir, stats_only)
-        catalog.remove_files(channel, subdir, gone + drop)
+    run.read_local(local, on_disk, known)
+    run.commit(known, gone)
     published = publish_subdir(
-        tree,
-        catalog,
+        ctx.tree,
+        ctx.catalog,
         channel,
         subdir,
         settings_for(ctx.settings, subdir, ctx.local_channel),
@@ -208,13 +157,102 @@ def index_subdir(
     return SubdirIndexReport(
         channel,
         subdir,
-        new=len(fresh) - sum(1 for q in quarantined if q.filename in fresh),
+        new=len(fresh) - sum(1 for q in run.quarantined if q.filename in fresh),
         changed=len(touched),
         removed=len(gone),
-        quarantined=tuple(quarantined),
+        quarantined=tuple(run.quarantined),
         published=published,
         seconds=time.monotonic() - started,
     )
+
+
+class _SubdirIndex:
+    """The steps of indexing one subdir, sharing what they found and decided."""
+
+    def __init__(self, ctx: IndexContext, channel: str, subdir: str) -> None:
+        self.ctx, self.channel, self.subdir = ctx, channel, subdir
+        self.directory = ctx.tree.ensure_subdir(channel, subdir)
+        self.quarantined: list[QuarantinedFile] = []
+        self.rows: list[CatalogFile] = []  # new or re-read files with their records
+        self.stats_only: list[tuple[str, int, int]] = []  # touched, bytes unchanged
+        self.drop: list[str] = []  # known files quarantined now
+
+    def unknown_published_subdir(self) -> bool:
+        catalog = self.ctx.catalog
+        return not catalog.outputs(self.channel, self.subdir) and bool(
+            self.ctx.tree.stat(self.directory / REPODATA_JSON)
+        )
+
+    def scan(
+        self, only: Collection[str] | None
+    ) -> tuple[dict[str, FileStat], dict[str, CatalogFile]]:
+        """(files on disk, files the catalog knows): all of them, or just `only`."""
+        tree, catalog = self.ctx.tree, self.ctx.catalog
+        if only is not None:
+            on_disk = tree.stat_packages(self.channel, self.subdir, only)
+            return on_disk, catalog.files_named(self.channel, self.subdir, only)
+        tree.clean_temp(self.channel, self.subdir)
+        for name in tree.scan_unsafe_names(self.channel, self.subdir):
+            self.reject(
+                name,
+                "unsafe_name",
+                f"{name!r} is not a plain <name>-<version>-<build>.conda/.tar.bz2 file name "
+                "clients could download; rename it (no spaces, quotes or control characters)",
+            )
+        on_disk = tree.scan_packages(self.channel, self.subdir)
+        return on_disk, catalog.files(self.channel, self.subdir)
+
+    def recheck_mirrored(
+        self, names: list[str], on_disk: dict[str, FileStat], known: dict[str, CatalogFile]
+    ) -> None:
+        """Mirrored files keep their upstream record; touched ones are only re-hashed."""
+        for filename in names:
+            verdict = _recheck_mirrored(self.directory / filename, known[filename])
+            if verdict is None:
+                stat = on_disk[filename]
+                self.stats_only.append((filename, stat.size, stat.mtime_ns))
+            else:
+                self.reject(filename, "mismatch", verdict)
+                self.drop.append(filename)
+
+    def read_local(
+        self, names: list[str], on_disk: dict[str, FileStat], known: dict[str, CatalogFile]
+    ) -> None:
+        """Local files get their record from their own info/ (read in a process pool)."""
+        ctx = self.ctx
+        now_ms = int(ctx.clock() * 1000)
+        ctx.progress.start(
+            f"{self.channel}/{self.subdir}", len(names), sum(on_disk[f].size for f in names)
+        )
+        for filename, result in _read_all(
+            self.directory, names, ctx.workers, ctx.settings.deep_scan
+        ):
+            ctx.progress.advance(on_disk[filename].size)
+            ctx.progress.file_done()
+            try:
+                if isinstance(result, tuple):
+                    raise _Rejected(*result)
+                row = _local_row(filename, self.subdir, result, on_disk[filename], known, now_ms)
+                self.rows.append(row)
+            except _Rejected as rejected:
+                self.reject(filename, rejected.reason, rejected.message)
+                if filename in known:
+                    self.drop.append(filename)
+        ctx.progress.finish()
+
+    def commit(self, known: dict[str, CatalogFile], gone: list[str]) -> None:
+        ctx = self.ctx
+        if not ctx.local_channel and any(row.filename not in known for row in self.rows):
+            self.rows = _adopt_published(self.directory, self.rows, known)
+        with ctx.catalog.transaction():
+            ctx.catalog.put_files(self.channel, self.subdir, self.rows)
+            ctx.catalog.update_stats(self.channel, self.subdir, self.stats_only)
+            ctx.catalog.remove_files(self.channel, self.subdir, gone + self.drop)
+
+    def reject(self, filename: str, reason: str, message: str) -> None:
+        self.quarantined.append(
+            _quarantine(self.ctx, self.channel, self.subdir, filename, reason, message)
+        )
 
 
 class _Rejected(Exception):

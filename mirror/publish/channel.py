@@ -1,9 +1,5 @@
-"""Use case: the channel-level outputs and the quiet-time work around publishing.
-
-Which index files a subdir gets (settings_for), channeldata.json at the channel root (CEP-38,
-recomputed only for the package names that changed), and the recompression of a quiet
-subdir's repodata.json.zst from the fast publishing level to the final one.
-"""
+"""Use case: channeldata.json at the channel root (CEP-38), recomputed only for the package names
+that changed since it was written."""
 
 from __future__ import annotations
 
@@ -26,28 +22,10 @@ from mirror.core.side_indexes import (
     channeldata_packages,
     summarize,
 )
-from mirror.publish.subdir import REPODATA_JSON, REPODATA_ZST, PublishSettings, final_record
-
-CHANNELDATA = "channeldata.json"
-
-
-def settings_for(index: IndexSettings, subdir: str, local_channel: bool) -> PublishSettings:
-    """What to write for one subdir. run_exports.json needs the packages' info/, which only
-    local packages give, so by default it is written for channels without an upstream."""
-    run_exports = index.run_exports if index.run_exports is not None else local_channel
-    return PublishSettings(
-        zst=index.zst,
-        bz2=index.bz2,
-        shards=index.shards,
-        current_repodata=index.current_repodata,
-        run_exports=run_exports,
-        shard_grace_days=index.shard_grace_days,
-        patches=load_patches(index.patch_instructions, subdir),
-    )
-
-
-def channeldata_enabled(index: IndexSettings, local_channel: bool) -> bool:
-    return index.channeldata if index.channeldata is not None else local_channel
+from mirror.publish.names import (
+    CHANNELDATA,
+)
+from mirror.publish.records import final_record
 
 
 def publish_channeldata(
@@ -144,33 +122,3 @@ def _json_object(data: bytes | None) -> dict[str, object] | None:
         return None
     decoded = msgspec.json.decode(data)
     return decoded if isinstance(decoded, dict) else None
-
-
-def final_zst_level(size_bytes: int) -> int:
-    """The level a quiet subdir's .zst is recompressed to: rattler's 19, except where that
-    would take minutes (conda-forge-sized files), then conda-index's 16."""
-    return 19 if size_bytes <= 64 << 20 else 16
-
-
-def recompress(tree: ChannelTree, catalog: Catalog, channel: str, subdir: str) -> bool:
-    """Rewrite repodata.json.zst at the final level if it was published at a fast one.
-
-    Only while repodata.json is exactly what was published (else a newer publish is due and
-    will start over); the new .zst holds the same bytes, so readers see no change but size."""
-    recorded = catalog.outputs(channel, subdir)
-    zst, json_stat = recorded.get(REPODATA_ZST), recorded.get(REPODATA_JSON)
-    directory = tree.subdir_dir(channel, subdir)
-    if zst is None or json_stat is None:
-        return False
-    target = final_zst_level(json_stat.size)
-    if (zst.zst_level or 0) >= target:
-        return False
-    before = tree.stat(directory / REPODATA_JSON)
-    if before is None or (before.size, before.mtime_ns) != (json_stat.size, json_stat.mtime_ns):
-        return False
-    body = (directory / REPODATA_JSON).read_bytes()
-    stat = tree.write_pieces(directory / REPODATA_ZST, [body], zst_level=target)
-    with catalog.transaction():
-        new = OutputStat(stat.size, stat.mtime_ns, zst.render_key, target)
-        catalog.put_outputs(channel, subdir, {REPODATA_ZST: new})
-    return True

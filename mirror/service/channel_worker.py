@@ -25,7 +25,7 @@ from mirror.core.secrets import Redactor
 from mirror.errors import Interrupted, MirrorError
 from mirror.local.drops import DropContext, admit_drops
 from mirror.local.indexer import IndexContext, index_channel
-from mirror.publish.channel import recompress
+from mirror.publish.recompress import recompress
 from mirror.publish.snapshot import snapshot_channel
 from mirror.reports import DropResult
 from mirror.service.metrics import MirrorMetrics

@@ -16,27 +16,16 @@ from collections.abc import Iterator, Mapping
 from mirror.adapters.catalog import Catalog
 from mirror.adapters.lock import WriterLock
 from mirror.adapters.store import ChannelTree
-from mirror.adapters.upstream import (
-    make_http_client,
-)
+from mirror.adapters.upstream import make_http_client
 from mirror.config.model import MirrorConfig
 from mirror.core.secrets import Redactor, url_secrets
 from mirror.progress import NoProgress, Progress
-from mirror.publish.channel import (
-    channeldata_enabled,
-    publish_channeldata,
-    recompress,
-    settings_for,
-)
+from mirror.publish.channel import publish_channeldata
+from mirror.publish.recompress import recompress
+from mirror.publish.settings import channeldata_enabled, settings_for
 from mirror.publish.snapshot import snapshot_channel
-from mirror.publish.subdir import (
-    ensure_noarch,
-)
-from mirror.reports import (
-    CheckResult,
-    SubdirReport,
-    SyncReport,
-)
+from mirror.publish.subdir import ensure_noarch
+from mirror.reports import CheckResult, SubdirReport, SyncReport
 from mirror.sync.check import run_checks
 from mirror.sync.closure import plan_closures
 from mirror.sync.context import SyncContext, SyncOptions

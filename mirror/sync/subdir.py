@@ -11,17 +11,13 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mirror import __version__
 from mirror.adapters.catalog import CatalogFile, UpstreamState
-from mirror.adapters.upstream import (
-    Fetched,
-    NotModified,
-    Upstream,
-)
+from mirror.adapters.upstream import Fetched, NotModified, Upstream
 from mirror.config.model import ChannelConfig
 from mirror.core.filters import Selection, select
 from mirror.core.plan import (
@@ -33,17 +29,10 @@ from mirror.core.plan import (
     plan_sync,
 )
 from mirror.core.records import Record, UpstreamRepodata
-from mirror.core.repodata_doc import indexed_times
 from mirror.errors import Interrupted, MirrorError, UpstreamError
-from mirror.publish.channel import (
-    settings_for,
-)
-from mirror.publish.subdir import (
-    PublishSettings,
-    pack_top_level,
-    publish_subdir,
-    published_intact,
-)
+from mirror.publish.records import pack_top_level
+from mirror.publish.settings import PublishSettings, settings_for
+from mirror.publish.subdir import publish_subdir, published_intact
 from mirror.reports import FileFailure, Outcome, SubdirReport, UpstreamStatus
 from mirror.sync.context import (
     SyncContext,
@@ -52,7 +41,7 @@ from mirror.sync.context import (
     remembered,
     upstream_key,
 )
-from mirror.sync.downloads import PoolJob, run_pool
+from mirror.sync.transfer import Transfer
 
 if TYPE_CHECKING:
     from mirror.sync.closure import SubdirClosure
@@ -60,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ZST_MISSING_RECHECK_S = 24 * 3600.0  # how long to believe an upstream has no repodata.json.zst
-CATALOG_FLUSH_S = 2.0  # record installed files at least this often, so a crash loses little
 
 
 class SubdirSync:
@@ -155,14 +143,7 @@ class SubdirSync:
     def _apply(
         self, upstream: Upstream, repodata: UpstreamRepodata, fetched: Fetched
     ) -> SubdirReport:
-        ctx = self.ctx
-        selection = select(repodata, self.channel.filters, int(ctx.clock() * 1000))
-        pulled_in = 0
-        if self.closure is not None:
-            by_filters = {r.filename for r in selection.records}
-            records = tuple(self.closure.records(repodata, selection.records))
-            pulled_in = sum(1 for r in records if r.filename not in by_filters)
-            selection = replace(selection, records=records)
+        selection, pulled_in = self._select(repodata)
         self._warn_refused(selection)
         wanted = {
             r.filename: WantedFile(r.filename, r.fields.size, r.fields.sha256, r.fields.md5)
@@ -172,7 +153,6 @@ class SubdirSync:
         plan = plan_sync(wanted, self._present(known))
         if self.closure is not None and self.closure.additive:
             plan = replace(plan, delete=())  # what stays unselected stays published
-        published_count = len(known)
         common = {
             "selected": len(wanted),
             "pulled_in": pulled_in,
@@ -182,7 +162,7 @@ class SubdirSync:
         guard = (
             None
             if self.options.allow_mass_delete
-            else deletion_guard(plan, published_count, self.channel.max_delete_fraction)
+            else deletion_guard(plan, len(known), self.channel.max_delete_fraction)
         )
         if self.options.dry_run:
             return self.report(
@@ -197,12 +177,38 @@ class SubdirSync:
             )
         if guard:
             return self.report(Outcome.GUARDED, message=guard, **common)
+        return self._execute(upstream, repodata, fetched, selection, plan, common)
+
+    def _select(self, repodata: UpstreamRepodata) -> tuple[Selection, int]:
+        """The filters' records, grown by the closure; and how many the closure pulled in."""
+        selection = select(repodata, self.channel.filters, int(self.ctx.clock() * 1000))
+        if self.closure is None:
+            return selection, 0
+        by_filters = {r.filename for r in selection.records}
+        records = tuple(self.closure.records(repodata, selection.records))
+        pulled_in = sum(1 for r in records if r.filename not in by_filters)
+        return replace(selection, records=records), pulled_in
+
+    def _execute(
+        self,
+        upstream: Upstream,
+        repodata: UpstreamRepodata,
+        fetched: Fetched,
+        selection: Selection,
+        plan: SyncPlan,
+        common: dict[str, Any],
+    ) -> SubdirReport:
+        """Download, publish, prune, remember: the plan carried out."""
+        ctx = self.ctx
         ctx.tree.check_space(
             plan.download_bytes, ctx.config.free_space_margin_bytes, f"{self.name}/{self.subdir}"
         )
         by_filename = {r.filename: r for r in selection.records}
-        good, failures, downloaded, verified = self._transfer(upstream, plan, by_filename)
-        failures += [
+        transfer = Transfer(
+            ctx, self.name, self.subdir, self.channel.transfer.workers, self._publish_settings()
+        )
+        moved = transfer.run(upstream, plan, by_filename)
+        failures = moved.failures + [
             FileFailure(
                 w.filename,
                 "name_conflict",
@@ -211,7 +217,7 @@ class SubdirSync:
             )
             for w in plan.conflicts
         ]
-        self._update_records(by_filename, good, repodata)
+        self._update_records(by_filename, moved.good, repodata)
         with ctx.catalog.transaction():
             ctx.catalog.retire_records(self.name, self.subdir, (p.filename for p in plan.delete))
         published = publish_subdir(
@@ -219,32 +225,23 @@ class SubdirSync:
         )
         deleted_bytes = self._prune(plan)
         self._remember(fetched, selection, complete=not failures)
-        outcome = Outcome.FAILED if failures else Outcome.OK
-        for failure in failures:  # the summary below names only the first five
+        for failure in failures:  # the summary names only the first five
             shown = self.ctx.redactor(failure.message)
             log.warning("%s/%s: not mirrored: %s", self.name, self.subdir, shown)
-        message = None
-        if failures:
-            message = (
-                f"{len(failures)} files could not be mirrored: "
-                + "; ".join(f.message for f in failures[:5])
-                + (" ..." if len(failures) > 5 else "")
-            )
-        report = self.report(
-            outcome,
+        return self.report(
+            Outcome.FAILED if failures else Outcome.OK,
             published=published.records,
-            downloaded_files=len(downloaded),
-            downloaded_bytes=sum(f.size for f in downloaded),
-            verified_files=verified,
+            downloaded_files=len(moved.downloaded),
+            downloaded_bytes=sum(f.size for f in moved.downloaded),
+            verified_files=moved.verified,
             unchanged_files=len(plan.keep),
             deleted_files=len(plan.delete),
             deleted_bytes=deleted_bytes,
             repodata_changed=bool(published.changed),
             failures=tuple(failures),
-            message=message and self.ctx.redactor(message),
+            message=_failures_message(failures, self.ctx.redactor),
             **common,
         )
-        return report
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -295,102 +292,6 @@ class SubdirSync:
                 origin=entry.origin if entry else None,
             )
         return present
-
-    def _transfer(
-        self, upstream: Upstream, plan: SyncPlan, records: dict[str, Record]
-    ) -> tuple[set[str], list[FileFailure], list[CatalogFile], int]:
-        """Download and verify; each installed file enters the catalog with its record."""
-        ctx = self.ctx
-        now_ms = int(ctx.clock() * 1000)
-        first_indexed = self._published_times(plan.verify)
-        good = {w.filename for w in plan.keep}
-        failures: list[FileFailure] = []
-        downloaded: list[CatalogFile] = []
-        verified = 0
-        buffer: list[CatalogFile] = []
-        last_flush = time.monotonic()
-        total_files = len(plan.download) + len(plan.verify)
-        ctx.progress.start(
-            f"{self.name}/{self.subdir}",
-            total_files,
-            plan.download_bytes + sum(w.size or 0 for w in plan.verify),
-        )
-        job = PoolJob(
-            upstream,
-            ctx.tree,
-            self.name,
-            self.subdir,
-            self.channel.transfer.workers,
-            ctx.stop,
-            ctx.progress,
-        )
-        staged: list[tuple[CatalogFile, Path]] = []
-        try:
-            for outcome in run_pool(job, list(plan.download), list(plan.verify)):
-                if outcome.failure is not None:
-                    failures.append(outcome.failure)
-                    continue
-                assert outcome.installed is not None
-                good.add(outcome.filename)
-                record = records[outcome.filename]
-                installed = replace(
-                    outcome.installed,
-                    name=record.fields.name,
-                    record=bytes(record.raw),
-                    indexed_ms=_indexed_ms(first_indexed, outcome.installed, now_ms),
-                )
-                if outcome.staged is not None:
-                    staged.append((installed, outcome.staged))
-                    downloaded.append(installed)
-                    continue
-                buffer.append(installed)
-                if outcome.downloaded:
-                    downloaded.append(installed)
-                else:
-                    verified += 1
-                if time.monotonic() - last_flush > CATALOG_FLUSH_S:
-                    self._flush(buffer)
-                    last_flush = time.monotonic()
-        finally:
-            self._flush(buffer)
-            ctx.progress.finish()
-        self._swap_in(staged)
-        return good, failures, downloaded, verified
-
-    def _published_times(self, found: tuple[WantedFile, ...]) -> dict[str, tuple[str | None, int]]:
-        """Files found in place but unknown to the catalog (its database was lost): the
-        published repodata.json still says when each first entered the index (CEP-47), and a
-        rebuild must not make every package look newly indexed."""
-        if not found:
-            return {}
-        path = self.ctx.tree.subdir_dir(self.name, self.subdir) / "repodata.json"
-        try:
-            return indexed_times(path.read_bytes())
-        except OSError:
-            return {}
-
-    def _swap_in(self, staged: list[tuple[CatalogFile, Path]]) -> None:
-        """Upstream replaced files under names we publish. Their old records leave the
-        published index first, then the new bytes take the names, and the new records are
-        published with the rest: at no moment does an index name bytes it does not describe."""
-        if not staged:
-            return
-        ctx = self.ctx
-        with ctx.catalog.transaction():
-            ctx.catalog.retire_records(self.name, self.subdir, (f.filename for f, _ in staged))
-        publish_subdir(ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings())
-        rows = []
-        for row, temp in staged:
-            final = ctx.tree.package_path(self.name, self.subdir, row.filename)
-            stat = ctx.tree.install(temp, final)
-            rows.append(replace(row, size=stat.size, mtime_ns=stat.mtime_ns))
-        self._flush(rows)
-
-    def _flush(self, buffer: list[CatalogFile]) -> None:
-        if buffer:
-            with self.ctx.catalog.transaction():
-                self.ctx.catalog.put_files(self.name, self.subdir, buffer)
-            buffer.clear()
 
     def _update_records(
         self, records: dict[str, Record], good: set[str], repodata: UpstreamRepodata
@@ -478,12 +379,11 @@ class SubdirSync:
             )
 
 
-def _indexed_ms(
-    published: dict[str, tuple[str | None, int]], installed: CatalogFile, now_ms: int
-) -> int:
-    """The published time, when the published record describes exactly these bytes."""
-    sha256, indexed_ms = published.get(installed.filename, (None, now_ms))
-    return indexed_ms if sha256 is not None and sha256 == installed.sha256 else now_ms
+def _failures_message(failures: list[FileFailure], redact: Callable[[str], str]) -> str | None:
+    if not failures:
+        return None
+    shown = "; ".join(f.message for f in failures[:5]) + (" ..." if len(failures) > 5 else "")
+    return redact(f"{len(failures)} files could not be mirrored: {shown}")
 
 
 __all__ = ["SubdirSync", "SyncContext", "SyncOptions"]

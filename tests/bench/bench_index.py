@@ -651,7 +651,8 @@ def ensure_cf_state(workdir: Path, records: int, seed: int) -> CfState:
     from mirror.adapters.catalog import Catalog, CatalogFile
     from mirror.adapters.store import ChannelTree
     from mirror.config.model import IndexSettings
-    from mirror.publish.channel import publish_channeldata, settings_for
+    from mirror.publish.channel import publish_channeldata
+    from mirror.publish.settings import settings_for
     from mirror.publish.subdir import publish_subdir
 
     base = workdir / f"cf-{records}-s{seed}-g{GENERATOR}"

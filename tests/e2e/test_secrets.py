@@ -282,11 +282,11 @@ def test_a_config_error_beside_a_token_does_not_echo_the_token(tmp_path: Path) -
 def test_a_traceback_through_the_cli_logging_masks_token_urls(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mirror.cli import _setup_logging
+    from mirror.cli.logs import setup_logging
 
     root = logging.getLogger()
     level = root.level
-    formatter = _setup_logging("DEBUG")
+    formatter = setup_logging("DEBUG")
     try:
         try:
             try:

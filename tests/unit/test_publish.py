@@ -22,8 +22,10 @@ from mirror.config.model import IndexSettings
 from mirror.core.patches import REVOKED_DEPENDENCY, parse_patch_instructions
 from mirror.core.plan import ORIGIN_LOCAL
 from mirror.local.indexer import IndexContext, index_channel
-from mirror.publish.channel import recompress
-from mirror.publish.subdir import REPODATA_JSON, REPODATA_ZST, PublishSettings, publish_subdir
+from mirror.publish.names import REPODATA_JSON, REPODATA_ZST
+from mirror.publish.recompress import recompress
+from mirror.publish.settings import PublishSettings
+from mirror.publish.subdir import publish_subdir
 from mirror.reports import IndexReport
 from tests.conftest import SHARED_REAL
 from tests.support.builder import PackageSpec, build_package

@@ -17,8 +17,8 @@ from mirror.adapters.upstream import (
     Fetched,
     HttpUpstream,
     NotModified,
+    Retrier,
     Validators,
-    _Retrier,
     decompress_zst,
 )
 from mirror.config.model import TransferSettings
@@ -42,7 +42,7 @@ def make(
     )
     settings = TransferSettings(retries=retries, retry_backoff_s=0.0)
     log = retried if retried is not None else []
-    retry = _Retrier(settings, threading.Event(), log.append)
+    retry = Retrier(settings, threading.Event(), log.append)
     return HttpUpstream(
         "https://up.example/chan",
         client,

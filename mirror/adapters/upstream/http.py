@@ -1,0 +1,219 @@
+"""An upstream over http(s) with httpx: conditional repodata, downloads, classified failures."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from mirror import __version__
+from mirror.adapters.upstream.retry import Retrier
+from mirror.adapters.upstream.values import Downloaded, Fetched, NotModified, OnBytes, Validators
+from mirror.adapters.upstream.verified import (
+    CHUNK_BYTES,
+    decompress_zst,
+    has_zstd_checksum,
+    parse_checked,
+    write_verified,
+)
+from mirror.config.model import TransferSettings
+from mirror.core.plan import WantedFile
+from mirror.core.secrets import Redactor, redact_url
+from mirror.errors import (
+    UpstreamError,
+)
+
+REPODATA_JSON = "repodata.json"
+REPODATA_ZST = "repodata.json.zst"
+_CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def make_http_client(max_connections: int) -> httpx.Client:
+    """The one httpx client of a process: User-Agent, proxy and CA-bundle environment honoured.
+
+    httpx reads HTTP(S)_PROXY / NO_PROXY itself; for the CA bundle we also honour the variables
+    requests and curl users already set on their machines.
+    """
+    verify: ssl.SSLContext | bool = True
+    for name in _CA_ENV:
+        cafile = os.environ.get(name)
+        if cafile:
+            verify = ssl.create_default_context(cafile=cafile)
+            break
+    return httpx.Client(
+        headers={"User-Agent": f"mirror/{__version__} httpx/{httpx.__version__}"},
+        follow_redirects=True,
+        trust_env=True,
+        verify=verify,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    )
+
+
+class HttpUpstream:
+    def __init__(
+        self,
+        url: str,
+        http: httpx.Client,
+        settings: TransferSettings,
+        bearer_token: str | None,
+        redactor: Redactor,
+        retry: Retrier,
+        max_repodata_bytes: int,
+    ) -> None:
+        self._base = url.rstrip("/")
+        self._http = http
+        self._timeout = httpx.Timeout(
+            settings.read_timeout_s, connect=settings.connect_timeout_s, pool=None
+        )
+        self._auth = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
+        self._redact = redactor
+        self._retry = retry
+        self._max_repodata = max_repodata_bytes
+        self.shown_url = redact_url(self._base)
+
+    def fetch_repodata(
+        self, subdir: str, previous: Validators | None, skip_zst: bool
+    ) -> NotModified | Fetched:
+        if not skip_zst:
+            try:
+                result, _ = self._retry.run(
+                    lambda: self._get_confirmed(subdir, REPODATA_ZST, previous)
+                )
+                return result
+            except UpstreamError as exc:
+                if exc.reason != "not_found":
+                    raise
+        result, _ = self._retry.run(lambda: self._get_confirmed(subdir, REPODATA_JSON, previous))
+        if isinstance(result, Fetched) and not skip_zst:
+            return Fetched(result.repodata, result.validators, zst_missing=True)
+        return result
+
+    def _get_confirmed(
+        self, subdir: str, variant: str, previous: Validators | None
+    ) -> NotModified | Fetched:
+        """Plain http has no integrity check, and a repodata.json(.zst) damaged in transit can
+        still parse (zstd frames need not carry a checksum): records with damaged fields that no
+        file check covers (md5, depends) would be published. So over plain http a body not
+        protected by a zstd checksum must be served identically twice."""
+        first, digest, checksummed = self._get_repodata(subdir, variant, previous)
+        if not isinstance(first, Fetched) or checksummed or not self._base.startswith("http:"):
+            return first
+        url = f"{self._base}/{subdir}/{variant}"
+        with self._stream(url, dict(self._auth)) as response:
+            again = hashlib.sha256()
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                again.update(chunk)
+        if again.digest() != digest:
+            raise UpstreamError(
+                f"{self._shown(url)}: two transfers over plain http differ (damaged in transit, "
+                "or upstream changed meanwhile); fetching again",
+                reason="unstable_repodata",
+            )
+        return first
+
+    def _get_repodata(
+        self, subdir: str, variant: str, previous: Validators | None
+    ) -> tuple[NotModified | Fetched, bytes, bool]:
+        """The response, the sha256 of the bytes transferred, and whether a zstd checksum
+        vouched for them."""
+        url = f"{self._base}/{subdir}/{variant}"
+        headers = dict(self._auth)
+        if previous is not None and previous.variant == variant:
+            if previous.etag:
+                headers["If-None-Match"] = previous.etag
+            if previous.last_modified:
+                headers["If-Modified-Since"] = previous.last_modified
+        with self._stream(url, headers) as response:
+            validators = Validators(
+                variant, response.headers.get("ETag"), response.headers.get("Last-Modified")
+            )
+            if response.status_code == 304:
+                return NotModified(previous or validators), b"", False
+            body = bytearray()
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                body += chunk
+                if len(body) > self._max_repodata:
+                    raise UpstreamError(
+                        f"{self._shown(url)}: larger than max_repodata_size "
+                        f"({self._max_repodata} bytes); raise it if this upstream is that big",
+                        reason="too_large",
+                        retryable=False,
+                    )
+        digest = hashlib.sha256(body).digest()
+        checksummed = False
+        if variant == REPODATA_ZST:
+            checksummed = has_zstd_checksum(body)
+            body = decompress_zst(body, self._max_repodata, self._shown(url))
+        parsed = parse_checked(body, self._shown(url))
+        return Fetched(parsed, validators, zst_missing=False), digest, checksummed
+
+    def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
+        url = f"{self._base}/{subdir}/{want.filename}"
+
+        def attempt() -> Downloaded:
+            with self._stream(url, dict(self._auth)) as response:
+                return write_verified(
+                    response.iter_bytes(CHUNK_BYTES),
+                    dest,
+                    want,
+                    on_bytes,
+                    self._retry.stop,
+                    self._shown(url),
+                )
+
+        result, tries = self._retry.run(attempt)
+        return Downloaded(result.size, result.sha256, result.md5, tries)
+
+    @contextlib.contextmanager
+    def _stream(self, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+        """A streamed GET whose failures arrive as classified, redacted UpstreamErrors."""
+        shown = self._shown(url)
+        try:
+            with self._http.stream("GET", url, headers=headers, timeout=self._timeout) as response:
+                raise_for_status(response, shown)
+                yield response
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(
+                f"{shown}: timed out ({type(exc).__name__})", reason="timeout"
+            ) from None
+        except httpx.ConnectError as exc:
+            raise UpstreamError(
+                f"{shown}: cannot connect ({self._redact(str(exc))})", reason="connect"
+            ) from None
+        except httpx.TransportError as exc:
+            text = self._redact(str(exc))
+            reason = "truncated" if "incomplete" in text or "expected" in text else "connection"
+            raise UpstreamError(
+                f"{shown}: connection failed mid-transfer ({text})", reason=reason
+            ) from None
+
+    def _shown(self, url: str) -> str:
+        return self._redact(redact_url(url))
+
+
+def raise_for_status(response: httpx.Response, shown: str) -> None:
+    status = response.status_code
+    if status in (200, 304):
+        return
+    if status in (404, 410):
+        raise UpstreamError(
+            f"{shown}: not found upstream (HTTP {status})", reason="not_found", retryable=False
+        )
+    if status in (401, 403):
+        raise UpstreamError(
+            f"{shown}: access denied (HTTP {status}); check the channel token",
+            reason="auth",
+            retryable=False,
+        )
+    if status >= 500 or status == 429:
+        raise UpstreamError(f"{shown}: upstream error (HTTP {status})", reason=f"http_{status}")
+    raise UpstreamError(
+        f"{shown}: unexpected HTTP {status}", reason=f"http_{status}", retryable=False
+    )

@@ -1,0 +1,54 @@
+"""What an upstream hands back (validators, repodata, downloads) and the protocol it follows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mirror.core.plan import WantedFile
+from mirror.core.records import UpstreamRepodata
+
+OnBytes = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Validators:
+    """Conditional-request validators of one repodata variant (file name)."""
+
+    variant: str
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class NotModified:
+    validators: Validators
+
+
+@dataclass(frozen=True)
+class Fetched:
+    repodata: UpstreamRepodata  # split into raw records (zero-copy slices of the body)
+    validators: Validators
+    zst_missing: bool  # the .zst was asked for and upstream does not have it
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    size: int
+    sha256: str
+    md5: str
+    attempts: int
+
+
+class Upstream(Protocol):
+    shown_url: str
+
+    def fetch_repodata(
+        self, subdir: str, previous: Validators | None, skip_zst: bool
+    ) -> NotModified | Fetched: ...
+
+    def download(
+        self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes
+    ) -> Downloaded: ...

@@ -1,0 +1,108 @@
+"""CEP-16 files of a subdir: new shards (never rewritten), the shard index, and the shard GC."""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import msgspec
+
+from mirror.core.shards import (
+    SHARD_INDEX_NAME,
+    SHARDS_DIR,
+    Shard,
+    build_shard,
+    build_shard_index,
+    removed_by_name,
+)
+from mirror.publish.names import (
+    SHARD_SUFFIX,
+)
+from mirror.publish.records import final_record
+from mirror.publish.step import PublishRun, remember_output
+
+SHARD_WRITERS = 4
+
+
+def write_shards(
+    run: PublishRun, names: set[str], top: dict[str, bytes]
+) -> tuple[dict[str, str | None], int]:
+    """Build the shards of the given package names; write the new ones (never rewrite one)."""
+    folder = run.directory / SHARDS_DIR
+    run.tree.ensure_dir(folder)
+    removed = removed_by_name(msgspec.json.decode(top.get("removed", b"[]")))
+    changes: dict[str, str | None] = {}
+    new_files: list[Path] = []
+
+    def write(shard: Shard) -> None:
+        if run.tree.write_new(folder / shard.filename, shard.data, fsync=False):
+            new_files.append(folder / shard.filename)
+
+    # creating thousands of small files is file-system latency, not CPU: overlap it
+    futures: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=SHARD_WRITERS) as writers:
+        for name in sorted(names):
+            records = []
+            removed_here = set(removed.get(name, ()))
+            for stored in run.catalog.records_named(run.channel, run.subdir, name):
+                final = final_record(stored, run.settings.patches)
+                if final is None:
+                    removed_here.add(stored.filename)  # removed by patch instructions
+                else:
+                    records.append((stored.filename, final))
+            if not records:
+                changes[name] = None
+                continue
+            shard = build_shard(name, records, removed_here)
+            futures.append(writers.submit(write, shard))
+            changes[name] = shard.sha256
+    for future in futures:
+        future.result()  # a failed write (disk full) must stop the index from naming it
+    run.tree.make_durable(new_files)  # before the shard index names them
+    return changes, len(new_files)
+
+
+def updated_shard_map(shard_map: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
+    updated = dict(shard_map)
+    for name, digest in changes.items():
+        if digest is None:
+            updated.pop(name, None)
+        else:
+            updated[name] = digest
+    return updated
+
+
+def write_shard_index(run: PublishRun, shard_map: dict[str, str], *, refresh: bool) -> None:
+    """Written when a shard changed; `created_at` alone never causes a rewrite."""
+    path = run.directory / SHARD_INDEX_NAME
+    if not refresh and run.tree.stat(path) is not None:
+        return
+    created = dt.datetime.fromtimestamp(run.now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run.tree.write_if_changed(path, build_shard_index(run.subdir, shard_map, created))
+    run.changed.append(SHARD_INDEX_NAME)
+    remember_output(run, SHARD_INDEX_NAME)
+
+
+def collect_shard_garbage(run: PublishRun, shard_map: dict[str, str]) -> int:
+    """Delete shards no index has named for the grace period (CEP-16 suggests a week).
+
+    Clients holding an older shard index may still ask for the shards it names, so a shard
+    that drops out of the index becomes an orphan first and is deleted only once it has been
+    one for `shard_grace_days`."""
+    folder = run.directory / SHARDS_DIR
+    referenced = set(shard_map.values())
+    on_disk = run.tree.list_names(folder, SHARD_SUFFIX)
+    orphans = run.catalog.shard_orphans(run.channel, run.subdir)
+    grace_s = run.settings.shard_grace_days * 86400
+    new_orphans = {d: run.now for d in on_disk - referenced if d not in orphans}
+    expired = {
+        d
+        for d, since in orphans.items()
+        if d in on_disk - referenced and run.now - since >= grace_s
+    }
+    for digest in expired:
+        run.tree.remove(folder / f"{digest}{SHARD_SUFFIX}")
+    forget = expired | {d for d in orphans if d in referenced or d not in on_disk}
+    run.catalog.set_shard_orphans(run.channel, run.subdir, new_orphans, forget)
+    return len(expired)

@@ -1,0 +1,143 @@
+"""Downloading and verifying one subdir's planned files, each installed file entering the
+catalog with its record; new bytes under a published name are swapped in safely."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mirror.adapters.catalog import CatalogFile
+from mirror.adapters.upstream import Upstream
+from mirror.core.plan import SyncPlan, WantedFile
+from mirror.core.records import Record
+from mirror.core.repodata_doc import indexed_times
+from mirror.publish.names import REPODATA_JSON
+from mirror.publish.settings import PublishSettings
+from mirror.publish.subdir import publish_subdir
+from mirror.reports import FileFailure
+from mirror.sync.context import SyncContext
+from mirror.sync.downloads import PoolJob, run_pool
+
+CATALOG_FLUSH_S = 2.0  # record installed files at least this often, so a crash loses little
+
+
+@dataclass(frozen=True)
+class Transferred:
+    good: set[str]  # file names now in place with the right bytes (kept ones included)
+    failures: list[FileFailure]
+    downloaded: list[CatalogFile]
+    verified: int  # found on disk and hashed instead of downloaded
+
+
+class Transfer:
+    """The download step of one channel/subdir sync."""
+
+    def __init__(
+        self, ctx: SyncContext, channel: str, subdir: str, workers: int, settings: PublishSettings
+    ) -> None:
+        self.ctx, self.name, self.subdir = ctx, channel, subdir
+        self.workers = workers
+        self.settings = settings
+
+    def run(self, upstream: Upstream, plan: SyncPlan, records: dict[str, Record]) -> Transferred:
+        """Download and verify; each installed file enters the catalog with its record."""
+        ctx = self.ctx
+        now_ms = int(ctx.clock() * 1000)
+        first_indexed = self._published_times(plan.verify)
+        good = {w.filename for w in plan.keep}
+        failures: list[FileFailure] = []
+        downloaded: list[CatalogFile] = []
+        verified = 0
+        buffer: list[CatalogFile] = []
+        last_flush = time.monotonic()
+        total_files = len(plan.download) + len(plan.verify)
+        ctx.progress.start(
+            f"{self.name}/{self.subdir}",
+            total_files,
+            plan.download_bytes + sum(w.size or 0 for w in plan.verify),
+        )
+        job = PoolJob(
+            upstream,
+            ctx.tree,
+            self.name,
+            self.subdir,
+            self.workers,
+            ctx.stop,
+            ctx.progress,
+        )
+        staged: list[tuple[CatalogFile, Path]] = []
+        try:
+            for outcome in run_pool(job, list(plan.download), list(plan.verify)):
+                if outcome.failure is not None:
+                    failures.append(outcome.failure)
+                    continue
+                assert outcome.installed is not None
+                good.add(outcome.filename)
+                record = records[outcome.filename]
+                installed = replace(
+                    outcome.installed,
+                    name=record.fields.name,
+                    record=bytes(record.raw),
+                    indexed_ms=_indexed_ms(first_indexed, outcome.installed, now_ms),
+                )
+                if outcome.staged is not None:
+                    staged.append((installed, outcome.staged))
+                    downloaded.append(installed)
+                    continue
+                buffer.append(installed)
+                if outcome.downloaded:
+                    downloaded.append(installed)
+                else:
+                    verified += 1
+                if time.monotonic() - last_flush > CATALOG_FLUSH_S:
+                    self._flush(buffer)
+                    last_flush = time.monotonic()
+        finally:
+            self._flush(buffer)
+            ctx.progress.finish()
+        self._swap_in(staged)
+        return Transferred(good, failures, downloaded, verified)
+
+    def _published_times(self, found: tuple[WantedFile, ...]) -> dict[str, tuple[str | None, int]]:
+        """Files found in place but unknown to the catalog (its database was lost): the
+        published repodata.json still says when each first entered the index (CEP-47), and a
+        rebuild must not make every package look newly indexed."""
+        if not found:
+            return {}
+        path = self.ctx.tree.subdir_dir(self.name, self.subdir) / REPODATA_JSON
+        try:
+            return indexed_times(path.read_bytes())
+        except OSError:
+            return {}
+
+    def _swap_in(self, staged: list[tuple[CatalogFile, Path]]) -> None:
+        """Upstream replaced files under names we publish. Their old records leave the
+        published index first, then the new bytes take the names, and the new records are
+        published with the rest: at no moment does an index name bytes it does not describe."""
+        if not staged:
+            return
+        ctx = self.ctx
+        with ctx.catalog.transaction():
+            ctx.catalog.retire_records(self.name, self.subdir, (f.filename for f, _ in staged))
+        publish_subdir(ctx.tree, ctx.catalog, self.name, self.subdir, self.settings)
+        rows = []
+        for row, temp in staged:
+            final = ctx.tree.package_path(self.name, self.subdir, row.filename)
+            stat = ctx.tree.install(temp, final)
+            rows.append(replace(row, size=stat.size, mtime_ns=stat.mtime_ns))
+        self._flush(rows)
+
+    def _flush(self, buffer: list[CatalogFile]) -> None:
+        if buffer:
+            with self.ctx.catalog.transaction():
+                self.ctx.catalog.put_files(self.name, self.subdir, buffer)
+            buffer.clear()
+
+
+def _indexed_ms(
+    published: dict[str, tuple[str | None, int]], installed: CatalogFile, now_ms: int
+) -> int:
+    """The published time, when the published record describes exactly these bytes."""
+    sha256, indexed_ms = published.get(installed.filename, (None, now_ms))
+    return indexed_ms if sha256 is not None and sha256 == installed.sha256 else now_ms
