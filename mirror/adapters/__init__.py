@@ -1,0 +1,1 @@
+"""Each module or package wraps one outside thing (http, SQLite, the tree, archives, ...)."""

@@ -174,10 +174,6 @@ class PartWriter:
             self._file.close()
             self._file = None
 
-    def add_file(self, name: str, source: Path, size: int, expected_sha256: str) -> int:
-        """One tar member: see add_files."""
-        return self.add_files([(name, source, size, expected_sha256)])[0]
-
     def add_files(self, items: Sequence[tuple[str, Path, int, str]]) -> list[int]:
         """One tar member each (name, source, size, sha256; pax headers for long names), its
         data copied and hashed, the next files read ahead meanwhile; returns each data's offset

@@ -312,16 +312,25 @@ class Quarantine:
         return sum(1 for p in self.root.rglob("*.reason") if p.is_file())
 
 
-def hash_file(path: Path, chunk_bytes: int = 1 << 20) -> tuple[int, str, str]:
-    """(size, sha256, md5) of a file, read in chunks."""
-    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+def hash_file(
+    path: Path, *, with_md5: bool = True, chunk_bytes: int = 1 << 20
+) -> tuple[int, str, str]:
+    """(size, sha256, md5) of a file, read in chunks; md5 is "" when not asked for (it costs
+    a third more time, and only records of old md5-only packages need it)."""
+    sha256 = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False) if with_md5 else None
     size = 0
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_bytes):
             size += len(chunk)
             sha256.update(chunk)
-            md5.update(chunk)
-    return size, sha256.hexdigest(), md5.hexdigest()
+            if md5 is not None:
+                md5.update(chunk)
+    return size, sha256.hexdigest(), md5.hexdigest() if md5 is not None else ""
+
+
+def sha256_file(path: Path) -> str:
+    return hash_file(path, with_md5=False)[1]
 
 
 def _mb(size: int) -> str:

@@ -34,6 +34,7 @@ from mirror.adapters.snapshots import (
     SnapshotStore,
 )
 from mirror.adapters.state_files import write_atomically
+from mirror.adapters.store import sha256_file
 from mirror.bundles.export import hook_paths
 from mirror.config.model import MirrorConfig
 from mirror.core.bundle_manifest import (
@@ -287,11 +288,7 @@ def _in_place(dest: Path, known: FileState | None, item: BundleFile) -> bool:
         item.size, stat.st_mtime_ns, item.sha256,
     ):  # fmt: skip
         return True
-    digest = hashlib.sha256()
-    with dest.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest() == item.sha256
+    return sha256_file(dest) == item.sha256
 
 
 def _finish(

@@ -1,0 +1,1 @@
+"""Pure computation: records and their gate, filters, plans, closures, shards, lockfile parsing."""

@@ -21,7 +21,6 @@ VERSION = 1
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.json.sha256"
 SIGNATURE = "manifest.json.sig"
-PART_PATTERN = re.compile(r"data\.(\d{4})\.tar")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_+=!-][A-Za-z0-9_.+=!-]{0,250}")

@@ -32,9 +32,6 @@ class PatchSet:
     remove: frozenset[str] = frozenset()
     digest: str = ""
 
-    def touches(self, filename: str) -> bool:
-        return filename in self.fixes or filename in self.revoke or filename in self.remove
-
 
 NO_PATCHES = PatchSet()
 

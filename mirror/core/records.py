@@ -98,10 +98,6 @@ class UpstreamRepodata:
     top_level: Mapping[str, msgspec.Raw]
     body: bytes | bytearray = b""  # the document the raw slices point into
 
-    @property
-    def record_count(self) -> int:
-        return len(self.entries)
-
 
 def parse_repodata(body: bytes | bytearray, *, source: str) -> UpstreamRepodata:
     """Split a repodata document into raw records without decoding them.

@@ -74,12 +74,8 @@ class ChannelEntry:
     run_exports: Mapping[str, Any] | None
 
 
-def channeldata_json(subdirs: Iterable[str], entries: Iterable[ChannelEntry]) -> bytes:
-    """CEP-38: per package name, the newest version, where it exists, and what it is about."""
-    return channeldata_document(subdirs, channeldata_packages(entries))
-
-
 def channeldata_document(subdirs: Iterable[str], packages: Mapping[str, Any]) -> bytes:
+    """CEP-38: per package name, the newest version, where it exists, and what it is about."""
     document = {"channeldata_version": 1, "packages": packages, "subdirs": sorted(set(subdirs))}
     return msgspec.json.encode(document, order="sorted") + b"\n"
 

@@ -1,0 +1,1 @@
+"""The health of a published tree: verify, repair, status."""

@@ -1,0 +1,1 @@
+"""Local packages: indexing a channel folder, and admitting files from drop folders."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mirror.adapters.archive import PackageInfo, read_package
 from mirror.adapters.catalog import Catalog, CatalogFile
-from mirror.adapters.store import ChannelTree, Quarantine, hash_file
+from mirror.adapters.store import ChannelTree, Quarantine, sha256_file
 from mirror.config.model import ChannelConfig
 from mirror.core.package_records import InvalidPackage
 from mirror.core.records import is_safe_filename
@@ -218,7 +218,7 @@ def _collision(
     target: Path,
     info: PackageInfo,
 ) -> DropOutcome:
-    _, published_sha256, _ = hash_file(target)
+    published_sha256 = sha256_file(target)
     if published_sha256 == info.sha256:
         path.unlink()
         log.info(

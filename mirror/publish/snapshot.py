@@ -22,11 +22,10 @@ from mirror.adapters.snapshots import (
     Snapshot,
     SnapshotStore,
 )
+from mirror.adapters.store import sha256_file
 from mirror.errors import MirrorError
 
 log = logging.getLogger(__name__)
-
-CHUNK = 1 << 20
 
 
 def scan_channel(channel_dir: Path) -> dict[str, tuple[int, int]]:
@@ -49,14 +48,6 @@ def scan_channel(channel_dir: Path) -> dict[str, tuple[int, int]]:
                 stat = entry.stat(follow_symlinks=False)
                 found[prefix + entry.name] = (stat.st_size, stat.st_mtime_ns)
     return found
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tree_digest(files: dict[str, FileState]) -> str:
@@ -92,7 +83,7 @@ def take_snapshot(
         if vouched is not None and vouched[:2] == (size, mtime_ns) and vouched[2]:
             state = FileState(path, size, mtime_ns, vouched[2])
         else:
-            state = FileState(path, size, mtime_ns, sha256_of(channel_dir / path))
+            state = FileState(path, size, mtime_ns, sha256_file(channel_dir / path))
         if old is not None and (old.size, old.sha256) == (size, state.sha256):
             touched.append(state)
         else:

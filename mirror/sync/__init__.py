@@ -1,0 +1,1 @@
+"""One sync of mirrored channels: context, subdir run, downloads, closure, lockfiles, check."""
