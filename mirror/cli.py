@@ -406,15 +406,13 @@ def _cmd_verify(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, redactor: _RedactingFormatter) -> int:
-    import json
-
     from mirror.config import load_config, resolve_config_path
-    from mirror.status import collect_status, format_status
+    from mirror.status import collect_status, format_status, status_json
 
     config = load_config(resolve_config_path(args.config))
     rows = collect_status(config)
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        print(status_json(rows))
     else:
         print(redactor(format_status(rows)))
     return EXIT_OK
