@@ -1,0 +1,1 @@
+"""The long-running service: the daemon's HTTP listener and its status page."""
