@@ -14,6 +14,7 @@ from html import escape
 
 from mirror.status import (
     DROPS_ROW,
+    SOURCE_LOCAL,
     DropFolderStatus,
     SubdirStatus,
     format_size,
@@ -32,6 +33,7 @@ _OUTCOME_STATES = {
     "guarded": STATE_WARNING,
     "interrupted": STATE_WARNING,
 }
+_EMPTY_NAME = '""'  # a subdir named "" would otherwise be an invisible blank cell
 _SEVERITY = (STATE_NEVER, STATE_OK, STATE_WARNING, STATE_FAILED)
 _COLUMNS = (
     "Subdir",
@@ -66,6 +68,7 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eaeef2;vertical-align:top}
 thead th{font-size:13px;color:#57606a;border-bottom:2px solid #d0d7de}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+tbody th,td.num,td.when,td.outcome,td.solvable{white-space:nowrap}
 td.source{font-family:ui-monospace,monospace;font-size:13px;overflow-wrap:anywhere}
 tr.subdir.state-failed{background:#fdecea}
 tr.detail.state-failed{background:#fdecea}
@@ -129,10 +132,10 @@ def _header(channels: dict[str, list[SubdirStatus]], now: float, refresh_s: int)
     summary = f"{len(channels)} channels, {subdirs} subdirs"
     failed = sum(1 for rows in channels.values() for r in rows if row_state(r) == STATE_FAILED)
     if failed:
-        summary += f", {failed} failed"
+        summary += f"; subdirs whose last sync failed: {failed}"
     warnings = states.count(STATE_WARNING)
     if warnings:
-        summary += f", {warnings} channels need attention"
+        summary += f"; channels that need attention: {warnings}"
     return (
         "<header><h1>mirror status</h1>"
         f'<p class="summary">{_e(summary)}</p>'
@@ -143,6 +146,8 @@ def _header(channels: dict[str, list[SubdirStatus]], now: float, refresh_s: int)
 
 def _channel(index: int, name: str, rows: list[SubdirStatus], now: float) -> str:
     state = channel_state(rows)
+    local = all(r.repodata_source == SOURCE_LOCAL for r in rows if r.subdir != DROPS_ROW)
+    label = "local" if state == STATE_NEVER and local else state
     first = rows[0]
     facts = [
         ("Next run", _time(first.next_run_at, now) if first.next_run_at else "not scheduled"),
@@ -153,7 +158,7 @@ def _channel(index: int, name: str, rows: list[SubdirStatus], now: float) -> str
     return (
         f'<section class="channel state-{state}" id="channel-{index}" '
         f'data-channel="{_e(name)}" data-state="{state}">'
-        f'<h2>{_e(name)} {_badge(state)}</h2><dl class="facts">'
+        f'<h2>{_e(name)} {_badge(state, label)}</h2><dl class="facts">'
         + "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts)
         + "</dl><table><thead><tr>"
         + "".join(f'<th scope="col">{column}</th>' for column in _COLUMNS)
@@ -165,10 +170,10 @@ def _subdir(row: SubdirStatus, now: float) -> str:
     state = row_state(row)
     classes = f"subdir state-{state}" + (" unsolvable" if row.solvable is False else "")
     cells = [
-        f'<th scope="row">{_e(row.subdir)}</th>',
+        f'<th scope="row">{_e(row.subdir or _EMPTY_NAME)}</th>',
         f'<td class="num">{row.packages:,}</td>',
         f'<td class="num">{_e(format_size(row.size_bytes))}</td>',
-        f"<td>{_time(row.last_sync_at, now) if row.last_sync_at else 'never'}</td>",
+        f'<td class="when">{_time(row.last_sync_at, now) if row.last_sync_at else "-"}</td>',
         f'<td class="outcome">{_outcome(row)}</td>',
         f'<td class="source">{_e(row.repodata_source or "-")}</td>',
         f'<td class="solvable">{_solvable(row.solvable)}</td>',
@@ -210,6 +215,8 @@ def _detail(row: SubdirStatus, state: str) -> str:
 def _outcome(row: SubdirStatus) -> str:
     if row.subdir == DROPS_ROW:
         return '<span class="muted">rejected drops</span>'
+    if row.last_outcome is None and row.repodata_source == SOURCE_LOCAL:
+        return '<span class="muted">not synced: local</span>'  # drops publish it, no sync
     return _badge(row_state(row), row.last_outcome or "never")
 
 

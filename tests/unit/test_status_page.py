@@ -125,7 +125,7 @@ def test_a_failed_sync_is_marked_failed_on_its_row_and_channel_with_its_message(
     }
     assert len(page.with_class("span", "badge failed")) == 2  # the channel's and the row's
     assert "Sync failed: upstream answered 500" in page.text
-    assert "1 failed" in page.text
+    assert "subdirs whose last sync failed: 1" in page.text
 
 
 def test_hostile_values_are_shown_as_text_and_add_no_markup() -> None:
