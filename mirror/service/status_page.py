@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from html import escape
+from types import MappingProxyType
 
 from mirror.status import (
     DROPS_ROW,
@@ -25,14 +26,16 @@ STATE_OK = "ok"
 STATE_FAILED = "failed"
 STATE_WARNING = "warning"  # guarded, interrupted, or an outcome this page does not know
 STATE_NEVER = "never"  # no run recorded yet
-_OUTCOME_STATES = {
-    "ok": STATE_OK,
-    "unchanged": STATE_OK,
-    "imported": STATE_OK,
-    "failed": STATE_FAILED,
-    "guarded": STATE_WARNING,
-    "interrupted": STATE_WARNING,
-}
+_OUTCOME_STATES = MappingProxyType(
+    {
+        "ok": STATE_OK,
+        "unchanged": STATE_OK,
+        "imported": STATE_OK,
+        "failed": STATE_FAILED,
+        "guarded": STATE_WARNING,
+        "interrupted": STATE_WARNING,
+    }
+)
 _EMPTY_NAME = '""'  # a subdir named "" would otherwise be an invisible blank cell
 _SEVERITY = (STATE_NEVER, STATE_OK, STATE_WARNING, STATE_FAILED)
 _COLUMNS = (
@@ -159,7 +162,7 @@ def _channel(index: int, name: str, rows: list[SubdirStatus], now: float) -> str
         f'<section class="channel state-{state}" id="channel-{index}" '
         f'data-channel="{_e(name)}" data-state="{state}">'
         f'<h2>{_e(name)} {_badge(state, label)}</h2><dl class="facts">'
-        + "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts)
+        + "".join(f"<dt>{term}</dt><dd>{value}</dd>" for term, value in facts)
         + "</dl><table><thead><tr>"
         + "".join(f'<th scope="col">{column}</th>' for column in _COLUMNS)
         + f"</tr></thead><tbody>{table_rows}</tbody></table></section>"

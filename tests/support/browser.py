@@ -113,11 +113,19 @@ class Chromium:
                     (os.POSIX_SPAWN_DUP2, replies_w, 4),
                 ],
             )
+        except OSError:
+            os.close(commands_w)
+            os.close(replies_r)
+            raise
         finally:
             for fd in (commands_r, replies_w, log_fd, null_fd):
                 os.close(fd)
         self._to_browser, self._from_browser = commands_w, replies_r
-        self.call("Browser.getVersion")  # answers once the browser is up
+        try:
+            self.call("Browser.getVersion")  # answers once the browser is up
+        except BaseException:
+            self.close()  # no browser left behind by a failed start
+            raise
         return self
 
     def close(self) -> None:
