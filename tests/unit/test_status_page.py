@@ -152,7 +152,7 @@ def test_hostile_values_are_shown_as_text_and_add_no_markup() -> None:
         assert section["data-channel"] == hostile
 
 
-@settings(derandomize=True, max_examples=200, deadline=None)
+@settings(derandomize=True, max_examples=200, deadline=None, database=None)
 @given(st.text(max_size=40), st.text(min_size=1, max_size=40))
 def test_no_text_in_a_value_changes_the_page_structure(channel: str, message: str) -> None:
     benign = Parsed(render_status_page([a_row(channel="c", last_message="m")], now=NOW))
