@@ -73,15 +73,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import json
-
     from mirror.config import load_config, resolve_config_path
-    from mirror.health.status import collect_status, format_status
+    from mirror.health.status import collect_status, format_status, status_json
 
     config = load_config(resolve_config_path(args.config))
     rows = collect_status(config)
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        print(status_json(rows))
     else:
         print(args.redact(format_status(rows)))
     return EXIT_OK

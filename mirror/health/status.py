@@ -4,61 +4,111 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mirror.adapters.catalog import CATALOG_NAME, Catalog
 from mirror.adapters.snapshots import ORIGIN_IMPORT, SNAPSHOTS_NAME, SnapshotStore
 from mirror.adapters.store import QUARANTINE_DIR
-from mirror.config.model import MirrorConfig
+from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.bundle_manifest import is_package
+from mirror.core.secrets import redact_url
 from mirror.local.drops import DROPS_SUBDIR
-from mirror.reports import SubdirStatus
+from mirror.reports import CheckResult, DropFolderStatus, QuarantineEntry, SubdirStatus
 from mirror.sync.check import RESULTS_FILE, load_results
+
+DROPS_ROW = "(drops)"  # the row of a channel's rejected drops, which never reached a subdir
+QUARANTINE_LISTED = 20  # per subdir, newest first; `quarantined` still counts them all
+REASON_CHARS = 500  # a .reason is one line; a longer one is cut for display
+SOURCE_LOCAL = "local packages"
+SOURCE_IMPORT = "imported bundle"
+
+
+def status_json(rows: Sequence[SubdirStatus]) -> str:
+    """The document `mirror status --json` prints and the daemon serves as /status.json."""
+    return json.dumps([row.as_dict() for row in rows], indent=2)
 
 
 def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
-    """Read-only: the daemon may be running (SQLite WAL lets readers in). Channels fed by
-    `mirror import` are described by their last imported snapshot."""
+    """Read-only: the daemon may be running (SQLite WAL lets readers in without blocking its
+    writers), and nothing is created. Channels fed by `mirror import` are described by their
+    last imported snapshot."""
     path = config.state_dir / CATALOG_NAME
     imported = _imported(config)
     if not path.exists() and not imported:
         return []
-    solvable: dict[tuple[str, str], bool] = {}
-    for result in load_results(config.state_dir / RESULTS_FILE):
-        key = (result.channel, result.platform)
-        solvable[key] = solvable.get(key, True) and result.ok
+    checks = load_results(config.state_dir / RESULTS_FILE)
+    quarantine = config.state_dir / QUARANTINE_DIR
     rows: list[SubdirStatus] = []
     with Catalog(path) if path.exists() else contextlib.nullcontext() as catalog:
         next_runs = catalog.next_runs() if catalog else {}
         for channel in config.channels:
+            folders = tuple(DropFolderStatus(str(p)) for p in channel.drop_folders)
             known = catalog.subdirs(channel.name) if catalog else []
             for subdir in sorted(set(channel.subdirs) | set(known)):
-                packages, size = (
-                    catalog.published_stats(channel.name, subdir) if catalog else (0, 0)
-                )
-                last = catalog.last_run(channel.name, subdir) if catalog else None
-                snap = imported.get(channel.name)
-                if snap is not None and not packages:
-                    packages, size = snap.subdirs.get(subdir, (0, 0))
-                    last = (snap.at, "imported", None)
+                row = _subdir_row(catalog, channel, subdir, imported.get(channel.name))
+                count, listed = _quarantined(quarantine / channel.name / subdir)
+                solvable, problem = _solvability(checks, channel.name, subdir)
                 rows.append(
-                    SubdirStatus(
-                        channel.name,
-                        subdir,
-                        packages,
-                        size,
-                        last[0] if last else None,
-                        last[1] if last else None,
-                        next_runs.get(channel.name),
-                        _quarantined(config.state_dir / QUARANTINE_DIR / channel.name, subdir),
-                        solvable.get((channel.name, subdir)),
+                    replace(
+                        row,
+                        next_run_at=next_runs.get(channel.name),
+                        quarantined=count,
+                        quarantined_files=listed,
+                        solvable=solvable,
+                        solve_problem=problem,
+                        drop_folders=folders,
                     )
                 )
-            drops = _quarantined(config.state_dir / QUARANTINE_DIR / channel.name, DROPS_SUBDIR)
-            if drops:  # rejected drops never reached a subdir
-                rows.append(SubdirStatus(channel.name, "(drops)", 0, 0, None, None, None, drops))
+            count, listed = _quarantined(quarantine / channel.name / DROPS_SUBDIR)
+            if count:  # rejected drops never reached a subdir
+                drops = SubdirStatus(channel.name, DROPS_ROW, 0, 0, None, None, None, count)
+                rows.append(replace(drops, quarantined_files=listed, drop_folders=folders))
     return rows
+
+
+def _subdir_row(
+    catalog: Catalog | None, channel: ChannelConfig, subdir: str, snap: _Imported | None
+) -> SubdirStatus:
+    """What the catalog (or the last imported snapshot) says about one subdir."""
+    packages, size = catalog.published_stats(channel.name, subdir) if catalog else (0, 0)
+    last = catalog.last_run(channel.name, subdir) if catalog else None
+    source: str | None = SOURCE_LOCAL if not channel.mirrored else None
+    if channel.mirrored and catalog is not None:
+        state = catalog.upstream_state(channel.name, subdir)
+        if state is not None:  # the upstream file the published records were read from
+            source = f"{redact_url(channel.upstream or '').rstrip('/')}/{subdir}/{state.variant}"
+    if snap is not None and not packages:
+        packages, size = snap.subdirs.get(subdir, (0, 0))
+        last, source = (snap.at, "imported", None), SOURCE_IMPORT
+    return SubdirStatus(
+        channel.name,
+        subdir,
+        packages,
+        size,
+        last_sync_at=last[0] if last else None,
+        last_outcome=last[1] if last else None,
+        last_message=last[2] if last else None,
+        next_run_at=None,
+        quarantined=0,
+        repodata_source=source,
+    )
+
+
+def _solvability(
+    checks: list[CheckResult], channel: str, platform: str
+) -> tuple[bool | None, str | None]:
+    """(solvable, the first failure's explanation) over the last checks of a platform."""
+    mine = [c for c in checks if (c.channel, c.platform) == (channel, platform)]
+    if not mine:
+        return None, None
+    failed = [c for c in mine if not c.ok]
+    if not failed:
+        return True, None
+    first = failed[0]
+    return False, f"{' '.join(first.specs)}: {first.message}"
 
 
 @dataclass(frozen=True)
@@ -88,9 +138,26 @@ def _imported(config: MirrorConfig) -> dict[str, _Imported]:
     return found
 
 
-def _quarantined(folder: Path, subdir: str) -> int:
-    target = folder / subdir
-    return sum(1 for p in target.glob("*.reason")) if target.is_dir() else 0
+def _quarantined(folder: Path) -> tuple[int, tuple[QuarantineEntry, ...]]:
+    """How many files a quarantine folder holds, and the newest with their `.reason`."""
+    if not folder.is_dir():
+        return 0, ()
+    dated: list[tuple[float, Path]] = []
+    for reason_file in folder.glob("*.reason"):
+        with contextlib.suppress(OSError):  # removed by an operator meanwhile
+            dated.append((reason_file.stat().st_mtime, reason_file))
+    dated.sort(key=lambda item: (-item[0], item[1].name))
+    listed = []
+    for _mtime, reason_file in dated[:QUARANTINE_LISTED]:
+        try:
+            with reason_file.open(errors="replace") as handle:
+                reason = handle.read(REASON_CHARS + 1).strip()
+        except OSError:
+            continue
+        if len(reason) > REASON_CHARS:
+            reason = reason[:REASON_CHARS] + "…"
+        listed.append(QuarantineEntry(reason_file.name.removesuffix(".reason"), reason))
+    return len(dated), tuple(listed)
 
 
 def format_status(rows: list[SubdirStatus]) -> str:
@@ -110,10 +177,10 @@ def format_status(rows: list[SubdirStatus]) -> str:
             (
                 f"{row.channel}/{row.subdir}",
                 str(row.packages),
-                _size(row.size_bytes),
-                _when(row.last_sync_at),
+                format_size(row.size_bytes),
+                format_time(row.last_sync_at),
                 row.last_outcome or "-",
-                _when(row.next_run_at),
+                format_time(row.next_run_at),
                 str(row.quarantined),
                 {True: "yes", False: "NO", None: "-"}[row.solvable],
             )
@@ -124,13 +191,13 @@ def format_status(rows: list[SubdirStatus]) -> str:
     )
 
 
-def _when(timestamp: float | None) -> str:
+def format_time(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _size(size: int) -> str:
+def format_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":

@@ -5,7 +5,15 @@ report never imports the use case (or the http client) that produced it.
 """
 
 from mirror.reports.bundles import ExportReport, ImportReport
-from mirror.reports.health import Problem, SubdirCheck, SubdirStatus, VerifyOutcome, VerifyReport
+from mirror.reports.health import (
+    DropFolderStatus,
+    Problem,
+    QuarantineEntry,
+    SubdirCheck,
+    SubdirStatus,
+    VerifyOutcome,
+    VerifyReport,
+)
 from mirror.reports.local import (
     DropOutcome,
     DropReport,
@@ -19,6 +27,7 @@ from mirror.reports.sync import CheckResult, FileFailure, SubdirReport, SyncRepo
 
 __all__ = [
     "CheckResult",
+    "DropFolderStatus",
     "DropOutcome",
     "DropReport",
     "DropResult",
@@ -30,6 +39,7 @@ __all__ = [
     "Problem",
     "ProblemKind",
     "PublishResult",
+    "QuarantineEntry",
     "QuarantinedFile",
     "SubdirCheck",
     "SubdirIndexReport",

@@ -62,6 +62,20 @@ class VerifyOutcome:
 
 
 @dataclass(frozen=True)
+class QuarantineEntry:
+    filename: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DropFolderStatus:
+    path: str
+    # HOOK(issue 15, drop folders on network shares): `events` or `poll` once `watch.mode`
+    # exists and the watcher decides per folder; None until then
+    watch_mode: str | None = None
+
+
+@dataclass(frozen=True)
 class SubdirStatus:
     channel: str
     subdir: str
@@ -72,6 +86,17 @@ class SubdirStatus:
     next_run_at: float | None
     quarantined: int
     solvable: bool | None = None  # the last solvability check on this platform; None: none ran
+    # Fields below were added for the status page; each defaults to "unknown" so readers of
+    # `mirror status --json` that predate them keep working.
+    last_message: str | None = None  # what the last run said: why it failed, was guarded, ...
+    repodata_source: str | None = None  # the upstream file it came from, or how it was made
+    solve_problem: str | None = None  # the solver's explanation when `solvable` is False
+    quarantined_files: tuple[QuarantineEntry, ...] = ()  # newest first, QUARANTINE_LISTED at most
+    # Channel-level facts, repeated on each row of the channel (the rows stay one flat list):
+    drop_folders: tuple[DropFolderStatus, ...] = ()
+    # HOOK(issue 15): a sync reports closure problems (SyncReport.problems) but does not store
+    # them yet; once the run history keeps them, read them here. Empty until then.
+    closure_problems: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

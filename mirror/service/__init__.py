@@ -1,1 +1,1 @@
-"""The long-running service: the daemon, its per-channel workers, metrics."""
+"""The long-running service: the daemon, its per-channel workers, metrics, the status page."""

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from mirror.adapters.catalog import Catalog
 from mirror.adapters.lock import WriterLock
@@ -31,7 +31,9 @@ from mirror.config import MirrorConfig, load_config
 from mirror.config.model import ChannelConfig
 from mirror.core.secrets import Redactor, url_secrets
 from mirror.errors import MirrorError
+from mirror.health.status import collect_status
 from mirror.service.channel_worker import ChannelWorker
+from mirror.service.http import StatusApp, serve_status
 from mirror.service.metrics import MirrorMetrics
 
 log = logging.getLogger(__name__)
@@ -161,15 +163,19 @@ class Daemon:
         if service.metrics_host is None:
             return
         try:
-            self._metrics_server = start_http_server(
-                service.metrics_port, addr=service.metrics_host, registry=self.registry
-            )
+            # one listener: the status page at /, /status.json and /metrics
+            app = StatusApp(self.registry, lambda: collect_status(self.config), self.redactor)
+            self._metrics_server = serve_status(service.metrics_host, service.metrics_port, app)
         except OSError as exc:
             raise MirrorError(
                 f"cannot serve metrics on {service.metrics_host}:{service.metrics_port}: "
                 f"{exc.strerror}; change metrics.listen"
             ) from exc
-        log.info("metrics on http://%s:%d/metrics", service.metrics_host, service.metrics_port)
+        log.info(
+            "status page on http://%s:%d/, metrics on /metrics",
+            service.metrics_host,
+            service.metrics_port,
+        )
 
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
