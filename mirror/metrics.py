@@ -159,9 +159,15 @@ class MirrorMetrics:
             gap_s = schedule_gap_s(schedule, now)
             if gap_s is not None:
                 self.schedule_interval.labels(channel).set(gap_s)
+            # present from the start at 0, so increase() and rate() see a channel's first sync
             for outcome in SYNC_OUTCOMES:
-                # present from the start at 0, so increase() sees a channel's first failure
                 self.sync_runs.labels(channel, outcome)
+            for per_channel in (
+                self.downloaded_packages,
+                self.downloaded_bytes,
+                self.refused_records,
+            ):
+                per_channel.labels(channel)
 
     def record_sync(self, channel: str, report: SyncReport, seconds: float, now: float) -> None:
         outcomes = {s.outcome for s in report.subdirs}

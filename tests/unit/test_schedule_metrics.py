@@ -54,12 +54,15 @@ def test_set_schedules_exports_each_scheduled_channel_and_forgets_the_others() -
     assert registry.get_sample_value(interval, {"channel": "main"}) == 30 * 60
 
 
-def test_a_scheduled_channel_counts_its_sync_runs_from_zero_so_the_first_failure_shows() -> None:
+def test_a_scheduled_channel_counts_from_zero_so_its_first_sync_shows_in_increase() -> None:
     registry = CollectorRegistry()
     MirrorMetrics(registry).set_schedules({"cf": Schedule(interval_minutes=60)}, NOW)
     for outcome in ("ok", "failed", "interrupted"):
         labels = {"channel": "cf", "outcome": outcome}
         assert registry.get_sample_value("conda_mirror_sync_runs_total", labels) == 0
+    for counter in ("downloaded_packages", "downloaded_bytes", "refused_records"):
+        value = registry.get_sample_value(f"conda_mirror_{counter}_total", {"channel": "cf"})
+        assert value == 0, counter
 
 
 def test_the_process_start_time_is_exported_for_the_staleness_alert() -> None:
