@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -211,6 +212,10 @@ class Daemon:
                 misfire_grace_time=None,
                 replace_existing=True,
             )
+        self.metrics.set_schedules(
+            {c.name: c.schedule for c in self.config.channels if c.schedule and c.mirrored},
+            datetime.now(UTC),
+        )
 
     def _request_sync(self, name: str) -> None:
         worker = self.workers.get(name)

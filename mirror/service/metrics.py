@@ -5,13 +5,23 @@ Labels stay low-cardinality (channel, subdir, outcome, reason, kind): never file
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from mirror import __version__
+from mirror.config.model import Schedule
 from mirror.reports import DropOutcome, DropResult, Outcome, SyncReport, UpstreamStatus
 
 _DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, float("inf"))
+SYNC_OUTCOMES = (Outcome.OK, Outcome.FAILED, Outcome.INTERRUPTED)  # what sync_runs counts
+# enough to see the longest gap of any cron that repeats within a year and runs under 5,000
+# times before it (every 5 minutes on weekdays: 540 a week); about 13 us a run
+_CRON_HORIZON = timedelta(days=400)
+_CRON_MAX_RUNS = 5_000
 
 
 class MirrorMetrics:
@@ -23,6 +33,9 @@ class MirrorMetrics:
             "conda_mirror_build_info", "Version of mirror running.", ("version",)
         )
         self.build_info.labels(__version__).set(1)
+        # process_start_time_seconds: the staleness alert needs it for a channel that has not
+        # succeeded since the daemon (re)started
+        ProcessCollector(registry=registry)
         self._declare_sync_metrics()
         self._declare_publish_metrics()
         self._declare_drop_metrics()
@@ -50,6 +63,11 @@ class MirrorMetrics:
             "Wall time of a channel's sync run.",
             ("channel",),
             _DURATION_BUCKETS,
+        )
+        self.schedule_interval = self._gauge(
+            "conda_mirror_schedule_interval_seconds",
+            "Longest expected wait between two scheduled syncs of a channel, jitter included.",
+            ("channel",),
         )
         self.last_success = self._gauge(
             "conda_mirror_last_success_timestamp_seconds",
@@ -149,6 +167,24 @@ class MirrorMetrics:
             _DURATION_BUCKETS,
         )
 
+    def set_schedules(self, schedules: Mapping[str, Schedule], now: datetime) -> None:
+        """The daemon calls this whenever it (re)schedules: channels no longer scheduled lose
+        their interval, so nothing alerts on them."""
+        self.schedule_interval.clear()
+        for channel, schedule in schedules.items():
+            gap_s = schedule_gap_s(schedule, now)
+            if gap_s is not None:
+                self.schedule_interval.labels(channel).set(gap_s)
+            # present from the start at 0, so increase() and rate() see a channel's first sync
+            for outcome in SYNC_OUTCOMES:
+                self.sync_runs.labels(channel, outcome)
+            for per_channel in (
+                self.downloaded_packages,
+                self.downloaded_bytes,
+                self.refused_records,
+            ):
+                per_channel.labels(channel)
+
     def record_sync(self, channel: str, report: SyncReport, seconds: float, now: float) -> None:
         outcomes = {s.outcome for s in report.subdirs}
         outcome = (
@@ -191,3 +227,32 @@ class MirrorMetrics:
     def set_published(self, channel: str, subdir: str, packages: int, size_bytes: int) -> None:
         self.published_packages.labels(channel, subdir).set(packages)
         self.published_bytes.labels(channel, subdir).set(size_bytes)
+
+
+def schedule_gap_s(schedule: Schedule, now: datetime) -> float | None:
+    """The longest wait between two runs of a schedule, plus its jitter; None if unknown.
+
+    For a cron this is the longest gap, not the usual one: a weekday cron usually waits a day,
+    but an alert at twice that would fire every weekend.
+    """
+    if schedule.cron:
+        gap_s = _longest_cron_gap_s(schedule.cron, now)
+    elif schedule.interval_minutes is not None:
+        gap_s = schedule.interval_minutes * 60
+    else:
+        return None
+    return None if gap_s is None else gap_s + schedule.jitter_s
+
+
+def _longest_cron_gap_s(cron: str, now: datetime) -> float | None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    # the daemon's trigger, without its jitter (the caller adds the largest jitter instead)
+    trigger = CronTrigger.from_crontab(cron, timezone="UTC")
+    runs: list[datetime] = []
+    when = trigger.get_next_fire_time(None, now)
+    while when is not None and when - now <= _CRON_HORIZON and len(runs) < _CRON_MAX_RUNS:
+        runs.append(when)
+        when = trigger.get_next_fire_time(when, when)
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(runs)]
+    return max(gaps, default=None)
