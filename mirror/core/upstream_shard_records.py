@@ -54,10 +54,17 @@ class UpstreamShard:
     removed: tuple[str, ...] = ()
     refused: tuple[Refusal, ...] = ()
     unknown_keys: tuple[str, ...] = ()
-    dependency_names: frozenset[str] = frozenset()
+    dependency_specs: frozenset[str] = frozenset()  # the `depends` of the records kept
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", MappingProxyType(dict(self.entries)))
+
+    @property
+    def dependency_names(self) -> frozenset[str]:
+        """The package names the kept records depend on, virtual packages left out; parsed
+        only when a closure asks."""
+        found = (dependency_name(spec) for spec in self.dependency_specs)
+        return frozenset(name for name in found if name)
 
 
 def decode_shard(
@@ -86,6 +93,22 @@ def decode_shard(
     )
     if not isinstance(document, dict):
         raise _malformed(source, _why(document, "the document is not a map"))
+    entries, refused, depends = _read_groups(document, name, source)
+    return UpstreamShard(
+        name=name,
+        sha256=actual,
+        entries=entries,
+        removed=_removed(document.get("removed", []), source),
+        refused=tuple(refused),
+        unknown_keys=tuple(sorted(set(document) - {*PACKAGE_GROUPS, "removed"})),
+        dependency_specs=frozenset(depends),
+    )
+
+
+def _read_groups(
+    document: dict[str, Any], name: str, source: str
+) -> tuple[dict[str, tuple[str, bytes]], list[Refusal], set[str]]:
+    """(file name -> (group, record JSON), refusals, the dependency specs of kept records)."""
     entries: dict[str, tuple[str, bytes]] = {}
     refused: list[Refusal] = []
     depends: set[str] = set()
@@ -100,16 +123,10 @@ def decode_shard(
                 continue
             # as parse_repodata does: a file name in both groups keeps the later one
             entries[filename] = (group, outcome)
-            depends.update(_dependency_names(record))
-    return UpstreamShard(
-        name=name,
-        sha256=actual,
-        entries=entries,
-        removed=_removed(document.get("removed", []), source),
-        refused=tuple(refused),
-        unknown_keys=tuple(sorted(set(document) - {*PACKAGE_GROUPS, "removed"})),
-        dependency_names=frozenset(depends),
-    )
+            specs = record.get("depends") if isinstance(record, dict) else None
+            if isinstance(specs, list):
+                depends.update(spec for spec in specs if isinstance(spec, str))
+    return entries, refused, depends
 
 
 def _malformed(source: str, detail: str) -> ShardError:
@@ -117,7 +134,7 @@ def _malformed(source: str, detail: str) -> ShardError:
 
 
 def _why(value: Any, otherwise: str) -> str:
-    return value.reason if isinstance(value, Unfit) else otherwise
+    return f"it is {value.reason}" if isinstance(value, Unfit) else otherwise
 
 
 def _removed(value: Any, source: str) -> tuple[str, ...]:
@@ -128,60 +145,57 @@ def _removed(value: Any, source: str) -> tuple[str, ...]:
 
 
 def _record_json(shard_name: str, filename: str, record: Any) -> bytes | Refusal:
-    shown = printable(filename)
     implied = name_from_filename(filename)
     if implied is not None and implied != shard_name:
         # a sharded client looks for it in its own name's shard only, and whether we saw it
         # must not depend on which other shards a run happened to fetch
         return Refusal(
-            shown, f"listed in the shard of {printable(shard_name)!r}, not in its own name's"
+            printable(filename),
+            f"listed in the shard of {printable(shard_name)!r}, not in its own name's",
         )
-    if isinstance(record, dict):
+    if type(record) is dict:
         record = dict(record)
         for key in DIGEST_KEYS:
             hex_digest = digest_hex(record.get(key))
             if hex_digest is not None:
                 record[key] = hex_digest
-    problem = json_problem(record)
-    if problem is not None:
-        return Refusal(shown, f"{problem}, which repodata.json cannot hold; refused")
+        for key, value in record.items():
+            problem = json_problem(value, depth=1)
+            if problem is not None:
+                return _unfit(filename, f"field {printable(key)!r} {problem}")
+    else:
+        problem = f"is {record.reason}" if type(record) is Unfit else json_problem(record)
+        if problem is not None:
+            return _unfit(filename, f"the record {problem}")
     return _ENCODER.encode(record)
 
 
-def json_problem(value: Any, where: str = "the record", depth: int = 0) -> str | None:
-    """Why `value` has no JSON form, or None. JSON-able values are left for the record gate."""
-    if value is None or isinstance(value, str | bool | int):
+def _unfit(filename: str, problem: str) -> Refusal:
+    return Refusal(printable(filename), f"{problem}, which repodata.json cannot hold; refused")
+
+
+def json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why `value` has no JSON form ("holds nan", ...), or None. Values JSON can hold are left
+    for the record gate to judge. Exact type checks: msgpack makes no subclasses."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
         return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{where} holds {value!r}"
+    if kind is float:
+        return None if math.isfinite(value) else f"holds {value!r}"
     if depth >= MAX_DEPTH:
-        return f"{where} is nested more than {MAX_DEPTH} levels deep"
-    if isinstance(value, list):
-        for item in value:
-            problem = json_problem(item, where, depth + 1)
-            if problem is not None:
-                return problem
+        return f"is nested more than {MAX_DEPTH} levels deep"
+    if kind is list or kind is dict:
+        for item in value if kind is list else value.values():
+            if type(item) is not str:  # most items are (depends, constrains)
+                problem = json_problem(item, depth + 1)
+                if problem is not None:
+                    return problem
         return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"field {printable(key)!r}" if depth == 0 else where
-            problem = json_problem(item, inner, depth + 1)
-            if problem is not None:
-                return problem
-        return None
-    if isinstance(value, Unfit):
-        return f"in {where}, {value.reason}"
-    if isinstance(value, bytes):
-        return f"{where} holds binary data"
-    return f"{where} holds a msgpack {type(value).__name__} value"
-
-
-def _dependency_names(record: Any) -> set[str]:
-    """The package names a record's `depends` mention (virtual packages left out)."""
-    if not isinstance(record, dict) or not isinstance(record.get("depends"), list):
-        return set()
-    found = (dependency_name(spec) for spec in record["depends"] if isinstance(spec, str))
-    return {name for name in found if name}
+    if kind is Unfit:
+        return f"holds {value.reason}"
+    if kind is bytes:
+        return "holds binary data"
+    return f"holds a msgpack {kind.__name__} value"
 
 
 def combine(shards: Iterable[UpstreamShard]) -> tuple[dict[str, tuple[str, bytes]], list[str]]:

@@ -116,9 +116,9 @@ def _map(pairs: list[tuple[Any, Any]]) -> dict[str, Any] | Unfit:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if not isinstance(key, str):
-            return Unfit(f"a map has the key {printable(repr(key))}, which is not a string")
+            return Unfit(f"a map with the non-string key {printable(repr(key))}")
         if key in result:
-            return Unfit(f"a map has the key {printable(key)!r} twice")
+            return Unfit(f"a map with the key {printable(key)!r} twice")
         result[key] = value
     return result
 
@@ -182,7 +182,7 @@ def _names(shards: Any, max_names: int, malformed: Callable[[str], ShardError]) 
 
 
 def _why_not_map(value: Any, what: str) -> str:
-    return f"{what}: {value.reason}" if isinstance(value, Unfit) else f"{what} is not a map"
+    return f"{what} is {value.reason}" if isinstance(value, Unfit) else f"{what} is not a map"
 
 
 def _created_at(value: Any, malformed: Callable[[str], ShardError]) -> str | None:
