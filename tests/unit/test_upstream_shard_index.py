@@ -9,6 +9,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import zstandard
 
 from mirror.core.shards import build_shard_index
 from mirror.core.upstream_shards import (
@@ -20,7 +21,7 @@ from mirror.core.upstream_shards import (
     shard_url,
 )
 from mirror.errors import RepodataError, ShardError
-from tests.unit.shard_bytes import Packed, pack, packed_map, zst
+from tests.unit.shard_bytes import pack, packed_map, zst
 
 SOURCE = "https://up.example/ch/linux-64/repodata_shards.msgpack.zst"
 HASH = hashlib.sha256(b"a shard").hexdigest()
@@ -189,8 +190,7 @@ def _without(key: str) -> dict[str, Any]:
     ],
 )  # fmt: skip
 def test_a_malformed_index_is_refused_naming_what_is_wrong(document: Any, detail: str) -> None:
-    data = zst(bytes(document)) if isinstance(document, Packed) else index_bytes(document)
-    error = refused(data)
+    error = refused(index_bytes(document))
     assert error.reason == "malformed"
     assert detail in str(error)
     assert "repodata.json instead" in str(error), "the message says what happens next"
@@ -208,6 +208,17 @@ def test_bounded_decompression_refuses_a_bomb_without_producing_it() -> None:
     with pytest.raises(ShardError) as caught:
         decompress_bounded(bomb, 2**20, source="bomb", what="shard")
     assert caught.value.reason == "too_large"
+
+
+def test_a_frame_asking_for_a_window_larger_than_the_limit_needs_is_refused() -> None:
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=27)
+    compressor = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    huge_window = compressor.compress(b"x" * 1000) + compressor.flush()
+    assert zstandard.get_frame_parameters(huge_window).window_size == 2**27
+    with pytest.raises(ShardError) as caught:
+        decompress_bounded(huge_window, 2**20, source="window", what="shard")
+    assert caught.value.reason == "corrupt"
+    assert decompress_bounded(huge_window, 2**27, source="window", what="shard") == b"x" * 1000
 
 
 # -- where the shards are -------------------------------------------------------------------------
