@@ -15,7 +15,7 @@ from mirror.core.records import name_from_filename, parse_repodata
 from mirror.core.shards import SHARD_INDEX_NAME
 from mirror.core.upstream_shard_records import UpstreamShard, combine, decode_shard
 from mirror.core.upstream_shards import parse_shard_index, shard_url
-from tests.conftest import world_specs
+from tests.conftest import SHARED_REAL, world_specs
 from tests.support.builder import build_channel
 from tests.support.sharded_upstream import canonicalize_repodata, shard_channel
 from tests.support.upstream_server import UpstreamServer
@@ -134,3 +134,21 @@ def test_resharding_an_unchanged_channel_writes_no_shard_and_the_same_index(tmp_
     assert first["linux-64"].written > 0 and again["linux-64"].written == 0
     assert again["linux-64"].shards == first["linux-64"].shards
     assert (channel / "linux-64" / SHARD_INDEX_NAME).read_bytes() == index
+
+
+def test_condas_real_sharded_test_channel_reads_to_the_values_of_its_repodata_json() -> None:
+    """conda's own CEP-16 test channel (real zlib and libgcc-ng records, shards_base_url "")."""
+    subdir = SHARED_REAL / "conda_format_repo" / "linux-64"
+    if not (subdir / SHARD_INDEX_NAME).exists():
+        pytest.skip("shared real test data is absent")
+
+    def read(url: str) -> bytes:
+        return Path(url2pathname(url.removeprefix("file://"))).read_bytes()
+
+    via_shards, _ = read_through_shards(read, (subdir / SHARD_INDEX_NAME).as_uri())
+    entries, _ = read_through_repodata((subdir / "repodata.json").read_bytes())
+    assert via_shards.keys() == entries.keys() and len(entries) == 3
+    for filename, (group, raw) in via_shards.items():
+        # the same values; the bytes differ only because that repodata.json is pretty-printed
+        assert group == entries[filename][0]
+        assert msgspec.json.decode(raw) == msgspec.json.decode(entries[filename][1])
