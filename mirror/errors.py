@@ -34,6 +34,25 @@ class RepodataError(MirrorError):
     """Upstream repodata is not valid JSON or not shaped like repodata."""
 
 
+class ShardError(RepodataError):
+    """An upstream CEP-16 shard or shard index is unusable. Carries a low-cardinality reason
+    (empty, corrupt, too_large, malformed, hash_mismatch); the sync falls back to
+    repodata.json."""
+
+    def __init__(self, message: str, *, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ShardHashMismatch(ShardError):
+    """A fetched shard's sha256 is not the name its index gave it (a stale cache, a CDN that
+    served other bytes, a truncated body). Never decoded; the sync falls back to
+    repodata.json."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="hash_mismatch")
+
+
 class VerificationError(UpstreamError):
     """A downloaded file's size or hash differs from its upstream record."""
 

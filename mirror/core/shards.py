@@ -64,18 +64,26 @@ def _packed_record(raw: bytes) -> dict[str, Any]:
     return dict(record)
 
 
-def build_shard_index(subdir: str, shards: Mapping[str, str], created_at: str) -> bytes:
+def build_shard_index(
+    subdir: str,
+    shards: Mapping[str, str],
+    created_at: str,
+    *,
+    base_url: str = "",
+    shards_base_url: str = SHARDS_BASE_URL,
+) -> bytes:
     """The shard index: package name -> 32 raw bytes of its shard's sha256.
 
     `created_at` is the only field that changes without the content changing, so callers
-    compare `shards` with the published index before deciding to write a new one.
+    compare `shards` with the published index before deciding to write a new one. Our own
+    trees keep the defaults; tests build upstreams whose shards or packages live elsewhere.
     """
     document = {
         "version": 1,
         "info": {
             "subdir": subdir,
-            "base_url": "",
-            "shards_base_url": SHARDS_BASE_URL,
+            "base_url": base_url,
+            "shards_base_url": shards_base_url,
             "created_at": created_at,
         },
         "shards": {name: bytes.fromhex(digest) for name, digest in shards.items()},
