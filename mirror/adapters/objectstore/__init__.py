@@ -7,8 +7,22 @@ and build a client, more than a whole no-op `mirror sync` may take).
 """
 
 from mirror.adapters.objectstore.bucket import Bucket
+from mirror.adapters.objectstore.lease import Lease, LeaseKeeper, LeaseTiming
+from mirror.adapters.objectstore.lease_record import LEASE_KEY, LeaseRecord
 from mirror.adapters.objectstore.location import Addressing, BucketLocation
 from mirror.adapters.objectstore.objects import Listing, ObjectStat
 from mirror.adapters.objectstore.retry import RetryPolicy
 
-__all__ = ["Addressing", "Bucket", "BucketLocation", "Listing", "ObjectStat", "RetryPolicy"]
+__all__ = [
+    "LEASE_KEY",
+    "Addressing",
+    "Bucket",
+    "BucketLocation",
+    "Lease",
+    "LeaseKeeper",
+    "LeaseRecord",
+    "LeaseTiming",
+    "Listing",
+    "ObjectStat",
+    "RetryPolicy",
+]
