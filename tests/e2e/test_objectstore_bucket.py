@@ -310,3 +310,23 @@ def test_a_missing_bucket_is_named_with_what_to_do(s3: S3Bucket) -> None:
         other.put_bytes("k", b"1")
     assert "bucket 'no-such-bucket-here' does not exist" in str(caught.value)
     assert "s3://no-such-bucket-here/p/k" in str(caught.value)
+
+
+def test_unchanged_bytes_are_not_sent_and_changes_are_conditional(s3: S3Bucket) -> None:
+    """The index writer's primitive: a no-op publish sends nothing; a stale writer is refused."""
+    bucket = s3.bucket("channels")
+    key = "c/noarch/repodata.json"
+    written, etag = bucket.put_if_changed(key, b"v1", last_etag=None)
+    assert written
+    listed = bucket.list_dir("c/noarch").objects["repodata.json"].etag  # what a new run sees
+    s3.gateway.clear()
+    assert bucket.put_if_changed(key, b"v1", last_etag=listed) == (False, etag)
+    assert s3.gateway.requests == []
+    written, newer = bucket.put_if_changed(key, b"v2", last_etag=listed)
+    assert written and s3.gateway.requests_of("PUT")[0].headers["if-match"] == etag
+    with pytest.raises(StoreConflictError):  # a writer that still believes in v1
+        bucket.put_if_changed(key, b"v3", last_etag=etag)
+    with pytest.raises(StoreConflictError):  # one that believes there is none
+        bucket.put_if_changed(key, b"v3", last_etag=None)
+    data, stat = bucket.get_object(key)
+    assert (data, stat.etag) == (b"v2", newer)

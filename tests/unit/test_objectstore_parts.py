@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mirror.adapters.objectstore.connect import (
 from mirror.adapters.objectstore.credentials import choose_credentials
 from mirror.adapters.objectstore.failures import Context, diagnose, translate
 from mirror.adapters.objectstore.location import BucketLocation, check_key
+from mirror.adapters.objectstore.objects import etag_names
 from mirror.adapters.objectstore.retry import Retrier, RetryPolicy
 from mirror.core.secrets import Redactor
 from mirror.errors import ConfigError, StoreConflictError, StoreError, StoreMissingError
@@ -289,3 +291,11 @@ def test_the_retrier_returns_the_first_success() -> None:
 def test_invalid_retry_policies_are_refused() -> None:
     with pytest.raises(ConfigError):
         RetryPolicy(attempts=0)
+
+
+def test_only_a_plain_md5_etag_proves_the_bytes_unchanged() -> None:
+    md5 = hashlib.md5(b"data").hexdigest()
+    assert etag_names(f'"{md5}"', b"data") and etag_names(md5, b"data")
+    assert not etag_names(f'"{md5}"', b"other")
+    assert not etag_names(f'"{md5}-2"', b"data")  # a multipart upload's ETag
+    assert not etag_names('"W/abc"', b"data")

@@ -26,6 +26,7 @@ from mirror.adapters.objectstore.objects import (
     SHA256_METADATA,
     Listing,
     ObjectStat,
+    etag_names,
     relative_to,
     stat_from_meta,
 )
@@ -222,6 +223,27 @@ class Bucket:
             conditional=mode != "overwrite",
             settle=lambda: self._holds_bytes(key, data),
         )
+
+    def put_if_changed(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        last_etag: str | None,
+        headers: ObjectHeaders | None = None,
+    ) -> tuple[bool, str]:
+        """Write `data` unless the object already holds it; returns (written, etag).
+
+        `last_etag` is the ETag this writer last saw for the key (from head, get_object or a
+        listing; None: it saw no object). If it is the MD5 of `data` nothing is sent at all;
+        otherwise the PUT is conditional on it (If-Match, or If-None-Match: * for None), so a
+        writer that lost its lease never overwrites a newer version: StoreConflictError."""
+        if last_etag is not None and etag_names(last_etag, data):
+            return False, last_etag
+        etag = self.put_bytes(
+            key, data, headers=headers, create_only=last_etag is None, if_match=last_etag
+        )
+        return True, etag
 
     def put_file(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +12,7 @@ from typing import Any
 # user metadata (x-amz-meta-sha256) put_file stores beside a package, so that verify and a
 # resumed run can trust an object without downloading it
 SHA256_METADATA = "sha256"
+_PLAIN_MD5 = re.compile(r'"?([0-9a-f]{32})"?')
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +55,13 @@ def stat_from_meta(
 def relative_to(prefix: str, path: str) -> str:
     """obstore's path (relative to the bucket prefix) relative to a listed prefix."""
     return path[len(prefix) + 1 :] if prefix else path
+
+
+def etag_names(etag: str, data: bytes) -> bool:
+    """True if `etag` is provably that of `data`: S3 (and MinIO, Ceph) give an object written
+    in one PUT, without SSE-KMS or SSE-C, the MD5 of its bytes as ETag. Any other ETag (a
+    multipart upload's 'md5-N', an encrypted object's) proves nothing: False."""
+    match = _PLAIN_MD5.fullmatch(etag)
+    return (
+        match is not None and match.group(1) == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    )
