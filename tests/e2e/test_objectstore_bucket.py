@@ -330,3 +330,13 @@ def test_unchanged_bytes_are_not_sent_and_changes_are_conditional(s3: S3Bucket) 
         bucket.put_if_changed(key, b"v3", last_etag=None)
     data, stat = bucket.get_object(key)
     assert (data, stat.etag) == (b"v2", newer)
+
+
+def test_virtual_hosted_addressing_names_the_bucket_in_the_host(s3: S3Bucket) -> None:
+    virtual = s3.virtual_bucket("channels")
+    virtual.put_bytes("c/noarch/repodata.json", b"{}")
+    put = s3.gateway.requests_of("PUT")[-1]
+    assert put.headers["host"] == f"{s3.name}.s3.amazonaws.com"
+    assert put.path == "/channels/c/noarch/repodata.json"
+    assert s3.bucket("channels").get_bytes("c/noarch/repodata.json") == b"{}"
+    assert set(virtual.walk("c")) == {"noarch/repodata.json"}

@@ -178,6 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _relay(self) -> None:
         owner = self.server.owner
+        if self.path.startswith(("http://", "https://")):
+            # a client using the gateway as its HTTP proxy (virtual-hosted addressing: the
+            # bucket is in the Host header, which moto reads)
+            self.path = "/" + self.path.split("://", 1)[1].partition("/")[2]
         headers = {k.lower(): v for k, v in self.headers.items()}
         body = self._read_body(headers)
         fault, corrupt = owner._draw(self.command)

@@ -100,6 +100,21 @@ class S3Bucket:
         options.setdefault("environ", environment())
         return Bucket(self.location(prefix, direct=direct), **options)
 
+    def virtual_bucket(self, prefix: str = "", **options: Any) -> Bucket:
+        """A Bucket addressing this one virtual-hosted style (`<bucket>.s3.amazonaws.com`,
+        which moto recognises), its requests sent through the gateway as an HTTP proxy:
+        127.0.0.1 has no DNS names with the bucket in them."""
+        options.setdefault("retry", FAST_RETRIES)
+        options.setdefault("environ", environment())
+        location = BucketLocation(
+            self.name,
+            prefix,
+            endpoint_url="http://s3.amazonaws.com",
+            region=REGION,
+            addressing="virtual",
+        )
+        return Bucket(location, proxy_url=self.gateway.url, **options)
+
     def make_public(self, prefix: str = "") -> None:
         """The policy a site serving the bucket over plain http sets: anyone may GET objects
         under the prefix (and nothing else)."""

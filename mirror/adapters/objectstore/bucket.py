@@ -44,7 +44,8 @@ class Bucket:
     """Keys are '/'-separated and relative to the location's prefix. Writes are atomic per
     object (a PUT, or a multipart upload completed in one step), carry a SHA-256 the server
     checks, and get the Content-Type and Cache-Control of their kind of key unless told
-    otherwise. Thread-safe: one Bucket serves a whole pool of workers."""
+    otherwise. Thread-safe: one Bucket serves a whole pool of workers. `proxy_url`: an HTTP
+    proxy every request goes through."""
 
     def __init__(
         self,
@@ -55,6 +56,7 @@ class Bucket:
         multipart_threshold_bytes: int = 64 * MIB,
         part_size_bytes: int = 16 * MIB,
         part_concurrency: int = 4,
+        proxy_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         env = os.environ if environ is None else environ
@@ -71,7 +73,7 @@ class Bucket:
         self._store = S3Store(
             location.bucket,
             credential_provider=provider,  # type: ignore[arg-type]
-            **store_settings(location, self.endpoint, policy),
+            **store_settings(location, self.endpoint, policy, proxy_url=proxy_url),
         )
         self._retrier = Retrier(policy, self._redact, sleep=sleep)
 

@@ -56,7 +56,11 @@ def resolve_endpoint(location: BucketLocation, environ: Mapping[str, str]) -> En
 
 
 def store_settings(
-    location: BucketLocation, endpoint: Endpoint, policy: RetryPolicy
+    location: BucketLocation,
+    endpoint: Endpoint,
+    policy: RetryPolicy,
+    *,
+    proxy_url: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for obstore.store.S3Store (credentials aside)."""
     config: dict[str, Any] = {
@@ -79,6 +83,8 @@ def store_settings(
         "connect_timeout": f"{policy.connect_timeout_s}s",
         "user_agent": f"mirror/{__version__}",
     }
+    if proxy_url is not None:
+        client_options["proxy_url"] = proxy_url
     return {
         "prefix": location.prefix or None,
         "config": config,
