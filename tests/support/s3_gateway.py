@@ -31,9 +31,11 @@ __all__ = ["FAULT_KINDS", "GatewayRequest", "S3Gateway"]
 # "reset": the connection is closed with an RST before the server saw the request;
 # "lost_reply": the server did the work, then the client's connection is reset (the client
 # cannot know whether its PUT happened);
+# "late_500": the server did the work, then the client gets 500 InternalError (as from a
+# load balancer that gave up waiting);
 # "denied": 403 SignatureDoesNotMatch with the body AWS sends, which echoes the canonical
 # request, session token included (a client must not repeat it in its messages).
-FAULT_KINDS = frozenset({"500", "503", "429", "reset", "lost_reply", "denied"})
+FAULT_KINDS = frozenset({"500", "503", "429", "reset", "lost_reply", "late_500", "denied"})
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection"}
 _ERROR_XML = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
@@ -224,6 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
         record(status, fault or ("corrupt" if corrupt else None), len(reply))
         if fault == "lost_reply":
             self._reset()
+            return
+        if fault == "late_500":
+            self._fail(500)
             return
         self._send(status, reply_headers, reply)
 

@@ -359,7 +359,10 @@ class Bucket:
         return etag or ""
 
     def _holds_bytes(self, key: str, data: bytes) -> str | None:
-        stored, stat = self.get_object(key)
+        try:
+            stored, stat = self.get_object(key)
+        except StoreMissingError:
+            return None
         return stat.etag if stored == data else None
 
     def _holds_file(self, key: str, size: int, sha256_hex: str | None) -> str | None:

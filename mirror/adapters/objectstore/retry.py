@@ -89,17 +89,19 @@ class Retrier:
         *,
         on_transient: Callable[[Diagnosis], None] | None = None,
     ) -> T:
+        """`on_transient` hears of every try that failed in a way that may have taken effect
+        all the same: one that got no answer or a 5xx, or one obstore itself repeated."""
         attempt = 1
         while True:
             try:
                 return operation()
             except (ObstoreError, FileNotFoundError) as exc:
                 diagnosis = diagnose(exc)
+            if on_transient is not None and (diagnosis.transient or diagnosis.retries):
+                on_transient(diagnosis)  # this try, or one obstore repeated, may have landed
             if not diagnosis.worth_retrying or attempt >= self.policy.attempts:
                 tries = attempt + (diagnosis.retries or 0)
                 raise translate(diagnosis, ctx, tries, self._redact) from None
-            if on_transient is not None:
-                on_transient(diagnosis)
             delay_s = self.policy.backoff_s(attempt, self._rng)
             log.debug(
                 "%s %s: %s; retry %d of %d in %.2f s",
