@@ -224,3 +224,15 @@ def run_together(calls: list[Callable[[], object]]) -> list[BaseException | None
     for thread in threads:
         thread.join(30)
     return outcomes
+
+
+def test_a_release_that_cannot_reach_the_bucket_is_not_fatal(s3: S3Bucket) -> None:
+    lease = lease_on(s3.bucket("tree"), Clocks(), "h1", 1)
+    lease.acquire()
+    s3.gateway.fail_randomly(1.0, ["503"])
+    lease.release()  # logged; the lease frees itself when it expires
+    s3.gateway.heal()
+    assert not lease.holds()
+    with pytest.raises(LeaseLostError) as caught:
+        lease.check()
+    assert "not held" in str(caught.value)

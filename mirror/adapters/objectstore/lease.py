@@ -163,6 +163,12 @@ class Lease:
             self.bucket.put_bytes(self.key, record.release(self._clock()).to_json(), if_match=etag)
         except StoreConflictError:
             log.warning("the writer lease %s was no longer ours when released", self.url)
+        except StoreError as exc:  # not fatal: the lease frees itself when it expires
+            log.warning(
+                "could not release the writer lease (it frees itself at %s): %s",
+                show_time(record.expires_at),
+                exc,
+            )
 
     def holds(self) -> bool:
         """True while the lease is ours and was renewed recently enough to still bind."""
@@ -178,7 +184,9 @@ class Lease:
         if self.holds():
             return
         with self._lock:
-            reason = self._lost
+            reason, held = self._lost, self._etag is not None
+        if reason is None and not held:
+            reason = f"the writer lease {self.url} is not held by this process"
         raise LeaseLostError(
             reason
             or f"the writer lease {self.url} could not be renewed within "
