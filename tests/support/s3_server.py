@@ -136,6 +136,11 @@ class S3Bucket:
         )
         assert status in (200, 204), body
 
+    def http_base(self, prefix: str = "") -> str:
+        """The plain http URL of a prefix, path-style: a channel URL for conda or py-rattler
+        (`f"{s3.http_base('channels')}/conda-forge"`), once make_public() allows it."""
+        return f"{self.url}/{self.name}" + (f"/{prefix}" if prefix else "")
+
     def http_get(self, path: str) -> tuple[int, bytes, dict[str, str]]:
         """An anonymous GET of `/<bucket>/<path>` through the gateway, as conda does it."""
         connection = http.client.HTTPConnection("127.0.0.1", int(self.url.rsplit(":", 1)[1]))
