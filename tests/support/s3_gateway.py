@@ -31,11 +31,15 @@ __all__ = ["FAULT_KINDS", "GatewayRequest", "S3Gateway"]
 # "reset": the connection is closed with an RST before the server saw the request;
 # "lost_reply": the server did the work, then the client's connection is reset (the client
 # cannot know whether its PUT happened);
+# "truncate": the server's answer with its full Content-Length but only half its body, then
+# a reset (a link that breaks mid-download);
 # "late_500": the server did the work, then the client gets 500 InternalError (as from a
 # load balancer that gave up waiting);
 # "denied": 403 SignatureDoesNotMatch with the body AWS sends, which echoes the canonical
 # request, session token included (a client must not repeat it in its messages).
-FAULT_KINDS = frozenset({"500", "503", "429", "reset", "lost_reply", "late_500", "denied"})
+FAULT_KINDS = frozenset(
+    {"500", "503", "429", "reset", "lost_reply", "late_500", "truncate", "denied"}
+)
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection"}
 _ERROR_XML = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
@@ -62,6 +66,7 @@ class _Policy:
     kinds: tuple[str, ...] = ("500", "503")
     corrupt_uploads: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    queued: list[str] = field(default_factory=list)
 
 
 class S3Gateway:
@@ -103,6 +108,12 @@ class S3Gateway:
         with self._lock:
             self._policy = _Policy(rate, chosen, self._policy.corrupt_uploads, random.Random(seed))
 
+    def fail_next(self, *kinds: str) -> None:
+        """Fail the next requests, one fault each, in this order (before any random ones)."""
+        assert set(kinds) <= FAULT_KINDS, kinds
+        with self._lock:
+            self._policy.queued.extend(kinds)
+
     def corrupt_next_uploads(self, count: int = 1) -> None:
         """Flip one byte in the body of the next `count` PUTs, as a bad link would."""
         with self._lock:
@@ -126,7 +137,9 @@ class S3Gateway:
         with self._lock:
             policy = self._policy
             fault = None
-            if policy.rate and policy.rng.random() < policy.rate:
+            if policy.queued:
+                fault = policy.queued.pop(0)
+            elif policy.rate and policy.rng.random() < policy.rate:
                 fault = policy.rng.choice(policy.kinds)
             corrupt = False
             if method == "PUT" and policy.corrupt_uploads and fault is None:
@@ -230,6 +243,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "late_500":
             self._fail(500)
             return
+        if fault == "truncate" and len(reply) > 1:
+            self._send(status, reply_headers, reply, body_limit=len(reply) // 2)
+            self._reset()
+            return
         self._send(status, reply_headers, reply)
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
@@ -261,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             connection.close()
 
-    def _send(self, status: int, headers: Any, body: bytes) -> None:
+    def _send(self, status: int, headers: Any, body: bytes, body_limit: int | None = None) -> None:
         items = headers.items() if isinstance(headers, dict) else headers
         self.send_response(status)
         has_length = False
@@ -274,7 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(body if body_limit is None else body[:body_limit])
+            self.wfile.flush()
 
     def _fail(self, status: int) -> None:
         code, message = {
