@@ -104,3 +104,21 @@ def test_retries_are_bounded_by_the_policy(s3: S3Bucket, kind: str, conditional:
     assert f"s3://{s3.name}/tree/c/noarch/x.json" in message
     if kind == "503":
         assert "HTTP 503 SlowDown" in message
+
+
+def test_requests_that_get_no_answer_in_time_are_sent_again(s3: S3Bucket) -> None:
+    """obstore does not repeat a timed-out PUT (it may have landed); our layer does, and
+    settles the doubt; reads it repeats itself. Either way the operation succeeds."""
+    policy = RetryPolicy(
+        attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05, request_timeout_s=0.5
+    )
+    bucket = s3.bucket("tree", retry=policy)
+    s3.gateway.stall_s = 0.8
+    s3.gateway.fail_next("stall")
+    etag = bucket.put_bytes("c/noarch/repodata.json", b"v1", create_only=True)
+    s3.gateway.fail_next("stall")
+    assert bucket.get_bytes("c/noarch/repodata.json") == b"v1"
+    s3.gateway.fail_next("stall")
+    bucket.put_bytes("c/noarch/repodata.json", b"v2", if_match=etag)
+    assert [r.fault for r in s3.gateway.requests] == ["stall", None, "stall", None, "stall", None]
+    assert bucket.get_bytes("c/noarch/repodata.json") == b"v2"

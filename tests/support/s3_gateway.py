@@ -20,6 +20,7 @@ import random
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,12 +34,13 @@ __all__ = ["FAULT_KINDS", "GatewayRequest", "S3Gateway"]
 # cannot know whether its PUT happened);
 # "truncate": the server's answer with its full Content-Length but only half its body, then
 # a reset (a link that breaks mid-download);
+# "stall": no answer for `stall_s` seconds, then a reset (the server never saw it);
 # "late_500": the server did the work, then the client gets 500 InternalError (as from a
 # load balancer that gave up waiting);
 # "denied": 403 SignatureDoesNotMatch with the body AWS sends, which echoes the canonical
 # request, session token included (a client must not repeat it in its messages).
 FAULT_KINDS = frozenset(
-    {"500", "503", "429", "reset", "lost_reply", "late_500", "truncate", "denied"}
+    {"500", "503", "429", "reset", "lost_reply", "late_500", "truncate", "stall", "denied"}
 )
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection"}
 _ERROR_XML = (
@@ -72,8 +74,11 @@ class _Policy:
 class S3Gateway:
     """Started with `with S3Gateway(upstream_port) as gw:`; clients talk to `gw.url`."""
 
-    def __init__(self, upstream_port: int, *, verify_checksums: bool = True) -> None:
+    def __init__(
+        self, upstream_port: int, *, verify_checksums: bool = True, stall_s: float = 2.0
+    ) -> None:
         self.upstream_port = upstream_port
+        self.stall_s = stall_s
         self.verify_checksums = verify_checksums
         self.requests: list[GatewayRequest] = []
         self._policy = _Policy()
@@ -212,8 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
             record(int(fault), fault)
             self._fail(int(fault))
             return
-        if fault == "reset":
+        if fault in ("reset", "stall"):
             record(0, fault)
+            if fault == "stall":
+                time.sleep(owner.stall_s)
             self._reset()
             return
         if fault == "denied":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -79,8 +80,8 @@ def store_settings(
         )
     client_options: dict[str, Any] = {
         "allow_http": endpoint.url is not None and endpoint.url.startswith("http://"),
-        "timeout": f"{policy.request_timeout_s}s",
-        "connect_timeout": f"{policy.connect_timeout_s}s",
+        "timeout": timedelta(seconds=policy.request_timeout_s),
+        "connect_timeout": timedelta(seconds=policy.connect_timeout_s),
         "user_agent": f"mirror/{__version__}",
     }
     if proxy_url is not None:
