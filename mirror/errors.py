@@ -97,6 +97,20 @@ class InsufficientSpaceError(StoreError):
     """The files still to download do not fit on the disk with the configured margin."""
 
 
+class StoreMissingError(StoreError):
+    """A file or object that was asked for is not in the tree (or the bucket)."""
+
+
+class StoreConflictError(StoreError):
+    """A conditional write was refused: the object already exists (create-only) or changed
+    since the writer last saw it (replace-if-unchanged). Nothing was written."""
+
+
+class LeaseLostError(LockBusyError):
+    """The tree's writer lease was taken over or could not be renewed in time: this process
+    is no longer the tree's one writer and must stop writing."""
+
+
 class CatalogError(MirrorError):
     """The SQLite state database is unusable."""
 
