@@ -36,7 +36,8 @@ from mirror.core.closure import (
     roots_matching,
 )
 from mirror.core.filters import FilterRules, removal_reason
-from mirror.core.records import Record, UpstreamRepodata, decode_record
+from mirror.core.gate import decode_record
+from mirror.core.records import Record, UpstreamRepodata
 from mirror.errors import MirrorError
 from mirror.lockfile_pins import lock_targets, lockfile_pins
 from mirror.sync_context import SyncContext
