@@ -295,6 +295,8 @@ def _check_strings(fields: RecordFields, document: dict[str, Any], cache: GateCa
     from rattler import MatchSpec, PackageName, Version
 
     problem = cache.verdict(cache.names, fields.name, PackageName) if fields.name else "empty"
+    if problem is None and fields.name != fields.name.lower():
+        problem = "not lowercase: rattler looks names up lowercased and would never find it"
     if problem is not None:
         raise _Refused(R.BAD_NAME, f"name is not a package name ({_said(problem)})", "name")
     problem = cache.verdict(cache.versions, fields.version, Version)

@@ -73,6 +73,8 @@ def decode_object(data: bytes) -> dict[str, Any]:
 def _decode(data: bytes) -> Any:
     try:
         return msgspec.json.decode(data)
+    except msgspec.ValidationError as exc:  # 1e400, huge integers: no client holds them
+        raise JsonProblem("bad_number", f"record holds a number out of range ({exc})") from None
     except msgspec.DecodeError as exc:
         text = str(exc)
         if ("truncated" in text or "surrogate" in text) and _SURROGATE_ESCAPE.search(data):
@@ -82,8 +84,6 @@ def _decode(data: bytes) -> Any:
                 "character; rattler refuses a whole repodata.json for that",
             ) from None
         raise JsonProblem("bad_json", f"record is malformed: not valid JSON ({text})") from None
-    except msgspec.ValidationError as exc:  # 1e400, integers past 2**64: no client holds them
-        raise JsonProblem("bad_number", f"record holds a number out of range ({exc})") from None
     except RecursionError:  # unreachable past the depth check, kept as a guard
         raise JsonProblem("too_deep", "the record nests too deep to read") from None
 
