@@ -31,7 +31,7 @@ per distinct string in a `GateCache` (specs repeat across records about 20 times
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,7 @@ MAX_TIMESTAMP_S = 253_402_128_000  # 9999-12-30T00:00:00Z
 MAX_TIMESTAMP_MS = MAX_TIMESTAMP_S * 1000
 _CACHE_ENTRIES = 1 << 20  # per table; past it verdicts are still right, only not remembered
 
-_HEX = re.compile(r"[0-9a-f]+")
+_HEX_DIGITS = "0123456789abcdef"
 _BUILD = re.compile(r"[A-Za-z0-9_.+]+")
 _PURL = re.compile(
     r"pkg:[A-Za-z][A-Za-z0-9.+-]*/(?:[^/?#@]+/)*[^/?#@]+(?:@[^?#]*)?(?:\?[^#]*)?(?:#.*)?"
@@ -82,28 +82,70 @@ _PACKAGE_TYPES_ANY_CASE = _PACKAGE_TYPES | {t.upper() for t in _PACKAGE_TYPES}
 
 
 @dataclass
+class Verdicts:
+    """What rattler said of each distinct string of one kind: it parsed (`good`, a set, so a
+    record's whole list is looked up in one call) or why not (`bad`)."""
+
+    good: set[str] = field(default_factory=set)
+    bad: dict[str, str] = field(default_factory=dict)
+
+    def first_problem(
+        self, texts: tuple[str, ...], parse: Callable[[str], object]
+    ) -> tuple[str, str] | None:
+        """The first of `texts` that `parse` refuses, with what it said; None if all parse."""
+        if self.good.issuperset(texts):
+            return None
+        for text in texts:
+            if text in self.good:
+                continue
+            problem = self.bad.get(text)
+            if problem is None:
+                try:
+                    parse(text)
+                except Exception as exc:  # rattler raises its own exception types
+                    problem = str(exc) or type(exc).__name__
+                else:
+                    if len(self.good) < _CACHE_ENTRIES:
+                        self.good.add(text)
+                    continue
+                if len(self.bad) < _CACHE_ENTRIES:
+                    self.bad[text] = problem
+            return text, problem
+        return None
+
+
+@dataclass
 class GateCache:
-    """rattler's verdicts on strings that repeat across records; one per subdir (or per run).
+    """rattler's verdicts on strings that repeat across records (a subdir has about 20 times
+    fewer distinct specs than records); one per subdir, or per run."""
 
-    Each table maps a string to None (it parses) or to what rattler said."""
+    specs: Verdicts = field(default_factory=Verdicts)
+    versions: Verdicts = field(default_factory=Verdicts)
+    names: Verdicts = field(default_factory=Verdicts)
 
-    specs: dict[str, str | None] = field(default_factory=dict)
-    versions: dict[str, str | None] = field(default_factory=dict)
-    names: dict[str, str | None] = field(default_factory=dict)
 
-    def verdict(
-        self, table: dict[str, str | None], text: str, check: Callable[[str], object]
-    ) -> str | None:
-        if text in table:
-            return table[text]
-        try:
-            check(text)
-            found = None
-        except Exception as exc:  # rattler raises its own exception types
-            found = str(exc) or type(exc).__name__
-        if len(table) < _CACHE_ENTRIES:
-            table[text] = found
-        return found
+def _parse_spec(text: str) -> None:
+    from rattler import MatchSpec  # imported on a cache miss only: the gate stays light
+
+    MatchSpec(text, strict=False)  # exact names only: rattler's solver cannot handle globs
+
+
+def _parse_version(text: str) -> None:
+    from rattler import Version
+
+    Version(text)
+    if "-" in text:  # rattler's sparse index splits file names at '-' to find names
+        raise ValueError("a '-' separates name, version and build in file names")
+
+
+def _parse_name(text: str) -> None:
+    from rattler import PackageName
+
+    PackageName(text)
+    if not text or text != text.lower():
+        raise ValueError(
+            "empty" if not text else "not lowercase: rattler looks names up lowercased"
+        )
 
 
 class _Refused(Exception):
@@ -168,8 +210,9 @@ def _admit(
     document = decode_object(data)
     fields = _typed(document)
     _check_identity(fields, filename, subdir)
-    _check_numbers(fields)
-    _check_checksums(fields)
+    if not _plainly_sound(fields):
+        _check_numbers(fields)
+        _check_checksums(fields)
     _check_strings(fields, document, cache)
     if len(data) > MAX_RECORD_BYTES:
         raise _Refused(
@@ -230,6 +273,23 @@ def _check_identity(fields: RecordFields, filename: str, subdir: str | None) -> 
         )
 
 
+def _plainly_sound(f: RecordFields) -> bool:
+    """The common case of _check_numbers and _check_checksums in one expression (it may say
+    False for a sound record, never True for an unsound one: they then say what is wrong)."""
+    return (
+        0 <= f.build_number <= MAX_BUILD_NUMBER
+        and (f.size is None or 0 <= f.size <= MAX_PACKAGE_SIZE_BYTES)
+        and (f.timestamp is None or sane_timestamp(f.timestamp))
+        and f.indexed_timestamp is None
+        and f.legacy_bz2_size is None
+        and f.legacy_bz2_md5 is None
+        and f.record_version == 0
+        and (f.sha256 is not None or f.md5 is not None)
+        and (f.sha256 is None or (len(f.sha256) == 64 and not f.sha256.strip(_HEX_DIGITS)))
+        and (f.md5 is None or (len(f.md5) == 32 and not f.md5.strip(_HEX_DIGITS)))
+    )
+
+
 def _check_numbers(fields: RecordFields) -> None:
     if not 0 <= fields.build_number <= MAX_BUILD_NUMBER:
         raise _Refused(
@@ -279,7 +339,7 @@ def sane_timestamp(value: int) -> bool:
 def _check_checksums(fields: RecordFields) -> None:
     for key, length in _CHECKSUMS:
         value = getattr(fields, key)
-        if value is not None and not (len(value) == length and _HEX.fullmatch(value)):
+        if value is not None and (len(value) != length or value.strip(_HEX_DIGITS)):
             raise _Refused(
                 R.BAD_CHECKSUM, f"{key} is not {length} lowercase hex digits - at `$.{key}`", key
             )
@@ -291,43 +351,45 @@ def _check_checksums(fields: RecordFields) -> None:
 
 def _check_strings(fields: RecordFields, document: dict[str, Any], cache: GateCache) -> None:
     """Name, version, build, the specs and the enum-like strings, as rattler and conda read
-    them. rattler is imported here: the gate's module is light until a record needs it."""
-    from rattler import MatchSpec, PackageName, Version
-
-    problem = cache.verdict(cache.names, fields.name, PackageName) if fields.name else "empty"
-    if problem is None and fields.name != fields.name.lower():
-        problem = "not lowercase: rattler looks names up lowercased and would never find it"
-    if problem is not None:
-        raise _Refused(R.BAD_NAME, f"name is not a package name ({_said(problem)})", "name")
-    problem = cache.verdict(cache.versions, fields.version, Version)
-    if problem is None and "-" in fields.version:
-        problem = "a '-' separates name, version and build in file names"
-    if problem is not None:
-        raise _Refused(R.BAD_VERSION, f"version does not parse ({_said(problem)})", "version")
+    them. The common case is a few set lookups: strings already seen to parse."""
+    specs = cache.specs.good
+    if (
+        fields.name in cache.names.good
+        and fields.version in cache.versions.good
+        and specs.issuperset(fields.depends)
+        and specs.issuperset(fields.constrains)
+        and _BUILD.fullmatch(fields.build)
+        and fields.package_type is None
+        and fields.purls is None
+        and fields.name != "python"
+        and "extra_depends" not in document
+    ):
+        return
+    found = cache.names.first_problem((fields.name,), _parse_name)
+    if found is not None:
+        raise _Refused(R.BAD_NAME, f"name is not a package name ({_said(found[1])})", "name")
+    found = cache.versions.first_problem((fields.version,), _parse_version)
+    if found is not None:
+        raise _Refused(R.BAD_VERSION, f"version does not parse ({_said(found[1])})", "version")
     if not _BUILD.fullmatch(fields.build):
         raise _Refused(
             R.BAD_BUILD, "build may hold only letters, digits and '_', '.', '+'", "build"
         )
-
-    def spec(text: str) -> None:
-        MatchSpec(text, strict=False)  # exact names only: the solver cannot handle globs
-
     extra = document.get("extra_depends") or {}
-    lists: list[tuple[str, Iterable[str]]] = [
+    lists: list[tuple[str, tuple[str, ...]]] = [
         ("depends", fields.depends),
         ("constrains", fields.constrains),
-        *(("extra_depends", specs) for specs in extra.values()),
+        *(("extra_depends", tuple(specs)) for specs in extra.values()),
     ]
-    for key, specs in lists:
-        for text in specs:
-            problem = cache.verdict(cache.specs, text, spec)
-            if problem is not None:
-                raise _Refused(
-                    R.BAD_SPEC,
-                    f"{key} holds {printable_name(text)!r}, which is no MatchSpec "
-                    f"({_said(problem)})",
-                    key,
-                )
+    for key, texts in lists:
+        found = cache.specs.first_problem(texts, _parse_spec)
+        if found is not None:
+            raise _Refused(
+                R.BAD_SPEC,
+                f"{key} holds {printable_name(found[0])!r}, which is no MatchSpec "
+                f"({_said(found[1])})",
+                key,
+            )
     _check_conda_strings(fields, document)
 
 
