@@ -31,12 +31,19 @@ per distinct string in a `GateCache` (specs repeat across records about 20 times
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from mirror.core.gate_cache import (
+    MAX_SPEC_CHARS,
+    MAX_SPEC_NESTING,
+    GateCache,
+    parse_name,
+    parse_spec,
+    parse_version,
+    spec_shape_is_safe,
+)
 from mirror.core.record_json import JsonProblem, decode_object
 from mirror.core.records import (
     Record,
@@ -48,6 +55,8 @@ from mirror.core.records import (
     printable_name,
     split_extension,
 )
+
+__all__ = ["GateCache", "admit", "decode_record", "sane_timestamp"]
 
 R = RefusalReason
 
@@ -61,7 +70,6 @@ MAX_BUILD_NUMBER = 2**63 - 1  # SQLite INTEGER (rattler: u64)
 SECONDS_UP_TO = 253_402_300_799
 MAX_TIMESTAMP_S = 253_402_128_000  # 9999-12-30T00:00:00Z
 MAX_TIMESTAMP_MS = MAX_TIMESTAMP_S * 1000
-_CACHE_ENTRIES = 1 << 20  # per table; past it verdicts are still right, only not remembered
 
 _HEX_DIGITS = "0123456789abcdef"
 _BUILD = re.compile(r"[A-Za-z0-9_.+]+")
@@ -79,73 +87,6 @@ _PACKAGE_TYPES = frozenset(
     }
 )  # fmt: skip
 _PACKAGE_TYPES_ANY_CASE = _PACKAGE_TYPES | {t.upper() for t in _PACKAGE_TYPES}
-
-
-@dataclass
-class Verdicts:
-    """What rattler said of each distinct string of one kind: it parsed (`good`, a set, so a
-    record's whole list is looked up in one call) or why not (`bad`)."""
-
-    good: set[str] = field(default_factory=set)
-    bad: dict[str, str] = field(default_factory=dict)
-
-    def first_problem(
-        self, texts: tuple[str, ...], parse: Callable[[str], object]
-    ) -> tuple[str, str] | None:
-        """The first of `texts` that `parse` refuses, with what it said; None if all parse."""
-        if self.good.issuperset(texts):
-            return None
-        for text in texts:
-            if text in self.good:
-                continue
-            problem = self.bad.get(text)
-            if problem is None:
-                try:
-                    parse(text)
-                except Exception as exc:  # rattler raises its own exception types
-                    problem = str(exc) or type(exc).__name__
-                else:
-                    if len(self.good) < _CACHE_ENTRIES:
-                        self.good.add(text)
-                    continue
-                if len(self.bad) < _CACHE_ENTRIES:
-                    self.bad[text] = problem
-            return text, problem
-        return None
-
-
-@dataclass
-class GateCache:
-    """rattler's verdicts on strings that repeat across records (a subdir has about 20 times
-    fewer distinct specs than records); one per subdir, or per run."""
-
-    specs: Verdicts = field(default_factory=Verdicts)
-    versions: Verdicts = field(default_factory=Verdicts)
-    names: Verdicts = field(default_factory=Verdicts)
-
-
-def _parse_spec(text: str) -> None:
-    from rattler import MatchSpec  # imported on a cache miss only: the gate stays light
-
-    MatchSpec(text, strict=False)  # exact names only: rattler's solver cannot handle globs
-
-
-def _parse_version(text: str) -> None:
-    from rattler import Version
-
-    Version(text)
-    if "-" in text:  # rattler's sparse index splits file names at '-' to find names
-        raise ValueError("a '-' separates name, version and build in file names")
-
-
-def _parse_name(text: str) -> None:
-    from rattler import PackageName
-
-    PackageName(text)
-    if not text or text != text.lower():
-        raise ValueError(
-            "empty" if not text else "not lowercase: rattler looks names up lowercased"
-        )
 
 
 class _Refused(Exception):
@@ -209,16 +150,16 @@ def _admit(
     data = bytes(raw)
     document = decode_object(data)
     fields = _typed(document)
-    _check_identity(fields, filename, subdir)
-    if not _plainly_sound(fields):
-        _check_numbers(fields)
-        _check_checksums(fields)
-    _check_strings(fields, document, cache)
     if len(data) > MAX_RECORD_BYTES:
         raise _Refused(
             R.TOO_LARGE,
             f"the record is {len(data):,} bytes; at most {MAX_RECORD_BYTES:,} are accepted",
         )
+    _check_identity(fields, filename, subdir)
+    if not _plainly_sound(fields):
+        _check_numbers(fields)
+        _check_checksums(fields)
+    _check_strings(fields, document, cache)
     return fields
 
 
@@ -361,14 +302,15 @@ def _check_strings(fields: RecordFields, document: dict[str, Any], cache: GateCa
         and _BUILD.fullmatch(fields.build)
         and fields.package_type is None
         and fields.purls is None
+        and fields.run_exports is None
         and fields.name != "python"
         and "extra_depends" not in document
     ):
         return
-    found = cache.names.first_problem((fields.name,), _parse_name)
+    found = cache.names.first_problem((fields.name,), parse_name)
     if found is not None:
         raise _Refused(R.BAD_NAME, f"name is not a package name ({_said(found[1])})", "name")
-    found = cache.versions.first_problem((fields.version,), _parse_version)
+    found = cache.versions.first_problem((fields.version,), parse_version)
     if found is not None:
         raise _Refused(R.BAD_VERSION, f"version does not parse ({_said(found[1])})", "version")
     if not _BUILD.fullmatch(fields.build):
@@ -382,7 +324,7 @@ def _check_strings(fields: RecordFields, document: dict[str, Any], cache: GateCa
         *(("extra_depends", tuple(specs)) for specs in extra.values()),
     ]
     for key, texts in lists:
-        found = cache.specs.first_problem(texts, _parse_spec)
+        found = cache.specs.first_problem(texts, parse_spec)
         if found is not None:
             raise _Refused(
                 R.BAD_SPEC,
@@ -390,7 +332,24 @@ def _check_strings(fields: RecordFields, document: dict[str, Any], cache: GateCa
                 f"({_said(found[1])})",
                 key,
             )
+    _check_run_exports(fields)
     _check_conda_strings(fields, document)
+
+
+def _check_run_exports(fields: RecordFields) -> None:
+    """Build tools parse run_exports as specs; a record cannot crash them either."""
+    exports = fields.run_exports
+    if exports is None:
+        return
+    for key in ("weak", "strong", "noarch", "weak_constrains", "strong_constrains"):
+        for text in getattr(exports, key):
+            if not spec_shape_is_safe(text):
+                raise _Refused(
+                    R.BAD_SPEC,
+                    f"run_exports.{key} holds a spec longer than {MAX_SPEC_CHARS} characters or "
+                    f"nested more than {MAX_SPEC_NESTING} deep",
+                    "run_exports",
+                )
 
 
 def _check_conda_strings(fields: RecordFields, document: dict[str, Any]) -> None:

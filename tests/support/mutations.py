@@ -128,6 +128,8 @@ SPECS = (
     "x ==1.0=py_0", "conda-forge::numpy", "numpy >=1.0 # comment", "a[version='>=1']",
     "https://x.org/a-1-0.conda", "numpy ~=1.2", "numpy !=1.0", "numpy 1.0.*.*",
     "numpy >=1.0|<0.5", "a b c d", "python_abi 3.12.* *_cp312", "🐍 >=1",
+    "a " + "(" * 5000 + ">=1" + ")" * 5000, "a (((>=1)))", "a " + ">=1," * 300,
+    'a[when="b[when=\\"c\\"]"]', "a[version='>=1'][build=0]",
 )  # fmt: skip
 ODD_CHARS = "aZ09_.-+!=~ \t/\\\x00\x01\u2024\u2215\uff0f\u00e9\u0130\ud7ff\U0001f40d"
 

@@ -165,6 +165,20 @@ CASES: dict[str, Case] = {
     "depends-not-a-spec": Case(body(depends=["!!!=="]), R.BAD_SPEC, "'!!!=='", STRICTER),
     "depends-a-glob": Case(body(depends=["py* >=1"]), R.BAD_SPEC, "glob", STRICTER),
     "constrains-empty": Case(body(constrains=[""]), R.BAD_SPEC, "constrains", STRICTER),
+    # rattler loads these, but its spec parser recurses: parsing one crashes the process (py-rattler
+    # 0.28: a segfault at a few thousand parentheses), in a solve of any client as in ours
+    "depends-nested-5000-deep": Case(
+        body(depends=["a " + "(" * 5000 + ">=1" + ")" * 5000]), R.BAD_SPEC, "crashes", STRICTER
+    ),
+    "depends-17-parentheses": Case(
+        body(depends=["a " + "(" * 17 + ">=1" + ")" * 17]), R.BAD_SPEC, "nested", STRICTER
+    ),
+    "depends-2000-characters": Case(
+        body(depends=["a >=1" + ",>=1" * 500]), R.BAD_SPEC, "longer than", STRICTER
+    ),
+    "run-exports-nested-5000-deep": Case(
+        body(run_exports={"weak": ["a " + "(" * 5000]}), R.BAD_SPEC, "run_exports.weak", STRICTER
+    ),
     "extra-depends-not-a-spec": Case(
         body(extra_depends={"x": ["a >=1,,<"]}), R.BAD_SPEC, "extra_depends", STRICTER
     ),
