@@ -12,9 +12,12 @@ construction. Where it comes from (read in rattler's and conda's sources, not co
   `track_features` a string or list of strings (not null); `features`, `license`, `arch`,
   `platform`, ... strings or null; `subdir` a string (not null); `purls` PURLs (`pkg:`);
   `run_exports` an object of string lists; `extra_depends` a map of string lists. One record
-  that breaks any of these makes rattler refuse the whole repodata.json. Its solver parses
-  `depends`/`constrains` as lenient MatchSpecs with exact names (a glob name panics it) and
-  drops a record whose spec does not parse; names and versions parse as PackageName/Version.
+  that breaks any of these makes rattler refuse the whole repodata.json. Its solver
+  (crates/rattler_solve/src/resolvo/mod.rs) parses `depends`, `constrains` and `extra_depends`
+  as lenient MatchSpecs with exact names and drops a record whose spec does not parse; its
+  spec parser recurses (gate_cache.py bounds what it is given); its sparse index finds a
+  record by the file name's part before the version, lowercased (so: lowercase names, no `-`
+  in versions); names and versions parse as PackageName/Version.
 - conda `PackageRecord` (conda/models/records.py, conda/auxlib/entity.py): IntegerFields refuse
   floats, `package_type` is an enum; conda/core/subdir_data.py skips records whose
   `record_version` is above 1 (and crashes logging it) and appends to the `depends` of `python`
@@ -22,7 +25,8 @@ construction. Where it comes from (read in rattler's and conda's sources, not co
 - Our own needs: a file name that fits NAME_MAX with our temp names (records.is_safe_filename),
   name-version-build equal to the file name (the skip-by-name fast path relies on it, and on
   no `-` in version and build), the subdir it is listed in, a checksum to verify downloads by,
-  lowercase hex, sizes and build numbers that fit SQLite and the disk-space check.
+  lowercase hex, sizes and build numbers that fit SQLite and the disk-space check, JSON our
+  own msgspec writers (shards) read back (record_json.py).
 
 Where py-rattler can decide (MatchSpec, Version, PackageName) it does; its verdicts are cached
 per distinct string in a `GateCache` (specs repeat across records about 20 times).
