@@ -49,18 +49,24 @@ def decode_object(data: bytes) -> dict[str, Any]:
                 f"the record holds bytes that are not UTF-8 (byte {exc.start}); rattler refuses "
                 "a whole repodata.json for that",
             ) from None
-    if data.count(b"[") + data.count(b"{") > MAX_NESTING and nesting_depth(data) > MAX_NESTING:
+    opens = data.count(b"{")
+    if opens + data.count(b"[") > MAX_NESTING and nesting_depth(data) > MAX_NESTING:
         raise JsonProblem("too_deep", f"the record nests deeper than {MAX_NESTING} levels")
     document = _decode(data)
     if not isinstance(document, dict):
         raise JsonProblem(
             "bad_json", f"record is malformed: a JSON object is needed, not {_kind(document)}"
         )
-    if b"-0" in data and _NEGATIVE_ZERO.search(_STRING.sub(b'""', data)):
+    # a regex finds "-0" faster than `in` (records are full of '-'); strings are cut out only
+    # when it is there, to tell "x-0" in a string from the number
+    if _NEGATIVE_ZERO.search(data) and _NEGATIVE_ZERO.search(_STRING.sub(b'""', data)):
         raise JsonProblem(
             "bad_json", "the record holds the number -0, which rattler reads as a float"
         )
-    repeated = duplicate_key(data, document)
+    # every key is followed by a ':', so when the bytes hold no more colons than the values
+    # have distinct keys, none repeats (a colon inside a string only adds to the count)
+    keys = len(document) if opens == 1 else _key_count(document)
+    repeated = None if data.count(b":") == keys else duplicate_key(data, document)
     if repeated is not None:
         # conda keeps the last value, rattler refuses the whole repodata: published verbatim,
         # such a record would make clients disagree (or fail), so it is never published
@@ -101,15 +107,8 @@ def nesting_depth(data: bytes) -> int:
 
 
 def duplicate_key(data: bytes, document: dict[str, Any]) -> str | None:
-    """A key given twice in the record or in a struct-like value of it (`run_exports.weak`).
-
-    Fast path: every key is followed by a `:`, so when the bytes hold no more colons than the
-    decoded values have distinct keys, no key can occur twice (a colon inside a string only
-    adds to the count). The rest are parsed key by key.
-    """
-    keys = len(document) if data.count(b"{") == 1 else _key_count(document)
-    if data.count(b":") == keys:
-        return None
+    """A key given twice in the record or in a struct-like value of it (`run_exports.weak`),
+    parsed key by key (decode_object asks only when counting colons cannot rule it out)."""
     repeated = _repeated_top_level_key(data)
     if repeated is not None:
         return repeated

@@ -241,6 +241,8 @@ def test_a_record_clients_cannot_read_alike_is_refused_naming_field_and_reason(
         ("repeated-key-in-an-ignored-value", tail(b'"zz": {"k": 1, "k": 2}')),
         ("colon-inside-a-string", tail(b'"about": "a \\": b"')),
         ("nested-32", tail(b'"zz": ' + b"[" * 31 + b"]" * 31)),
+        ("brackets-inside-a-string", tail(b'"summary": "' + b"[{" * 100 + b'"')),
+        ("minus-zero-inside-a-string", tail(b'"summary": "x -0 [-0] -0.5"')),
         ("surrogate-pair", tail(b'"summary": "\\ud83d\\ude00"')),
         ("utf8-summary", tail('"summary": "café ✓"'.encode())),
         ("fn-url-channel", body(fn="other.conda", url="http://x/y.conda", channel="z")),
