@@ -22,7 +22,8 @@ from typing import Any
 import msgspec
 
 from mirror.core.filters import FilterRules, removal_reason, select
-from mirror.core.records import Record, Refusal, UpstreamRepodata, decode_record, name_from_filename
+from mirror.core.gate import decode_record
+from mirror.core.records import Record, Refusal, UpstreamRepodata, name_from_filename
 from mirror.core.specs import Spec, to_rattler_record
 from mirror.errors import SpecError
 

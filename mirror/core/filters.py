@@ -17,11 +17,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mirror.core.gate import GateCache, decode_record
 from mirror.core.records import (
     Record,
     Refusal,
     UpstreamRepodata,
-    decode_record,
     name_from_filename,
     split_extension,
 )
@@ -88,6 +88,7 @@ def _candidates(
     refused: list[Refusal] = []
     skipped = 0
     cache = RattlerRecordCache()
+    gate_cache = GateCache()
     # a subdir has ~20x fewer names than records: decide each name once
     name_verdicts: dict[str, bool] = {}
     for filename, (group, raw) in repodata.entries.items():
@@ -100,7 +101,7 @@ def _candidates(
             if not verdict:
                 skipped += 1
                 continue
-        decoded = decode_record(filename, group, raw)
+        decoded = decode_record(filename, group, raw, gate_cache)
         if isinstance(decoded, Refusal):
             refused.append(decoded)
             continue

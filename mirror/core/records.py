@@ -1,16 +1,16 @@
-"""Repodata model: parse upstream repodata keeping raw record bytes; render deterministically.
+"""Repodata model: records, refusals and the document split into raw records.
 
 Upstream records are copied verbatim into what we publish (that keeps conda-forge's patches and
-keys we do not know), so we decode only the few fields filtering and verification need and keep
-the rest as the exact JSON bytes upstream sent (`msgspec.Raw` slices of the document).
+keys we do not know), so we keep each as the exact JSON bytes upstream sent (`msgspec.Raw`
+slices of the document) beside the typed fields the record gate (mirror/core/gate.py) decoded.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Literal
 
 import msgspec
@@ -23,45 +23,91 @@ TAR_BZ2_EXT = ".tar.bz2"
 
 # A published file name is a plain basename: no separators, no leading dot, printable ASCII from
 # the set conda itself produces. Everything else in upstream repodata is refused, never written.
-_SAFE_FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+!=-]{0,250}\.(?:conda|tar\.bz2)")
-_HEX = re.compile(r"[0-9a-f]+")
-# rattler reads sizes and build numbers as u64, and the catalog stores them as SQLite's signed
-# 64-bit INTEGER: anything larger is refused rather than overflowing either
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+!=-]*\.(?:conda|tar\.bz2)")
+# NAME_MAX is 255 bytes on every filesystem we write to, and the store writes beside each file
+# names derived from it (`.<name>.<pid>.<thread>.tmp`, `<name>.reason` in quarantine): a name must
+# leave room for the longest of them, a `.mirror-<32 hex>.tmp`-sized suffix (44 bytes)
+MAX_FILENAME_BYTES = 255 - len(".mirror-" + "0" * 32 + ".tmp")
+# rattler reads build numbers as u64, and the catalog stores them as SQLite's signed 64-bit
+# INTEGER: anything larger is refused rather than overflowing either
 _COUNT = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-_SIZE = Annotated[int, msgspec.Meta(le=2**63 - 1)]  # a negative size gets its own message
+
+
+class RunExports(msgspec.Struct, frozen=True):
+    """`run_exports` inside a record, as rattler's RunExportsJson reads it (lists of strings)."""
+
+    weak: tuple[str, ...] = ()
+    strong: tuple[str, ...] = ()
+    noarch: tuple[str, ...] = ()
+    weak_constrains: tuple[str, ...] = ()
+    strong_constrains: tuple[str, ...] = ()
 
 
 class RecordFields(msgspec.Struct, frozen=True):
-    """The fields of a record that filters and download verification read; the rest stays raw."""
+    """Every key of a record that rattler or conda read with a fixed type, typed as they read it.
+
+    One badly typed record makes rattler refuse a whole repodata.json, so the record gate
+    (mirror/core/gate.py, which also says where each type comes from) decodes this to check a
+    record; filters and download verification read it afterwards. Unknown keys stay raw.
+    Sequences are tuples so that the value stays hashable.
+    """
 
     name: str
     version: str
     build: str
-    build_number: _COUNT = 0
-    subdir: str | None = None
-    size: _SIZE | None = None
+    build_number: int  # required by rattler; bounds are checked by the gate
+    subdir: str = ""  # rattler: a string (null refused), missing means ""
+    size: int | None = None
     sha256: str | None = None
     md5: str | None = None
-    timestamp: int | float | None = None
+    timestamp: int | None = None  # rattler: i64, a float (even 1.0) is refused
+    indexed_timestamp: int | None = None
     license: str | None = None
     license_family: str | None = None
-
-
-class ClientTypedFields(msgspec.Struct, frozen=True):
-    """Keys that rattler (pixi, mamba 2) reads with fixed types. It refuses a whole repodata.json
-    when a single record has, say, `depends` as a string, so such a record published verbatim
-    would make the subdir unusable: it is refused instead. Decoded only to check, then dropped."""
-
-    # null where a list belongs: rattler refuses it, but conda and mamba read it and real
-    # channels have it (conda-forge records kept in mamba's tests), so it is let through
-    depends: list[str] | None = None
-    constrains: list[str] | None = None
-    track_features: str | list[str] = ""
+    depends: tuple[str, ...] = ()  # rattler refuses null here (conda reads it)
+    constrains: tuple[str, ...] = ()
+    track_features: str | tuple[str, ...] = ""
     features: str | None = None
-    noarch: Literal["python", "generic"] | bool | None = None
-    subdir: str = ""
+    noarch: Literal["python", "generic", ""] | bool | None = None
     arch: str | None = None
     platform: str | None = None
+    legacy_bz2_md5: str | None = None
+    legacy_bz2_size: int | None = None
+    purls: tuple[str, ...] | None = None
+    python_site_packages_path: str | None = None
+    run_exports: RunExports | None = None
+    flags: tuple[str, ...] = ()
+    preferred_env: str | None = None  # conda's StringFields
+    date: str = ""
+    package_type: str | None = None  # conda's PackageType enum, checked by the gate
+    record_version: int = 0  # conda skips (and, logging, crashes on) records above 1
+
+
+class RefusalReason(StrEnum):
+    """Why a record was refused, as a low-cardinality label (metrics, logs)."""
+
+    BAD_FILENAME = "bad_filename"  # not a plain, short enough package basename
+    WRONG_GROUP = "wrong_group"  # a .conda under "packages" or a .tar.bz2 under "packages.conda"
+    WRONG_SHARD = "wrong_shard"  # a CEP-16 shard holds a record of another package name
+    BAD_JSON = "bad_json"  # not a JSON object (syntax, NaN/Infinity, -0)
+    BAD_UTF8 = "bad_utf8"  # bytes that are not UTF-8, or a lone surrogate escape
+    TOO_DEEP = "too_deep"  # nested deeper than MAX_NESTING
+    DUPLICATE_KEY = "duplicate_key"
+    MISSING_KEY = "missing_key"
+    BAD_TYPE = "bad_type"  # a key clients read has another JSON type
+    BAD_VALUE = "bad_value"  # a value outside its enum or form (package_type, purls, ...)
+    BAD_NUMBER = "bad_number"  # an integer out of range, or a number no client can hold
+    BAD_TIMESTAMP = "bad_timestamp"
+    BAD_CHECKSUM = "bad_checksum"
+    NO_CHECKSUM = "no_checksum"
+    BAD_NAME = "bad_name"
+    BAD_VERSION = "bad_version"
+    BAD_BUILD = "bad_build"
+    BAD_SPEC = "bad_spec"  # a dependency or constraint that is no MatchSpec
+    NAME_MISMATCH = "name_mismatch"  # name-version-build differs from the file name
+    WRONG_SUBDIR = "wrong_subdir"
+    TOO_LARGE = "too_large"  # size above MAX_PACKAGE_SIZE_BYTES, or a huge record
+    GATE_ERROR = "gate_error"  # the gate itself failed: a bug, the record is refused anyway
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +125,13 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """An upstream record we will not mirror, and why (the file name is named in messages)."""
+    """A record we will not publish: the file name (printable), what is wrong and why, and a
+    low-cardinality reason; `field` names the key at fault when there is one."""
 
     filename: str
-    reason: str
+    message: str
+    reason: RefusalReason
+    field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +200,11 @@ def _check_top_level(top: Mapping[str, msgspec.Raw], source: str) -> None:
 
 def is_safe_filename(filename: str) -> bool:
     """True for a plain package basename we are willing to create on disk."""
-    return _SAFE_FILENAME.fullmatch(filename) is not None and ".." not in filename
+    return (
+        len(filename) <= MAX_FILENAME_BYTES
+        and _SAFE_FILENAME.fullmatch(filename) is not None
+        and ".." not in filename
+    )
 
 
 def expected_group(filename: str) -> str:
@@ -177,81 +230,6 @@ def name_from_filename(filename: str) -> str | None:
     return parts[0] if len(parts) == 3 and parts[0] else None
 
 
-def decode_record(filename: str, group: str, raw: msgspec.Raw) -> Record | Refusal:
-    """Decode and validate one upstream record; anything suspicious becomes a Refusal."""
-    shown = _printable(filename)
-    if not is_safe_filename(filename):
-        return Refusal(
-            shown,
-            "file name is not a plain .conda/.tar.bz2 basename (path or "
-            "unexpected characters); refused",
-        )
-    if expected_group(filename) != group:
-        return Refusal(shown, f"listed under '{group}' but its extension belongs elsewhere")
-    try:
-        fields = msgspec.json.decode(raw, type=RecordFields)
-        msgspec.json.decode(raw, type=ClientTypedFields)
-        duplicate = duplicate_key(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        return Refusal(shown, f"record is malformed: {exc}")
-    if duplicate is not None:
-        # conda keeps the last value, rattler refuses the whole repodata: published verbatim,
-        # such a record would make clients disagree (or fail), so it is never published
-        return Refusal(shown, f"record has the key {_printable(duplicate)!r} twice; refused")
-    stem, _ = split_extension(filename)
-    if f"{fields.name}-{fields.version}-{fields.build}" != stem:
-        return Refusal(
-            shown,
-            f"record says {fields.name}-{fields.version}-{fields.build}, "
-            "which does not match its file name",
-        )
-    problem = _checksum_problem(fields)
-    if problem:
-        return Refusal(shown, problem)
-    return Record(filename=filename, raw=raw, fields=fields)
-
-
-def duplicate_key(raw: bytes | msgspec.Raw) -> str | None:
-    """A top-level key that occurs more than once in a JSON object, or None.
-
-    Fast path: when the bytes hold as many `":` as the object has distinct keys, each key
-    occurs once (and no value nests an object); only other records are parsed key by key.
-    """
-    keys = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
-    data = bytes(raw)
-    if data.count(b'":') == len(keys):
-        return None
-    # the hook sees nested objects first and the record itself last; repeated keys inside a
-    # nested value trouble no reader's record type, so only the last call's keys count
-    last_keys: list[str] = []
-
-    def remember(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        last_keys[:] = [key for key, _ in pairs]
-        return {}
-
-    json.loads(data, object_pairs_hook=remember)
-    seen: set[str] = set()
-    for key in last_keys:
-        if key in seen:
-            return key
-        seen.add(key)
-    return None
-
-
-def _checksum_problem(fields: RecordFields) -> str | None:
-    if fields.size is not None and fields.size < 0:
-        return "size is negative"
-    if fields.sha256 is not None and not (
-        len(fields.sha256) == 64 and _HEX.fullmatch(fields.sha256)
-    ):
-        return "sha256 is not 64 lowercase hex digits"
-    if fields.md5 is not None and not (len(fields.md5) == 32 and _HEX.fullmatch(fields.md5)):
-        return "md5 is not 32 lowercase hex digits"
-    if fields.sha256 is None and fields.md5 is None:
-        return "record has neither sha256 nor md5, so a download could not be verified"
-    return None
-
-
 def normalize_timestamp_ms(value: int | float | None) -> int | None:
     """conda timestamps are milliseconds, but old records use seconds; conda tells them apart
     the same way (anything past year 9999 in seconds must be milliseconds)."""
@@ -260,7 +238,7 @@ def normalize_timestamp_ms(value: int | float | None) -> int | None:
     return int(value) if value > 253402300799 else int(value * 1000)
 
 
-def _printable(text: str) -> str:
+def printable_name(text: str) -> str:
     """A file name safe to print in a log line (hostile names may hold control characters)."""
     shown = text.encode("unicode_escape").decode("ascii")
     return shown if len(shown) <= 200 else shown[:200] + "..."

@@ -128,7 +128,7 @@ def current_selection(records: Mapping[str, RecordSummary]) -> set[str]:
                     version=summary.version,
                     build=summary.build,
                     build_number=summary.build_number,
-                    subdir=summary.subdir,
+                    subdir=summary.subdir or "",
                 )
             )
         return rattler_records[filename]

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from mirror.core.closure import dependency_name
-from mirror.core.records import PACKAGE_GROUPS, Refusal, name_from_filename
+from mirror.core.records import PACKAGE_GROUPS, Refusal, RefusalReason, name_from_filename
 from mirror.core.upstream_shards import (
     FALLBACK,
     MAX_SHARD_BYTES,
@@ -152,6 +152,7 @@ def _record_json(shard_name: str, filename: str, record: Any) -> bytes | Refusal
         return Refusal(
             printable(filename),
             f"listed in the shard of {printable(shard_name)!r}, not in its own name's",
+            RefusalReason.WRONG_SHARD,
         )
     if type(record) is dict:
         record = dict(record)
@@ -171,7 +172,11 @@ def _record_json(shard_name: str, filename: str, record: Any) -> bytes | Refusal
 
 
 def _unfit(filename: str, problem: str) -> Refusal:
-    return Refusal(printable(filename), f"{problem}, which repodata.json cannot hold; refused")
+    return Refusal(
+        printable(filename),
+        f"{problem}, which repodata.json cannot hold; refused",
+        RefusalReason.BAD_JSON,
+    )
 
 
 def json_problem(value: Any, depth: int = 0) -> str | None:

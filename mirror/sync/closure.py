@@ -35,7 +35,8 @@ from mirror.core.closure import (
     roots_matching,
 )
 from mirror.core.filters import FilterRules, removal_reason
-from mirror.core.records import Record, UpstreamRepodata, decode_record
+from mirror.core.gate import decode_record
+from mirror.core.records import Record, UpstreamRepodata
 from mirror.errors import MirrorError
 from mirror.sync.closure_fetch import Fetcher, Prefetched, scratch_dir
 from mirror.sync.context import SyncContext

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.closure import Closure, Reason
-from mirror.core.records import Record, decode_record
+from mirror.core.gate import decode_record
+from mirror.core.records import Record
 from mirror.errors import LockfileError, MirrorError
 from mirror.sync.closure_fetch import Fetcher
 from mirror.sync.context import SyncContext

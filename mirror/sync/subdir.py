@@ -368,7 +368,7 @@ class SubdirSync:
                 self.name,
                 self.subdir,
                 refusal.filename,
-                refusal.reason,
+                refusal.message,
             )
         if len(selection.refused) > 20:
             log.warning(

@@ -354,7 +354,7 @@ def test_a_hostile_upstream_record_is_refused_by_name_and_its_siblings_are_publi
         report = site.sync()
 
     assert report.outcome == Outcome.OK, report.message
-    refusals = {r.filename: r.reason for r in report.refused}
+    refusals = {r.filename: r.message for r in report.refused}
     assert list(refusals) == [shown(key)]
     assert case.says in refusals[shown(key)], refusals
     assert f"up/linux-64: refused upstream record {shown(key)}: " in caplog.text

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror.config.model import Schedule
-from mirror.core.records import Refusal
+from mirror.core.records import Refusal, RefusalReason
 from mirror.reports import (
     CheckResult,
     DropOutcome,
@@ -48,7 +48,7 @@ def exposition() -> str:
         downloaded_files=2,
         downloaded_bytes=2048,
         failures=(FileFailure("a-1-0.conda", "hash_mismatch", "a-1-0.conda: sha256 differs"),),
-        refused=(Refusal("b-1-0.conda", "bad_name"),),
+        refused=(Refusal("b-1-0.conda", "name is not lowercase", RefusalReason.BAD_NAME),),
         retries={"reset": 2},
     )
     check = CheckResult("cf", "linux-64", ("numpy",), False, "nothing provides numpy", 0.1, 0.0)

@@ -22,6 +22,7 @@ def rec(
         "version": version,
         "build": build,
         "build_number": 0,
+        "depends": [],
         "sha256": "a" * 64,
         "size": 100,
         "license": "MIT",

@@ -10,7 +10,8 @@ import msgpack
 import msgspec
 import pytest
 
-from mirror.core.records import Record, Refusal, decode_record
+from mirror.core.gate import decode_record
+from mirror.core.records import Record, Refusal
 from mirror.core.shards import build_shard
 from mirror.core.upstream_shard_records import UpstreamShard, combine, decode_shard
 from mirror.errors import ShardError, ShardHashMismatch
@@ -270,7 +271,7 @@ def test_a_record_json_cannot_hold_is_refused_with_a_reason_and_the_rest_kept(
     shard = decode(shard_bytes(document))
     refusal = only_refusal(shard)
     assert refusal.filename == "numpy-2.0-0.conda"
-    assert reason in refusal.reason and "repodata.json cannot hold" in refusal.reason
+    assert reason in refusal.message and "repodata.json cannot hold" in refusal.message
     assert list(shard.entries) == ["numpy-2.1-0.conda"]
 
 
@@ -282,7 +283,7 @@ def test_a_record_filed_under_another_packages_shard_is_refused() -> None:
         }
     }
     shard = decode(shard_bytes(document))
-    assert "in the shard of 'numpy'" in only_refusal(shard).reason
+    assert "in the shard of 'numpy'" in only_refusal(shard).message
     assert list(shard.entries) == ["numpy-2.0-0.conda"]
     assert shard.dependency_names == {"python"}, "a refused record reaches no names"
 
