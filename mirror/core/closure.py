@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from mirror.core.filters import FilterRules, removal_reason, select
-from mirror.core.gate import decode_record
+from mirror.core.gate import admit
 from mirror.core.records import Record, Refusal, UpstreamRepodata, name_from_filename
 from mirror.core.specs import Spec, to_rattler_record
 from mirror.errors import SpecError
@@ -133,7 +133,7 @@ class Universe:
             return []
         subset = UpstreamRepodata(entries={f: (g, r) for f, g, r in entries}, top_level={})
         rules = replace(source.rules, include=())
-        selection = select(subset, rules, self.now_ms)
+        selection = select(subset, rules, self.now_ms, subdir=source.subdir)
         return [Candidate(source.channel, source.subdir, r) for r in selection.records]
 
     def removed(self, name: str) -> list[tuple[Candidate, str]]:
@@ -147,7 +147,7 @@ class Universe:
                 for filename, group, raw in self._entries[index].get(name, ()):
                     if filename in kept:
                         continue
-                    decoded = decode_record(filename, group, raw)
+                    decoded = admit(filename, raw, group=group, subdir=source.subdir)
                     if isinstance(decoded, Refusal):
                         continue  # a refused record is no candidate for anything
                     why = removal_reason(decoded, source.rules, self.now_ms)

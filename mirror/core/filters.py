@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mirror.core.gate import GateCache, decode_record
+from mirror.core.gate import GateCache, admit
 from mirror.core.records import (
     Record,
     Refusal,
@@ -59,8 +59,11 @@ class Selection:
     valid_until_ms: int | None
 
 
-def select(repodata: UpstreamRepodata, rules: FilterRules, now_ms: int) -> Selection:
-    candidates, refused, skipped = _candidates(repodata, rules)
+def select(
+    repodata: UpstreamRepodata, rules: FilterRules, now_ms: int, *, subdir: str
+) -> Selection:
+    """The records of one upstream subdir the rules keep; every candidate passes the gate."""
+    candidates, refused, skipped = _candidates(repodata, rules, subdir)
     after_rules: list[Record] = []
     changes: list[int] = []
     for record in candidates:
@@ -81,7 +84,7 @@ def select(repodata: UpstreamRepodata, rules: FilterRules, now_ms: int) -> Selec
 
 
 def _candidates(
-    repodata: UpstreamRepodata, rules: FilterRules
+    repodata: UpstreamRepodata, rules: FilterRules, subdir: str
 ) -> tuple[list[Record], list[Refusal], int]:
     """Rules 1-3. Records whose file name no include spec could match are not even decoded."""
     out: list[Record] = []
@@ -101,7 +104,7 @@ def _candidates(
             if not verdict:
                 skipped += 1
                 continue
-        decoded = decode_record(filename, group, raw, gate_cache)
+        decoded = admit(filename, raw, group=group, subdir=subdir, cache=gate_cache)
         if isinstance(decoded, Refusal):
             refused.append(decoded)
             continue

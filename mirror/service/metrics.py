@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from mirror import __version__
 from mirror.config.model import Schedule
+from mirror.core.records import RefusalReason
 from mirror.reports import DropOutcome, DropResult, Outcome, SyncReport, UpstreamStatus
 
 _DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
@@ -96,8 +97,8 @@ class MirrorMetrics:
         )
         self.refused_records = self._counter(
             "conda_mirror_refused_records_total",
-            "Upstream records refused as unsafe or malformed.",
-            ("channel",),
+            "Upstream records refused by the record gate, by reason (what clients could not read).",
+            ("channel", "reason"),
         )
         self.closure_problems = self._gauge(
             "conda_mirror_closure_problems",
@@ -178,12 +179,10 @@ class MirrorMetrics:
             # present from the start at 0, so increase() and rate() see a channel's first sync
             for outcome in SYNC_OUTCOMES:
                 self.sync_runs.labels(channel, outcome)
-            for per_channel in (
-                self.downloaded_packages,
-                self.downloaded_bytes,
-                self.refused_records,
-            ):
+            for per_channel in (self.downloaded_packages, self.downloaded_bytes):
                 per_channel.labels(channel)
+            for reason in RefusalReason:
+                self.refused_records.labels(channel, reason)
 
     def record_sync(self, channel: str, report: SyncReport, seconds: float, now: float) -> None:
         outcomes = {s.outcome for s in report.subdirs}
@@ -204,7 +203,8 @@ class MirrorMetrics:
         for sub in report.subdirs:
             self.downloaded_packages.labels(channel).inc(sub.downloaded_files)
             self.downloaded_bytes.labels(channel).inc(sub.downloaded_bytes)
-            self.refused_records.labels(channel).inc(len(sub.refused))
+            for refusal in sub.refused:
+                self.refused_records.labels(channel, refusal.reason).inc()
             for reason, count in sub.retries.items():
                 self.download_retries.labels(channel, reason).inc(count)
             for failure in sub.failures:

@@ -35,7 +35,7 @@ from mirror.core.closure import (
     roots_matching,
 )
 from mirror.core.filters import FilterRules, removal_reason
-from mirror.core.gate import decode_record
+from mirror.core.gate import admit
 from mirror.core.records import Record, UpstreamRepodata
 from mirror.errors import MirrorError
 from mirror.sync.closure_fetch import Fetcher, Prefetched, scratch_dir
@@ -60,7 +60,9 @@ class SubdirClosure:
         text = repr((self.defines_selection, self.additive, sorted(self.pins)))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def records(self, repodata: UpstreamRepodata, selected: Sequence[Record]) -> list[Record]:
+    def records(
+        self, repodata: UpstreamRepodata, selected: Sequence[Record], subdir: str
+    ) -> list[Record]:
         """The subdir's selection: the filters' records (unless the closure defines it) + pins."""
         out = [] if self.defines_selection else list(selected)
         have = {r.filename for r in out}
@@ -68,7 +70,7 @@ class SubdirClosure:
             entry = repodata.entries.get(filename)
             if filename in have or entry is None:
                 continue
-            decoded = decode_record(filename, entry[0], entry[1])
+            decoded = admit(filename, entry[1], group=entry[0], subdir=subdir)
             if isinstance(decoded, Record):
                 out.append(decoded)
         return out

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.closure import Closure, Reason
-from mirror.core.gate import decode_record
+from mirror.core.gate import admit
 from mirror.core.records import Record
 from mirror.errors import LockfileError, MirrorError
 from mirror.sync.closure_fetch import Fetcher
@@ -91,7 +91,11 @@ def lockfile_pins(ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig) ->
                 continue
             repodata = fetcher.repodata(owner, package.subdir)
             entry = repodata.entries.get(package.filename)
-            decoded = decode_record(package.filename, *entry) if entry else None
+            decoded = (
+                admit(package.filename, entry[1], group=entry[0], subdir=package.subdir)
+                if entry
+                else None
+            )
             if not isinstance(decoded, Record):
                 closure.problems.append(
                     f"{label}: upstream {owner.shown_upstream} no longer has this package"

@@ -181,11 +181,12 @@ class SubdirSync:
 
     def _select(self, repodata: UpstreamRepodata) -> tuple[Selection, int]:
         """The filters' records, grown by the closure; and how many the closure pulled in."""
-        selection = select(repodata, self.channel.filters, int(self.ctx.clock() * 1000))
+        now_ms = int(self.ctx.clock() * 1000)
+        selection = select(repodata, self.channel.filters, now_ms, subdir=self.subdir)
         if self.closure is None:
             return selection, 0
         by_filters = {r.filename for r in selection.records}
-        records = tuple(self.closure.records(repodata, selection.records))
+        records = tuple(self.closure.records(repodata, selection.records, self.subdir))
         pulled_in = sum(1 for r in records if r.filename not in by_filters)
         return replace(selection, records=records), pulled_in
 

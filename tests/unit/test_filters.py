@@ -44,7 +44,10 @@ def chosen(repodata: Any, now_ms: int = NOW_MS, **rules: Any) -> set[str]:
     for key in ("include", "exclude"):
         if key in rules:
             rules[key] = tuple(parse_spec(s) for s in rules[key])
-    return {r.filename for r in select(repodata, FilterRules(**rules), now_ms).records}
+    return {
+        r.filename
+        for r in select(repodata, FilterRules(**rules), now_ms, subdir="linux-64").records
+    }
 
 
 WORLD = upstream(
@@ -208,10 +211,10 @@ def test_selection_knows_when_time_will_change_its_verdict() -> None:
         rec("a", "1", timestamp=NOW_MS - 1 * DAY_MS), rec("a", "2", timestamp=NOW_MS - 10 * DAY_MS)
     )
     rules = FilterRules(cooldown_days=3, max_age_days=30)
-    selection = select(repo, rules, NOW_MS)
+    selection = select(repo, rules, NOW_MS, subdir="linux-64")
     assert {r.filename for r in selection.records} == {"a-2-0.conda"}
     assert selection.valid_until_ms == NOW_MS + 2 * DAY_MS  # when a-1 cools down
-    assert select(repo, FilterRules(), NOW_MS).valid_until_ms is None
+    assert select(repo, FilterRules(), NOW_MS, subdir="linux-64").valid_until_ms is None
 
 
 def test_max_package_size() -> None:
@@ -221,7 +224,7 @@ def test_max_package_size() -> None:
 
 def test_refused_records_are_reported_not_selected() -> None:
     repo = upstream(rec("a", "1"), ("../../x-1-0.conda", rec("x", "1")[1]))
-    selection = select(repo, FilterRules(), NOW_MS)
+    selection = select(repo, FilterRules(), NOW_MS, subdir="linux-64")
     assert [r.filename for r in selection.records] == ["a-1-0.conda"]
     assert [r.filename for r in selection.refused] == ["../../x-1-0.conda"]
 
@@ -232,6 +235,6 @@ def test_records_no_include_could_match_are_not_even_decoded() -> None:
         b' "a-1-0.conda": ' + json.dumps(rec("a", "1")[1]).encode() + b"}}",
         source="t",
     )
-    selection = select(broken, FilterRules(include=(parse_spec("a"),)), NOW_MS)
+    selection = select(broken, FilterRules(include=(parse_spec("a"),)), NOW_MS, subdir="linux-64")
     assert [r.filename for r in selection.records] == ["a-1-0.conda"]
     assert selection.refused == ()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 
 from mirror.config.model import Schedule
+from mirror.core.records import RefusalReason
 from mirror.service.metrics import MirrorMetrics, schedule_gap_s
 
 HOUR_S = 3600.0
@@ -60,9 +61,12 @@ def test_a_scheduled_channel_counts_from_zero_so_its_first_sync_shows_in_increas
     for outcome in ("ok", "failed", "interrupted"):
         labels = {"channel": "cf", "outcome": outcome}
         assert registry.get_sample_value("conda_mirror_sync_runs_total", labels) == 0
-    for counter in ("downloaded_packages", "downloaded_bytes", "refused_records"):
+    for counter in ("downloaded_packages", "downloaded_bytes"):
         value = registry.get_sample_value(f"conda_mirror_{counter}_total", {"channel": "cf"})
         assert value == 0, counter
+    for reason in RefusalReason:
+        labels = {"channel": "cf", "reason": reason.value}
+        assert registry.get_sample_value("conda_mirror_refused_records_total", labels) == 0
 
 
 def test_the_process_start_time_is_exported_for_the_staleness_alert() -> None:
