@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from mirror.core.json_split import SplitError, object_members
 from mirror.errors import RepodataError
 
 PACKAGE_GROUPS: tuple[str, ...] = ("packages", "packages.conda")
@@ -151,30 +152,73 @@ class UpstreamRepodata:
 def parse_repodata(body: bytes | bytearray, *, source: str) -> UpstreamRepodata:
     """Split a repodata document into raw records without decoding them.
 
-    `source` names the document in errors (a redacted URL or a path).
+    `source` names the document in errors (a redacted URL or a path). A document the strict
+    decoder refuses is cut apart member by member (json_split), so that one record holding bytes
+    that are not UTF-8 is refused by the gate on its own instead of failing the whole subdir.
     """
     try:
         top = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
+        groups = {g: top.pop(g) for g in PACKAGE_GROUPS if g in top}
+        entries = _strict_entries(groups)
     except (msgspec.DecodeError, RecursionError) as exc:  # a value nested 1,000 deep recurses
-        raise RepodataError(
-            f"{source}: not valid repodata JSON ({exc}); the upstream served something else "
-            "(an error page, a truncated file). Nothing was changed; retry later."
-        ) from exc
+        top, entries = _tolerant_split(bytes(body), source, exc)
     _check_top_level(top, source)
+    return UpstreamRepodata(entries=entries, top_level=top, body=body)
+
+
+def _strict_entries(groups: Mapping[str, msgspec.Raw]) -> dict[str, tuple[str, msgspec.Raw]]:
     entries: dict[str, tuple[str, msgspec.Raw]] = {}
-    for group in PACKAGE_GROUPS:
-        raw_group = top.pop(group, None)
-        if raw_group is None:
-            continue
-        try:
-            records = msgspec.json.decode(raw_group, type=dict[str, msgspec.Raw])
-        except msgspec.DecodeError as exc:
-            raise RepodataError(
-                f"{source}: '{group}' is not a JSON object of records ({exc}); nothing was changed."
-            ) from exc
+    for group, raw_group in groups.items():
+        records = msgspec.json.decode(raw_group, type=dict[str, msgspec.Raw])
         for filename, raw in records.items():
             entries[filename] = (group, raw)
-    return UpstreamRepodata(entries=entries, top_level=top, body=body)
+    return entries
+
+
+def _tolerant_split(
+    body: bytes, source: str, strict_error: Exception
+) -> tuple[dict[str, msgspec.Raw], dict[str, tuple[str, msgspec.Raw]]]:
+    """The members of a document the strict decoder refused; its structure must still hold."""
+    try:
+        members, end = object_members(body)
+        if body[end:].strip():
+            raise SplitError(f"data after the document at byte {end}")
+        top: dict[str, msgspec.Raw] = {}
+        entries: dict[str, tuple[str, msgspec.Raw]] = {}
+        for raw_key, raw_value in members:
+            key = _member_name(raw_key)
+            if key in PACKAGE_GROUPS:
+                records, _ = object_members(raw_value)
+                for raw_filename, raw_record in records:
+                    entries[_member_name(raw_filename)] = (key, msgspec.Raw(raw_record))
+            elif _is_json(raw_value):
+                top[key] = msgspec.Raw(raw_value)
+            elif key in _TOP_LEVEL_TYPES or key == "info":
+                raise SplitError(f"'{printable_name(key)}' is not valid JSON")
+            # an unknown top-level key no reader could parse is dropped, not published
+    except SplitError as exc:
+        raise RepodataError(
+            f"{source}: not valid repodata JSON ({strict_error}; {exc}); the upstream served "
+            "something else (an error page, a truncated file). Nothing was changed; retry later."
+        ) from exc
+    return top, entries
+
+
+def _member_name(raw_key: bytes) -> str:
+    """A member's name; one whose bytes do not decode is shown escaped, which no safe file
+    name matches, so the gate refuses its record by name."""
+    try:
+        return str(msgspec.json.decode(raw_key, type=str))
+    except msgspec.DecodeError:
+        return raw_key[1:-1].decode("utf-8", "backslashreplace")
+
+
+def _is_json(raw: bytes) -> bool:
+    try:
+        msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
 
 
 # top-level keys published verbatim that rattler reads with a fixed type (it refuses the whole
