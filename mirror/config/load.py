@@ -98,8 +98,8 @@ def load_config(path: Path) -> MirrorConfig:
     for required in ("root", "state_dir", "channels"):
         if required not in top:
             raise doc.error(f"missing required key '{required}'")
-    root = _local_path(top["root"], base)
-    state_dir = _local_path(top["state_dir"], base)
+    root = _directory(top["root"], base)
+    state_dir = _directory(top["state_dir"], base)
     if _overlaps(root, state_dir):
         raise top["state_dir"].error(
             f"state_dir {state_dir} and root {root} overlap; the state directory holds "
@@ -311,9 +311,15 @@ def _subdirs(view: YamlView) -> tuple[str, ...]:
 def _upstream(view: YamlView, base: Path) -> str:
     """An http(s) URL, a file:// URL, or a path (relative to the config file)."""
     text = view.string().strip()
-    scheme = urlsplit(text).scheme.lower()
-    if scheme in ("http", "https"):
+    try:
         parts = urlsplit(text)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL": the URL is not shown, it may hold a token
+        raise view.error(
+            f"not a valid URL ({exc}); an IPv6 host goes in brackets, as in "
+            "http://[2001:db8::1]:8080/channel"
+        ) from None
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
         # file paths are appended to the URL, so a query or fragment could only break them,
         # and a token there would be shown unmasked: refuse, without echoing the URL
         if parts.query or parts.fragment or text.endswith(("?", "#")):
@@ -341,6 +347,14 @@ def _upstream(view: YamlView, base: Path) -> str:
     if not path.is_dir():
         raise view.error(f"local upstream {path} does not exist or is not a directory")
     return path.as_uri()
+
+
+def _directory(view: YamlView, base: Path) -> Path:
+    """A directory mirror may create: something else in its place is a mistake to name now."""
+    path = _local_path(view, base)
+    if path.exists() and not path.is_dir():
+        raise view.error(f"{path} exists but is not a directory; point this at a directory")
+    return path
 
 
 def _local_path(view: YamlView, base: Path) -> Path:

@@ -9,21 +9,30 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "***"
 # anaconda.org style: https://conda.anaconda.org/t/<token>/<channel>
 _URL_TOKEN = re.compile(r"/t/([^/]+)")
+# scheme://user:password@ (for text urllib cannot split)
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/?#@\s]*?:)?([^/?#@\s]*)@")
 
 
 def url_secrets(url: str) -> list[str]:
     """The secret parts of a URL: a /t/<token>/ segment and a user:password."""
     found = [m.group(1) for m in _URL_TOKEN.finditer(url)]
-    parts = urlsplit(url)
-    if parts.password:
-        found.append(parts.password)
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not a URL urllib can split (a stray bracket): take the userinfo whole
+        userinfo = _USERINFO.match(url)
+        password = userinfo.group(2) if userinfo else None
+    if password:
+        found.append(password)
     return found
 
 
 def redact_url(url: str) -> str:
     """The URL as it may be shown: token segments and passwords masked."""
     masked = _URL_TOKEN.sub(f"/t/{MASK}", url)
-    parts = urlsplit(masked)
+    try:
+        parts = urlsplit(masked)
+    except ValueError:  # not a URL urllib can split: mask all userinfo
+        return _USERINFO.sub(rf"\g<1>{MASK}@", masked)
     if parts.password:
         host = parts.hostname or ""
         user = f"{parts.username}:{MASK}@" if parts.username else f"{MASK}@"

@@ -222,9 +222,16 @@ def directory_url(index_url: str, reference: str) -> str:
     """
     if reference and not reference.endswith("/"):
         reference += "/"
-    resolved = urljoin(urljoin(index_url, reference), ".")
-    index_scheme = urlsplit(index_url).scheme.lower()
-    scheme = urlsplit(resolved).scheme.lower()
+    try:
+        resolved = urljoin(urljoin(index_url, reference), ".")
+        index_scheme = urlsplit(index_url).scheme.lower()
+        scheme = urlsplit(resolved).scheme.lower()
+    except ValueError as exc:  # an upstream's base URL urllib cannot parse
+        raise ShardError(
+            f"{redact_url(index_url)}: its shard index names a base URL that is not a URL "
+            f"({exc}); {FALLBACK}",
+            reason="malformed",
+        ) from None
     allowed = _HTTP if index_scheme in _HTTP else _HTTP | {"file"}
     if index_scheme not in allowed or scheme not in allowed:
         raise ShardError(

@@ -86,7 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, *, send_body: bool) -> None:
         app = self.server.app
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # a request line urllib cannot split: no page has such a name
+            path = ""
         try:
             if path == "/metrics":
                 status, headers, body = self._metrics(app)

@@ -186,3 +186,32 @@ def test_closure_settings_load(tmp_path: Path) -> None:
     assert channel.platforms == ("linux-64",)
     assert channel.lockfiles == (tmp_path / "env.lock",)
     assert channel.check is not None and channel.check.specs == ()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://u:hunter2pass@[::1:bad/channel",  # urllib: "Invalid IPv6 URL"
+        "https://[::1/channel",
+        "http://host]:80/channel",
+    ],
+)
+def test_a_url_urllib_cannot_split_is_a_config_error_naming_the_key(
+    tmp_path: Path, url: str
+) -> None:
+    text = BASE.replace("upstream: up", f'upstream: "{url}"')
+    message = error_of(tmp_path, text)
+    assert re.match(
+        rf"{re.escape(str(tmp_path / 'mirror.yaml'))}:5: channels\.c\.upstream:", message
+    )
+    assert "not a valid URL" in message
+    assert "hunter2pass" not in message
+
+
+@pytest.mark.parametrize("key", ["root", "state_dir"])
+def test_a_root_or_state_dir_that_is_a_file_is_a_config_error(tmp_path: Path, key: str) -> None:
+    (tmp_path / "blocker").write_text("not a directory")
+    text = BASE.replace(f"{key}: {'tree' if key == 'root' else 'state'}", f"{key}: blocker")
+    message = error_of(tmp_path, text)
+    assert f": {key}:" in message
+    assert "not a directory" in message

@@ -299,3 +299,11 @@ def test_a_refused_location_is_reported_without_the_token_or_password() -> None:
 def test_only_a_lowercase_hex_sha256_names_a_shard(name: str) -> None:
     with pytest.raises(ShardError):
         shard_url(INDEX_URL, "./shards/", name)
+
+
+def test_a_base_url_urllib_cannot_parse_falls_back_instead_of_crashing() -> None:
+    index = "https://prefix.dev/conda-forge/osx-arm64/repodata_shards.msgpack.zst"
+    with pytest.raises(ShardError) as caught:
+        directory_url(index, "http://u:hunter2pass@[::1:bad/shards/")
+    assert caught.value.reason == "malformed"
+    assert "hunter2pass" not in str(caught.value)
