@@ -21,6 +21,7 @@ from mirror.core.gate import GateCache, admit
 from mirror.core.records import (
     Record,
     Refusal,
+    RefusalReason,
     UpstreamRepodata,
     name_from_filename,
     split_extension,
@@ -67,10 +68,16 @@ def select(
     after_rules: list[Record] = []
     changes: list[int] = []
     for record in candidates:
-        verdict, change_at = _date_verdict(record, rules, now_ms)
+        try:
+            verdict, change_at = _date_verdict(record, rules, now_ms)
+            verdict = verdict and _passes_size(record, rules)
+        except Exception as exc:  # one record must never stop its subdir (DESIGN rule 7)
+            refused.append(_unexpected(record, "the date and size rules", exc))
+            skipped -= 1  # counted below among the candidates not kept; it was refused instead
+            continue
         if change_at is not None:
             changes.append(change_at)
-        if verdict and _passes_size(record, rules):
+        if verdict:
             after_rules.append(record)
     kept = _keep_latest(after_rules, rules.keep_latest)
     if rules.prefer_conda:
@@ -108,20 +115,39 @@ def _candidates(
         if isinstance(decoded, Refusal):
             refused.append(decoded)
             continue
-        fields = decoded.fields
-        wanted = (
-            any(spec.matches(fields, cache) for spec in rules.include) if rules.include else True
-        )
-        wanted = wanted and not any(spec.matches(fields, cache) for spec in rules.exclude)
-        wanted = wanted and not (rules.license_deny and license_matches(fields, rules.license_deny))
-        wanted = wanted and (
-            not rules.license_allow or license_matches(fields, rules.license_allow)
-        )
+        try:
+            wanted = _passes_specs_and_licences(decoded, rules, cache)
+        except Exception as exc:  # one record must never stop its subdir (DESIGN rule 7)
+            refused.append(_unexpected(decoded, "the include/exclude/licence rules", exc))
+            continue
         if wanted:
             out.append(decoded)
         else:
             skipped += 1
     return out, refused, skipped
+
+
+def _passes_specs_and_licences(
+    record: Record, rules: FilterRules, cache: RattlerRecordCache
+) -> bool:
+    """Rules 1-3 for a record whose name an include spec may match."""
+    fields = record.fields
+    if rules.include and not any(spec.matches(fields, cache) for spec in rules.include):
+        return False
+    if any(spec.matches(fields, cache) for spec in rules.exclude):
+        return False
+    if rules.license_deny and license_matches(fields, rules.license_deny):
+        return False
+    return not rules.license_allow or license_matches(fields, rules.license_allow)
+
+
+def _unexpected(record: Record, step: str, exc: Exception) -> Refusal:
+    return Refusal(
+        record.filename,
+        f"could not be handled by {step} ({type(exc).__name__}: {exc}); refused, the rest "
+        "of the subdir goes on (please report this)",
+        RefusalReason.INTERNAL_ERROR,
+    )
 
 
 def removal_reason(record: Record, rules: FilterRules, now_ms: int) -> str:

@@ -109,6 +109,7 @@ class RefusalReason(StrEnum):
     WRONG_SUBDIR = "wrong_subdir"
     TOO_LARGE = "too_large"  # size above MAX_PACKAGE_SIZE_BYTES, or a huge record
     GATE_ERROR = "gate_error"  # the gate itself failed: a bug, the record is refused anyway
+    INTERNAL_ERROR = "internal_error"  # handling an admitted record failed: refused alone
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,23 +16,20 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from mirror import __version__
-from mirror.adapters.catalog import CatalogFile, UpstreamState
+from mirror.adapters.catalog import UpstreamState
 from mirror.adapters.upstream import Fetched, NotModified, Upstream
 from mirror.config.model import ChannelConfig
 from mirror.core.filters import Selection, select
 from mirror.core.plan import (
-    ORIGIN_MIRROR,
-    PresentFile,
     SyncPlan,
     WantedFile,
     deletion_guard,
     plan_sync,
 )
-from mirror.core.records import Record, UpstreamRepodata
-from mirror.errors import Interrupted, MirrorError, UpstreamError
-from mirror.publish.records import pack_top_level
+from mirror.core.records import UpstreamRepodata
+from mirror.errors import Interrupted, MirrorError, RepodataError, UpstreamError
 from mirror.publish.settings import PublishSettings, settings_for
-from mirror.publish.subdir import publish_subdir, published_intact
+from mirror.publish.subdir import publish_subdir
 from mirror.reports import FileFailure, Outcome, SubdirReport, UpstreamStatus
 from mirror.sync.context import (
     SyncContext,
@@ -41,6 +38,7 @@ from mirror.sync.context import (
     remembered,
     upstream_key,
 )
+from mirror.sync.in_place import InPlace
 from mirror.sync.transfer import Transfer
 
 if TYPE_CHECKING:
@@ -74,6 +72,8 @@ class SubdirSync:
         ).hexdigest()
         if closure and closure.prefetched:
             self.retries.update(closure.prefetched.retries)
+        self.done: dict[str, Any] = {}  # report fields of the steps completed so far
+        self.in_place = InPlace(ctx, self.name, subdir)
 
     def report(self, outcome: Outcome, **fields: Any) -> SubdirReport:
         """A report of this run so far; `fields` are SubdirReport's (checked by replace)."""
@@ -87,26 +87,39 @@ class SubdirSync:
         return replace(base, **fields)
 
     def run(self) -> SubdirReport:
+        """The subdir's run; it fails only for reasons of the subdir as a whole (its repodata,
+        the disk, the state database), and the report keeps what was done before that."""
         try:
             report = self._run()
         except Interrupted:
-            report = self.report(Outcome.INTERRUPTED, message="stopped before finishing")
-        except MirrorError as exc:
+            report = self.report(
+                Outcome.INTERRUPTED, message="stopped before finishing", **self.done
+            )
+        except (UpstreamError, RepodataError) as exc:  # the subdir's repodata
             report = self.report(
                 Outcome.FAILED,
                 upstream_status=UpstreamStatus.ERROR,
-                error_reason=exc.reason if isinstance(exc, UpstreamError) else None,
+                error_reason=exc.reason if isinstance(exc, UpstreamError) else "invalid_repodata",
                 message=self.ctx.redactor(str(exc)),
+                **self.done,
             )
+        except MirrorError as exc:  # the tree, the state database
+            report = self.report(Outcome.FAILED, message=self._failed_after(str(exc)), **self.done)
         except Exception as exc:  # a bug must not stop the other subdirs (or the daemon)
             log.exception("%s/%s: internal error", self.name, self.subdir)
-            # the message is stored and shown: an unexpected error may quote a token URL
-            report = self.report(
-                Outcome.FAILED, message=self.ctx.redactor(f"internal error: {exc!r}")
-            )
+            message = self._failed_after(f"internal error: {exc!r}")
+            report = self.report(Outcome.FAILED, message=message, **self.done)
         if report.outcome != Outcome.PLANNED:
             self._record_run(report)
         return report
+
+    def _failed_after(self, reason: str) -> str:
+        """What failed, after what was already done (shown and stored: redacted)."""
+        files = self.done.get("downloaded_files", 0)
+        if files:
+            size = self.done.get("downloaded_bytes", 0) / 1e6
+            reason = f"failed after downloading {files} files ({size:,.1f} MB): {reason}"
+        return self.ctx.redactor(reason)
 
     def _run(self) -> SubdirReport:
         ctx = self.ctx
@@ -122,8 +135,8 @@ class SubdirSync:
         else:
             result = prefetched.result
         if isinstance(result, NotModified):
-            mirrored = self._mirrored_files()
-            if self._still_published(state, mirrored):
+            mirrored = self.in_place.mirrored()
+            if self.in_place.still_published(state, self.selection_key, mirrored):
                 files = len(mirrored)
                 return self.report(
                     Outcome.UNCHANGED,
@@ -149,8 +162,8 @@ class SubdirSync:
             r.filename: WantedFile(r.filename, r.fields.size, r.fields.sha256, r.fields.md5)
             for r in selection.records
         }
-        known = self._mirrored_files()
-        plan = plan_sync(wanted, self._present(known))
+        known = self.in_place.mirrored()
+        plan = plan_sync(wanted, self.in_place.present())
         if self.closure is not None and self.closure.additive:
             plan = replace(plan, delete=())  # what stays unselected stays published
         common = {
@@ -177,6 +190,7 @@ class SubdirSync:
             )
         if guard:
             return self.report(Outcome.GUARDED, message=guard, **common)
+        self.done.update(common)
         return self._execute(upstream, repodata, fetched, selection, plan, common)
 
     def _select(self, repodata: UpstreamRepodata) -> tuple[Selection, int]:
@@ -201,30 +215,37 @@ class SubdirSync:
     ) -> SubdirReport:
         """Download, publish, prune, remember: the plan carried out."""
         ctx = self.ctx
-        ctx.tree.check_space(
-            plan.download_bytes, ctx.config.free_space_margin_bytes, f"{self.name}/{self.subdir}"
-        )
+        plan, no_room = self._fit_in_space(plan)
         by_filename = {r.filename: r for r in selection.records}
         transfer = Transfer(
             ctx, self.name, self.subdir, self.channel.transfer.workers, self._publish_settings()
         )
         moved = transfer.run(upstream, plan, by_filename)
-        failures = moved.failures + [
-            FileFailure(
-                w.filename,
-                "name_conflict",
-                f"{w.filename}: a different local package "
-                "with this name is published here; it is never overwritten by a mirror",
-            )
-            for w in plan.conflicts
-        ]
-        self._update_records(by_filename, moved.good, repodata)
+        self.done.update(
+            downloaded_files=len(moved.downloaded),
+            downloaded_bytes=sum(f.size for f in moved.downloaded),
+            verified_files=moved.verified,
+        )
+        failures = (
+            no_room
+            + moved.failures
+            + [
+                FileFailure(
+                    w.filename,
+                    "name_conflict",
+                    f"{w.filename}: a different local package "
+                    "with this name is published here; it is never overwritten by a mirror",
+                )
+                for w in plan.conflicts
+            ]
+        )
+        self.in_place.update_records(by_filename, moved.good, repodata)
         with ctx.catalog.transaction():
             ctx.catalog.retire_records(self.name, self.subdir, (p.filename for p in plan.delete))
         published = publish_subdir(
             ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings()
         )
-        deleted_bytes = self._prune(plan)
+        deleted_bytes = self.in_place.prune(plan)
         self._remember(fetched, selection, complete=not failures)
         for failure in failures:  # the summary names only the first five
             shown = self.ctx.redactor(failure.message)
@@ -246,6 +267,32 @@ class SubdirSync:
 
     # -- steps ------------------------------------------------------------------------------
 
+    def _fit_in_space(self, plan: SyncPlan) -> tuple[SyncPlan, list[FileFailure]]:
+        """The downloads that fit on the disk with the margin; each one that does not is a
+        failure naming it, and the others go on (one huge record cannot block the rest)."""
+        free = self.ctx.tree.free_bytes() - self.ctx.config.free_space_margin_bytes
+        if plan.download_bytes <= free:
+            return plan, []
+        fits: list[WantedFile] = []
+        failures: list[FileFailure] = []
+        left = free
+        for want in plan.download:
+            size = want.size or 0
+            if size <= left:
+                fits.append(want)
+                left -= size
+                continue
+            failures.append(
+                FileFailure(
+                    want.filename,
+                    "no_space",
+                    f"{want.filename}: {size / 1e6:,.1f} MB do not fit: {max(free, 0) / 1e6:,.1f}"
+                    f" MB free under {self.ctx.tree.root} after the free_space_margin; free some"
+                    " space, narrow the filters or lower free_space_margin",
+                )
+            )
+        return replace(plan, download=tuple(fits)), failures
+
     def _open_upstream(self) -> Upstream:
         def on_retry(reason: str) -> None:
             with self.retries_lock:
@@ -253,81 +300,8 @@ class SubdirSync:
 
         return open_channel_upstream(self.ctx, self.channel, on_retry)
 
-    def _mirrored_files(self) -> dict[str, CatalogFile]:
-        files = self.ctx.catalog.files(self.name, self.subdir)
-        return {k: v for k, v in files.items() if v.origin == ORIGIN_MIRROR}
-
-    def _still_published(
-        self, state: UpstreamState | None, mirrored: dict[str, CatalogFile]
-    ) -> bool:
-        """Upstream is unchanged; is what we published last time still exactly right?"""
-        if state is None or state.selection_key != self.selection_key:
-            return False
-        if state.selection_valid_until_ms is not None and (
-            self.ctx.clock() * 1000 >= state.selection_valid_until_ms
-        ):
-            return False
-        tree = self.ctx.tree
-        on_disk = tree.scan_packages(self.name, self.subdir)
-        for name, known in mirrored.items():
-            stat = on_disk.get(name)
-            if stat is None or (stat.size, stat.mtime_ns) != (known.size, known.mtime_ns):
-                return False
-        return published_intact(tree, self.ctx.catalog, self.name, self.subdir)
-
-    def _present(self, known: dict[str, CatalogFile]) -> dict[str, PresentFile]:
-        """Files on disk, with the hashes the catalog vouches for (stats unchanged)."""
-        all_known = self.ctx.catalog.files(self.name, self.subdir)
-        present = {}
-        for name, stat in self.ctx.tree.scan_packages(self.name, self.subdir).items():
-            entry = all_known.get(name)
-            trusted = entry is not None and (entry.size, entry.mtime_ns) == (
-                stat.size,
-                stat.mtime_ns,
-            )
-            present[name] = PresentFile(
-                filename=name,
-                size=stat.size,
-                sha256=entry.sha256 if trusted and entry else None,
-                md5=entry.md5 if trusted and entry else None,
-                origin=entry.origin if entry else None,
-            )
-        return present
-
-    def _update_records(
-        self, records: dict[str, Record], good: set[str], repodata: UpstreamRepodata
-    ) -> None:
-        """Kept files whose upstream record changed (patched upstream) get the new record, and
-        upstream's top-level keys (removed, unknown ones) are stored for publishing."""
-        catalog = self.ctx.catalog
-        stored = catalog.record_bytes(self.name, self.subdir)
-        changed = [
-            (fn, records[fn].fields.name, bytes(records[fn].raw))
-            for fn in good
-            if stored.get(fn) != bytes(records[fn].raw)
-        ]
-        top_level = pack_top_level({k: bytes(v) for k, v in repodata.top_level.items()})
-        with catalog.transaction():
-            if changed:
-                catalog.update_records(
-                    self.name, self.subdir, changed, int(self.ctx.clock() * 1000)
-                )
-            if catalog.top_level(self.name, self.subdir) != top_level:
-                catalog.set_top_level(self.name, self.subdir, top_level)
-
     def _publish_settings(self) -> PublishSettings:
         return settings_for(self.channel.index, self.subdir, local_channel=False)
-
-    def _prune(self, plan: SyncPlan) -> int:
-        """Delete files no longer selected; their records already left the published index."""
-        tree = self.ctx.tree
-        for present in plan.delete:
-            tree.remove(tree.package_path(self.name, self.subdir, present.filename))
-        with self.ctx.catalog.transaction():
-            self.ctx.catalog.remove_files(
-                self.name, self.subdir, (p.filename for p in plan.delete), mark_dirty=False
-            )
-        return plan.delete_bytes
 
     def _remember(self, fetched: Fetched, selection: Selection, *, complete: bool) -> None:
         """Store validators only when everything selected is in place: after a partial run the
