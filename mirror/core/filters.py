@@ -1,6 +1,6 @@
 """Filtering rules -> the records of one upstream subdir that a channel mirrors.
 
-Rule order (the README states the same):
+Rule order (docs/configuration.md states the same):
   1. include   a record is a candidate if it matches any include spec (no include = all)
   2. exclude   a candidate matching any exclude spec is dropped
   3. licences  deny globs drop; when allow globs exist, only matching licences stay

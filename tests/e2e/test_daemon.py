@@ -244,12 +244,13 @@ def test_a_burst_of_drops_is_published_in_a_few_index_runs(running) -> None:
     assert 1 <= runs <= 10, runs
 
 
-def test_metrics_pass_promtool_and_match_the_readme_table(running) -> None:
+def test_metrics_pass_promtool_and_match_the_documented_table(running) -> None:
     daemon, _base = running
     wait_for(lambda: daemon.metric("conda_mirror_sync_runs_total", channel="up", outcome="ok"))
     text = daemon.metrics()
     names = set(re.findall(r"^# TYPE (conda_mirror_\w+) ", text, re.M))
-    table = set(re.findall(r"^\| `(conda_mirror_\w+)` \|", (REPO / "README.md").read_text(), re.M))
+    documented = (REPO / "docs" / "operations.md").read_text()
+    table = set(re.findall(r"^\| `(conda_mirror_\w+)` \|", documented, re.M))
     assert names == table
     promtool = subprocess.run(["which", "promtool"], capture_output=True, text=True).stdout.strip()
     if not promtool:
