@@ -11,16 +11,15 @@ subdir is still indexed. Then each changed subdir is published (publish.py).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import msgspec
 
-from mirror.adapters.archive import PackageInfo, read_package
+from mirror.adapters.archive import PackageInfo
+from mirror.adapters.archive.pool import ReadResult, read_packages
 from mirror.adapters.catalog import Catalog, CatalogFile
 from mirror.adapters.store import ChannelTree, FileStat, Quarantine, hash_file
 from mirror.config.model import IndexSettings
@@ -28,7 +27,6 @@ from mirror.core.package_records import InvalidPackage, local_record
 from mirror.core.plan import ORIGIN_LOCAL, ORIGIN_MIRROR
 from mirror.core.repodata_doc import published_records
 from mirror.core.side_indexes import ABOUT_KEYS
-from mirror.errors import ArchiveError
 from mirror.progress import NoProgress, Progress
 from mirror.publish.channel import publish_channeldata
 from mirror.publish.names import NOARCH, REPODATA_JSON
@@ -37,9 +35,6 @@ from mirror.publish.subdir import publish_subdir
 from mirror.reports import IndexReport, QuarantinedFile, SubdirIndexReport
 
 log = logging.getLogger(__name__)
-
-POOL_THRESHOLD = 48  # below this many files, a process pool costs more than it saves
-ReadResult = PackageInfo | tuple[str, str]  # the package's metadata, or (reason, message)
 
 
 @dataclass
@@ -360,29 +355,5 @@ def _quarantine(
 def _read_all(
     directory: Path, filenames: list[str], workers: int, deep: bool
 ) -> Iterator[tuple[str, ReadResult]]:
-    """Read packages, in a process pool when there are many (reading is CPU-bound)."""
-    paths = [str(directory / fn) for fn in filenames]
-    read = read_deep if deep else read_info
-    if len(paths) < POOL_THRESHOLD or workers <= 1:
-        yield from zip(filenames, map(read, paths), strict=True)
-        return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        results: Iterable[ReadResult] = pool.map(read, paths, chunksize=32)
-        yield from zip(filenames, results, strict=True)
-
-
-def read_info(path: str) -> ReadResult:
-    """Runs in a worker: exceptions with keyword arguments do not cross processes, so a
-    refusal comes back as (reason, message)."""
-    try:
-        return read_package(Path(path))
-    except ArchiveError as exc:
-        return (exc.reason, str(exc))
-
-
-def read_deep(path: str) -> ReadResult:
-    try:
-        return read_package(Path(path), deep=True)
-    except ArchiveError as exc:
-        return (exc.reason, str(exc))
+    results = read_packages([directory / fn for fn in filenames], workers=workers, deep=deep)
+    yield from zip(filenames, results, strict=True)

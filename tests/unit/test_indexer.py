@@ -526,11 +526,13 @@ def test_a_bad_file_is_quarantined_with_a_reason_and_the_rest_is_indexed(
     assert again.quarantined == 0 and by_subdir(again)["noarch"].removed == 0
 
 
-def test_a_shallow_index_reads_only_info_and_a_deep_one_checks_the_payload(ws: Workspace) -> None:
+def test_every_index_checks_every_member_not_only_info(ws: Workspace) -> None:
+    """The package gate holds for a plain `mirror index` (it used to publish this file)."""
     filename, data = _dotdot_member()
     ws.put("noarch", filename, data)
-    assert ws.index().quarantined == 0  # the ../x member sits in the payload, unread
-    assert ws.index(IndexSettings(deep_scan=True), force=True).quarantined == 1
+    report = ws.index()
+    assert [q.reason for q in report.subdirs[-1].quarantined] == ["unsafe_member"]
+    assert filename not in ws.records("noarch")
 
 
 def test_a_bad_replacement_of_an_indexed_file_takes_its_record_out(ws: Workspace) -> None:

@@ -22,10 +22,17 @@ from typing import IO, Any, NamedTuple
 import msgspec
 import zstandard
 
-from mirror.adapters.archive.deep import DeepCheck, NameCheck
+from mirror.adapters.archive.deep import DeepCheck
+from mirror.adapters.archive.payload import PayloadHashes
 from mirror.adapters.archive.refusal import MiB, Refused, show
 from mirror.adapters.archive.streams import Budget, Bz2Pull, Range, Source, Stream, zstd_pull
-from mirror.adapters.archive.tar import ABOUT_JSON, INDEX_JSON, RUN_EXPORTS_JSON, TarScan
+from mirror.adapters.archive.tar import (
+    ABOUT_JSON,
+    INDEX_JSON,
+    PATHS_JSON,
+    RUN_EXPORTS_JSON,
+    TarScan,
+)
 from mirror.errors import ArchiveError
 
 __all__ = ["ArchiveLimits", "PackageInfo", "read_package"]
@@ -53,9 +60,11 @@ class ArchiveLimits:
     """Bounds on what reading one package may cost; past them the package is refused."""
 
     max_member_bytes: int = 16 * MiB  # one info/*.json we parse
-    max_info_bytes: int = 256 * MiB  # decompressed while looking for info/ (not deep)
-    max_deep_bytes: int = 8 << 30  # decompressed by a deep scan, all tars together
-    max_members: int = 1_000_000  # members of all tars, in a deep scan
+    max_info_bytes: int = 256 * MiB  # what a .conda's info tar may decompress to
+    max_deep_bytes: int = 8 << 30  # what a whole package may decompress to, all tars together
+    max_members: int = 1_000_000  # members of all tars together
+    # a bomb decompresses to thousands of times its size; real packages to under 50x
+    max_ratio: int = 200  # decompressed / file size, past max_info_bytes
     in_memory_below_bytes: int = 32 * MiB  # smaller files are read with one read() call
 
 
@@ -119,32 +128,40 @@ def _read(file: io.FileIO, name: str, deep: bool, limits: ArchiveLimits) -> Pack
         raise Refused("corrupt", "the file is empty")
     data = _read_whole(file, size) if size < limits.in_memory_below_bytes else None
     found: dict[str, bytes] = {}
-    checker: DeepCheck | NameCheck = DeepCheck(limits.max_members) if deep else NameCheck()
-    deep_budget = Budget(limits.max_deep_bytes, "the package decompresses to more than {}")
+    # The member checks (names, links, devices, counts, bombs) are the package gate: every
+    # file entering the tree passes them, whoever brings it. `deep` adds the expensive part:
+    # every payload file's bytes against the sha256 and size info/paths.json gives it.
+    checker = DeepCheck(limits.max_members)
+    hashes = PayloadHashes() if deep else None
+    budget = Budget(limits.max_deep_bytes, "the package decompresses to more than {}")
+    ratio = Budget(
+        max(limits.max_info_bytes, limits.max_ratio * size),
+        f"the package decompresses to over {limits.max_ratio} times its size ({{}}): "
+        "a decompression bomb",
+    )
     if name.endswith(CONDA):
-        members = _conda_members(io.BytesIO(data) if data is not None else file, name, deep)
+        members = _conda_members(io.BytesIO(data) if data is not None else file, name)
         file.seek(0)
         source = Source(file, size, data)
         for member in members:
-            budgets = [deep_budget] if deep else []
+            budgets = [budget, ratio]
             if member.is_info:
                 budgets.append(Budget(limits.max_info_bytes, "info/ decompresses to over {}"))
             stored = _open_member(source, member)
-            scan = TarScan(found if member.is_info else None, checker, limits.max_member_bytes)
-            scan.walk(Stream(zstd_pull(stored), budgets), stop_early=not deep)
+            found_here = found if member.is_info else None
+            scan = TarScan(found_here, checker, limits.max_member_bytes, hashes)
+            scan.walk(Stream(zstd_pull(stored), budgets))
             if stored.drain() != member.crc:
                 raise Refused("corrupt", f"{member.name} fails its CRC-32 check")
     else:
         source = Source(file, size, data)
-        budget = deep_budget if deep else Budget(limits.max_info_bytes, _INFO_NOT_FIRST)
-        scan = TarScan(found, checker, limits.max_member_bytes)
-        scan.walk(Stream(Bz2Pull(source.range(0, size)).pull, [budget]), stop_early=not deep)
+        scan = TarScan(found, checker, limits.max_member_bytes, hashes)
+        scan.walk(Stream(Bz2Pull(source.range(0, size)).pull, [budget, ratio]))
     checker.finish()
+    if hashes is not None:
+        hashes.check(found.get(PATHS_JSON))
     sha256, md5 = source.finish()
     return PackageInfo(_index(found), _about(found), _run_exports(found), size, sha256, md5)
-
-
-_INFO_NOT_FIRST = "no complete info/ in the first {} decompressed (conda-build puts it first)"
 
 
 # -- the file, read once ----------------------------------------------------------------------
@@ -169,8 +186,8 @@ class _ZipMember(NamedTuple):
     is_info: bool
 
 
-def _conda_members(zip_file: IO[bytes], name: str, deep: bool) -> list[_ZipMember]:
-    """The zip members to read, in file order: the info tar, and every tar when deep."""
+def _conda_members(zip_file: IO[bytes], name: str) -> list[_ZipMember]:
+    """The zip's tars, in file order, once every entry's name is known to be harmless."""
     info_name = f"info-{name.removesuffix(CONDA)}.tar.zst"
     try:
         entries = zipfile.ZipFile(zip_file).infolist()
@@ -185,7 +202,8 @@ def _conda_members(zip_file: IO[bytes], name: str, deep: bool) -> list[_ZipMembe
         hint = f" (it has {show(others[0])}: renamed, or re-zipped by hand?)" if others else ""
         raise Refused("missing_index", f"no {info_name} member in the zip{hint}")
     members = []
-    for entry in entries if deep else infos:
+    for entry in entries:
+        _check_entry_name(entry.filename)
         if not entry.filename.endswith(".tar.zst"):
             continue
         if entry.flag_bits & 0x1:
@@ -200,6 +218,14 @@ def _conda_members(zip_file: IO[bytes], name: str, deep: bool) -> list[_ZipMembe
             )
         )
     return sorted(members, key=lambda member: member.header_offset)
+
+
+def _check_entry_name(name: str) -> None:
+    """A zip entry is never extracted by conda, but one named like a path out of the folder
+    (zip-slip) betrays a hostile file: refuse it as such, before any data is read."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or any(ord(c) < 32 for c in name):
+        raise Refused("unsafe_member", f"the zip holds an entry named {show(name)}")
 
 
 def _open_member(source: Source, member: _ZipMember) -> Range:

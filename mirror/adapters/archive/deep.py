@@ -112,26 +112,6 @@ class DeepCheck:
         return True
 
 
-class NameCheck:
-    """The cheap part of the checks, for info/ members, which a shallow read walks anyway:
-    no traversal, absolute or control-character names, no devices. The payload is not read
-    at all then (the index needs only info/); checking it is what a deep read is for."""
-
-    def start_tar(self) -> None:
-        pass
-
-    def member(self, member: Member) -> None:
-        if not normal(member.name).startswith("info/"):
-            return
-        _check_path(member.name, "member")
-        if member.kind in DEVICES:
-            what = "a fifo" if member.kind == FIFO else "a device file"
-            raise Refused("unsafe_member", f"member {show(member.name)} is {what}")
-
-    def finish(self) -> None:
-        pass
-
-
 def _check_path(text: str, what: str) -> None:
     if _CONTROL.search(text):
         raise Refused("unsafe_member", f"{what} {show(text)} has a NUL or control character")

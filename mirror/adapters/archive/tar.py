@@ -13,6 +13,8 @@ from mirror.adapters.archive.streams import Stream
 INDEX_JSON = "info/index.json"
 ABOUT_JSON = "info/about.json"
 RUN_EXPORTS_JSON = "info/run_exports.json"
+PATHS_JSON = "info/paths.json"  # kept only by a deep read; a package of many files has a big one
+_KEPT_LIMITS = {PATHS_JSON: 256 << 20}
 _WANTED = frozenset({INDEX_JSON, ABOUT_JSON, RUN_EXPORTS_JSON})
 
 _BLOCK = 512
@@ -186,6 +188,14 @@ def _check_checksum(block: bytes) -> None:
 # -- what we do with the members ------------------------------------------------------------
 
 
+class MemberData(Protocol):
+    """What a deep read gives each payload file's data to (payload.py)."""
+
+    wanted: frozenset[str]  # info/ files it needs kept besides ours
+
+    def member(self, key: str, stream: Stream, size: int) -> None: ...
+
+
 class MemberCheck(Protocol):
     """What the walk shows every member to (the safety checks in deep.py)."""
 
@@ -195,38 +205,35 @@ class MemberCheck(Protocol):
 
 
 class TarScan:
-    """Collects the info/*.json we want from one tar and shows every member to the deep check."""
+    """Collects the info/*.json we want from one tar, shows every member to the member checks,
+    and (deep) hands every payload file's data to the hashes."""
 
     def __init__(
         self,
         found: dict[str, bytes] | None,
         checker: MemberCheck | None,
         max_member_bytes: int,
+        hashes: MemberData | None = None,
     ) -> None:
         self._found = found  # None: this tar must not carry them (a .conda's pkg tar)
         self._checker = checker
         self._max_member_bytes = max_member_bytes
+        self._hashes = hashes
 
-    def walk(self, stream: Stream, *, stop_early: bool) -> None:
-        found, checker = self._found, self._checker
-        seen_info = False
+    def walk(self, stream: Stream) -> None:
+        """Every member, to the end: what the checks never saw could escape the prefix."""
+        checker, hashes = self._checker, self._hashes
+        wanted = _WANTED | hashes.wanted if hashes is not None else _WANTED
         if checker is not None:
             checker.start_tar()
         for member in _members(stream):
             if checker is not None:
                 checker.member(member)
             key = normal(member.name)
-            if key in _WANTED:
+            if key in wanted:
                 self._keep(stream, member, key)
-            if stop_early and found is not None:
-                # Members keep their order and conda-build writes info/ first: once info/ is
-                # over there is nothing left to find, and a big payload need not be inflated.
-                if key.startswith("info/"):
-                    seen_info = True
-                elif seen_info and INDEX_JSON in found:
-                    return
-                if len(found) == len(_WANTED):
-                    return
+            elif hashes is not None and member.kind in _REGULAR and not key.startswith("info/"):
+                hashes.member(key, stream, member.size)
 
     def _keep(self, stream: Stream, member: Member, key: str) -> None:
         found = self._found
@@ -236,8 +243,9 @@ class TarScan:
             raise Refused("corrupt", f"{key} appears twice in the package")
         if member.kind not in _REGULAR:
             raise Refused("corrupt", f"{key} is not a regular file")
-        if member.size > self._max_member_bytes:
-            limit = bytes_text(self._max_member_bytes)
+        allowed = max(self._max_member_bytes, _KEPT_LIMITS.get(key, 0))
+        if member.size > allowed:
+            limit = bytes_text(allowed)
             raise Refused("too_large", f"{key} is {bytes_text(member.size)}, over {limit}")
         found[key] = stream.read(member.size)
         if len(found[key]) != member.size:
