@@ -24,6 +24,12 @@ SHARED_REAL = REPO.parent / "shared" / "testdata" / "real"
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
 
 
+@pytest.fixture(autouse=True)
+def _state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mirror index` keeps its default state under $XDG_STATE_HOME: never the tester's home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests under tests/e2e/ (servers, subprocesses, real clients) are marked `e2e`, so the
     everyday run is `pytest -m "not e2e"`; the README's command runs both tiers."""

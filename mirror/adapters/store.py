@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
 import stat as stat_module
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +26,7 @@ from mirror.core.records import is_safe_filename
 from mirror.errors import InsufficientSpaceError, StoreError
 
 QUARANTINE_DIR = "quarantine"  # under the state directory
+CHANNEL_MARKER = ".mirror-channel.json"  # in each channel folder: who keeps it, with what state
 TEMP_PREFIX = ".mirror-"
 TEMP_SUFFIX = ".tmp"
 DURABLE_ONE_BY_ONE = 32
@@ -65,6 +67,12 @@ class ChannelTree:
         path = self.subdir_dir(channel, subdir)
         self.ensure_dir(path)
         return path
+
+    def mark_channel(self, channel: str, marker: ChannelMarker) -> None:
+        """Say who keeps the channel (written only when it changes)."""
+        directory = self.channel_dir(channel)
+        self.ensure_dir(directory)
+        self.write_if_changed(directory / CHANNEL_MARKER, marker.to_bytes())
 
     def ensure_dir(self, path: Path) -> None:
         try:
@@ -284,6 +292,29 @@ class ChannelTree:
                     self.remove(Path(entry.path))
                     removed += 1
         return removed
+
+
+@dataclass(frozen=True)
+class ChannelMarker:
+    """Who keeps a channel folder: `mirrored` (a sync: records are upstream's), `local` (drops
+    or `mirror index`: records come from the packages) or `imported` (bundles); and the state
+    directory whose catalog describes it. `mirror index` reads it so that it never rebuilds
+    a mirrored channel's records from files, and indexes a local one with its own catalog."""
+
+    kind: str
+    state_dir: str
+    config: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(asdict(self), sort_keys=True) + "\n").encode()
+
+
+def read_marker(channel_dir: Path) -> ChannelMarker | None:
+    try:
+        data = json.loads((channel_dir / CHANNEL_MARKER).read_bytes())
+        return ChannelMarker(str(data["kind"]), str(data["state_dir"]), data.get("config"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class Quarantine:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mirror.adapters.bundle_parts import verify_parts
 from mirror.adapters.hooks import run_hook
-from mirror.adapters.lock import WriterLock
+from mirror.adapters.lock import WriterLocks
 from mirror.adapters.snapshots import (
     ORIGIN_IMPORT,
     SNAPSHOTS_NAME,
@@ -34,7 +34,7 @@ from mirror.adapters.snapshots import (
     SnapshotStore,
 )
 from mirror.adapters.state_files import write_atomically
-from mirror.adapters.store import sha256_file
+from mirror.adapters.store import ChannelMarker, ChannelTree, sha256_file
 from mirror.bundles.export import hook_paths
 from mirror.config.model import MirrorConfig
 from mirror.core.bundle_manifest import (
@@ -62,7 +62,7 @@ def run_import(config: MirrorConfig, bundle: Path, *, dry_run: bool = False) -> 
     started = time.monotonic()
     report = ImportReport(bundle, dry_run)
     manifest, manifest_sha = read_manifest(config, bundle)
-    lock = WriterLock(config.state_dir)
+    lock = WriterLocks(config.root, config.state_dir)
     if not dry_run:
         lock.acquire()
     try:
@@ -299,6 +299,8 @@ def _finish(
 ) -> None:
     prefix = change.channel + "/"
     trusted = {p[len(prefix) :]: v for p, v in written.items() if p.startswith(prefix)}
+    marker = ChannelMarker("imported", str(config.state_dir), str(config.source))
+    ChannelTree(config.root).mark_channel(change.channel, marker)
     snapshot = take_snapshot(
         config.root,
         store,

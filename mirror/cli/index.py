@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,7 +54,8 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     index.add_argument(
         "--state-dir",
         metavar="DIR",
-        help="catalog, lock and quarantine (default: .mirror-state/<name> beside PATH)",
+        help="catalog and quarantine (default: the state directory the channel was last kept "
+        "with, else $XDG_STATE_HOME/mirror/index/<name>-<hash>; never inside the tree)",
     )
     index.add_argument(
         "--workers",
@@ -108,8 +111,8 @@ def _add_output_arguments(index: argparse.ArgumentParser) -> None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from mirror.adapters.catalog import Catalog
-    from mirror.adapters.lock import WriterLock
-    from mirror.adapters.store import QUARANTINE_DIR, ChannelTree, Quarantine
+    from mirror.adapters.lock import WriterLocks
+    from mirror.adapters.store import QUARANTINE_DIR, ChannelMarker, ChannelTree, Quarantine
     from mirror.config.model import IndexSettings
     from mirror.local.indexer import IndexContext, index_channel
     from mirror.publish.recompress import recompress
@@ -117,10 +120,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     channel_dir = Path(args.path).expanduser().absolute()
     if not channel_dir.is_dir():
         raise UsageError(f"{channel_dir}: not a directory; give the channel folder")
-    state_dir = (
-        Path(args.state_dir).expanduser().absolute() if args.state_dir
-        else channel_dir.parent / ".mirror-state" / channel_dir.name
-    )  # fmt: skip
+    state_dir = index_state_dir(channel_dir, args.state_dir, os.environ)
     patch = Path(args.patch_instructions).absolute() if args.patch_instructions else None
     if patch is not None and not patch.exists():
         raise UsageError(f"{patch}: patch instructions not found")
@@ -136,7 +136,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{channel_dir}: a channel folder name may hold only letters, digits, '.', '_', '-'"
         ) from None
-    with WriterLock(state_dir), Catalog.in_state_dir(state_dir) as catalog:
+    with WriterLocks(tree.root, state_dir), Catalog.in_state_dir(state_dir) as catalog:
+        tree.mark_channel(channel_dir.name, ChannelMarker("local", str(state_dir)))
         ctx = IndexContext(
             tree=tree, catalog=catalog, quarantine=Quarantine(state_dir / QUARANTINE_DIR),
             settings=settings, workers=max(1, args.workers), progress=terminal_progress(),
@@ -170,3 +171,34 @@ def index_some_files(ctx: IndexContext, channel: str, files: list[str]) -> Index
             )
         by_subdir.setdefault(subdir, []).append(name)
     return index_files(ctx, channel, by_subdir)
+
+
+def index_state_dir(channel_dir: Path, given: str | None, env: Mapping[str, str]) -> Path:
+    """Where `mirror index` keeps its catalog: never inside the published tree, and for a
+    channel a sync, the daemon or an import keeps, nowhere: those are refused (their records
+    are not the packages' own, and rebuilding them from files would lose upstream's)."""
+    from mirror.adapters.store import read_marker
+
+    marker = read_marker(channel_dir)
+    if marker is not None and marker.kind != "local":
+        keeper = f" with the config {marker.config}" if marker.config else ""
+        raise UsageError(
+            f"{channel_dir} is a {marker.kind} channel, kept{keeper} (state in "
+            f"{marker.state_dir}); its records come from upstream or a bundle, not from the "
+            "package files, so `mirror index` would lose them: use `mirror sync` or "
+            "`mirror verify --repair` with that config instead"
+        )
+    chosen = Path(given).expanduser().absolute() if given else None
+    kept = Path(marker.state_dir) if marker is not None else None
+    if chosen is not None and kept is not None and chosen != kept:
+        raise UsageError(
+            f"{channel_dir} is indexed with the state in {kept}; run without --state-dir, or "
+            f"with --state-dir {kept} (another catalog would not know what is published)"
+        )
+    if chosen is not None:
+        return chosen
+    if kept is not None:
+        return kept
+    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(str(channel_dir.resolve()).encode()).hexdigest()[:8]
+    return base / "mirror" / "index" / f"{channel_dir.name}-{digest}"

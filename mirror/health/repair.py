@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.lock import WriterLock
+from mirror.adapters.lock import WriterLocks
 from mirror.adapters.store import QUARANTINE_DIR, ChannelTree, Quarantine
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.plan import ORIGIN_MIRROR
@@ -45,7 +45,7 @@ def run_verify(
     chosen = [c for c in config.channels if not channels or c.name in channels]
     targets = [(c.name, s) for c in chosen for s in c.subdirs]
     tree = ChannelTree(config.root)
-    lock = WriterLock(config.state_dir)
+    lock = WriterLocks(config.root, config.state_dir)
     if repair:
         lock.acquire()  # a repair writes; a plain verify only reads
     try:

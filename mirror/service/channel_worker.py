@@ -18,7 +18,7 @@ from typing import Protocol
 import httpx
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.store import QUARANTINE_DIR, ChannelTree, Quarantine
+from mirror.adapters.store import QUARANTINE_DIR, ChannelMarker, ChannelTree, Quarantine
 from mirror.bundles.export import export_to_outbox
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.secrets import Redactor
@@ -140,6 +140,7 @@ class ChannelWorker:
         self._snapshot_due = True
 
     def _run(self) -> None:
+        self._mark_channel()
         with Catalog.in_state_dir(self.daemon.config.state_dir) as catalog:
             while (task := self._take()) is not None:
                 kind, drops = task
@@ -161,6 +162,17 @@ class ChannelWorker:
                 except Exception:  # a failing run is logged and counted; the daemon goes on
                     log.exception("%s: task failed", self.channel.name)
                 self._update_gauges(catalog)
+
+    def _mark_channel(self) -> None:
+        """Say who keeps the channel folder, so `mirror index` works through this catalog (or
+        refuses a mirrored channel) instead of rebuilding records behind the daemon's back."""
+        config, channel = self.daemon.config, self.channel
+        kind = "mirrored" if channel.mirrored else "local"
+        marker = ChannelMarker(kind, str(config.state_dir), str(config.source))
+        try:
+            ChannelTree(config.root).mark_channel(channel.name, marker)
+        except MirrorError as exc:  # a read-only or full tree: the tasks will say so too
+            log.warning("%s: %s", channel.name, exc)
 
     def _sync(self, catalog: Catalog) -> None:
         daemon, channel = self.daemon, self.channel

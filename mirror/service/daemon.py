@@ -24,7 +24,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.lock import WriterLock
+from mirror.adapters.lock import WriterLocks
 from mirror.adapters.systemd_notify import Notifier
 from mirror.adapters.upstream import make_http_client
 from mirror.adapters.watcher import DropWatcher
@@ -64,7 +64,7 @@ class Daemon:
         self.http: httpx.Client | None = None
         self._scheduler: Any = None
         self._metrics_server: Any = None
-        self._lock = WriterLock(self.config.state_dir)
+        self._lock = WriterLocks(self.config.root, self.config.state_dir)
         self._notifier = Notifier(self.env)
         self._control = threading.Lock()
 

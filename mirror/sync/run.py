@@ -14,20 +14,21 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.lock import WriterLock
-from mirror.adapters.store import ChannelTree
+from mirror.adapters.lock import WriterLocks
+from mirror.adapters.store import ChannelMarker, ChannelTree
 from mirror.adapters.upstream import make_http_client
-from mirror.config.model import MirrorConfig
+from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.secrets import Redactor, url_secrets
 from mirror.progress import NoProgress, Progress
 from mirror.publish.channel import publish_channeldata
+from mirror.publish.names import NOARCH
 from mirror.publish.recompress import recompress
 from mirror.publish.settings import channeldata_enabled, settings_for
 from mirror.publish.snapshot import snapshot_channel
 from mirror.publish.subdir import ensure_noarch
 from mirror.reports import CheckResult, SubdirReport, SyncReport
 from mirror.sync.check import run_checks
-from mirror.sync.closure import plan_closures
+from mirror.sync.closure import ClosurePlan, plan_closures
 from mirror.sync.context import SyncContext, SyncOptions
 from mirror.sync.subdir import SubdirSync
 
@@ -62,7 +63,7 @@ def sync_context(
     redactor = redactor or Redactor()
     for channel in config.channels:
         redactor.add(url_secrets(channel.upstream or ""))
-    lock = WriterLock(config.state_dir)
+    lock = WriterLocks(config.root, config.state_dir)
     if write:
         lock.acquire()
     try:
@@ -97,45 +98,61 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     if not options.only_named:
         wanted += closures.extra_channels  # a closure pins files there: they must arrive too
     for channel in ctx.config.channels:
-        if channel.name not in wanted:
-            continue
-        subdirs = [s for s in channel.subdirs if not options.subdirs or s in options.subdirs]
-        for subdir in subdirs:
-            if ctx.stop.is_set():
-                break
-            closure = closures.for_subdir(channel.name, subdir)
-            report = SubdirSync(ctx, channel, subdir, options, closure).run()
-            if options.final_zst and not options.dry_run:
-                recompress(ctx.tree, ctx.catalog, channel.name, subdir)
-            log.log(
-                logging.INFO if report.ok else logging.ERROR, "%s", ctx.redactor(report.summary())
-            )
-            reports.append(report)
-            ctx.between_subdirs()
-        if not options.dry_run and not ctx.stop.is_set():
-            ensure_noarch(
-                ctx.tree,
-                ctx.catalog,
-                channel.name,
-                settings_for(channel.index, "noarch", local_channel=False),
-            )
-            enabled = channeldata_enabled(channel.index, local_channel=False)
-            publish_channeldata(
-                ctx.tree, ctx.catalog, channel.name, channel.subdirs, channel.index, enabled=enabled
-            )
-            changed = any(
-                r.repodata_changed or r.downloaded_files or r.deleted_files
-                for r in reports
-                if r.channel == channel.name
-            )
-            snapshot_channel(
-                ctx.config.root, ctx.config.state_dir, ctx.catalog, channel.name, changed=changed
-            )
+        if channel.name in wanted:
+            reports.extend(_sync_channel(ctx, channel, options, closures))
     problems = tuple(f"{name}: {p}" for name, ps in closures.problems.items() for p in ps)
     checks: tuple[CheckResult, ...] = ()
     if not options.dry_run and not ctx.stop.is_set():
         checks = tuple(run_checks(ctx.config, wanted))
     return SyncReport(tuple(reports), problems=problems, checks=checks)
+
+
+def _sync_channel(
+    ctx: SyncContext, channel: ChannelConfig, options: SyncOptions, closures: ClosurePlan
+) -> list[SubdirReport]:
+    if not options.dry_run:
+        _start_channel(ctx, channel)
+    reports = []
+    for subdir in [s for s in channel.subdirs if not options.subdirs or s in options.subdirs]:
+        if ctx.stop.is_set():
+            break
+        closure = closures.for_subdir(channel.name, subdir)
+        report = SubdirSync(ctx, channel, subdir, options, closure).run()
+        if options.final_zst and not options.dry_run:
+            recompress(ctx.tree, ctx.catalog, channel.name, subdir)
+        log.log(logging.INFO if report.ok else logging.ERROR, "%s", ctx.redactor(report.summary()))
+        reports.append(report)
+        ctx.between_subdirs()
+    if not options.dry_run and not ctx.stop.is_set():
+        _finish_channel(ctx, channel, reports)
+    return reports
+
+
+def _start_channel(ctx: SyncContext, channel: ChannelConfig) -> None:
+    """Before any subdir: say who keeps the channel (so `mirror index` never rebuilds its
+    upstream records from files), and give it noarch/repodata.json, which conda requires of
+    every channel, from its first moment (a run killed in its first subdir leaves one)."""
+    config = ctx.config
+    ctx.tree.mark_channel(
+        channel.name, ChannelMarker("mirrored", str(config.state_dir), str(config.source))
+    )
+    ensure_noarch(
+        ctx.tree,
+        ctx.catalog,
+        channel.name,
+        settings_for(channel.index, NOARCH, local_channel=False),
+    )
+
+
+def _finish_channel(ctx: SyncContext, channel: ChannelConfig, reports: list[SubdirReport]) -> None:
+    enabled = channeldata_enabled(channel.index, local_channel=False)
+    publish_channeldata(
+        ctx.tree, ctx.catalog, channel.name, channel.subdirs, channel.index, enabled=enabled
+    )
+    changed = any(r.repodata_changed or r.downloaded_files or r.deleted_files for r in reports)
+    snapshot_channel(
+        ctx.config.root, ctx.config.state_dir, ctx.catalog, channel.name, changed=changed
+    )
 
 
 __all__ = ["SyncContext", "SyncOptions", "run_sync", "sync"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
-from mirror.adapters.lock import WriterLock
+from mirror.adapters.lock import state_lock, tree_lock
 from tests.conftest import REPO, run_cli, write_config
 from tests.support.builder import PackageSpec, build_channel
 from tests.support.upstream_server import UpstreamServer
@@ -73,14 +74,24 @@ def test_failed_work_exits_1_and_names_the_file(tmp_path: Path) -> None:
     assert (tmp_path / "tree" / "c" / "noarch" / "a-1.0-0.conda").exists()
 
 
-def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
+def test_a_second_writer_of_the_same_tree_is_refused_whatever_its_state_dir(
+    tmp_path: Path,
+) -> None:
     build_channel(tmp_path / "up", [PackageSpec("a", "1")])
-    config = write_config(tmp_path, {"c": {"upstream": "up", "subdirs": ["noarch"]}})
-    with WriterLock(tmp_path / "state"):
-        result = run_cli(["sync", "--config", str(config)])
+    channels = {"c": {"upstream": "up", "subdirs": ["noarch"]}}
+    config = write_config(tmp_path, channels)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "up").symlink_to(tmp_path / "up")
+    second = write_config(other, channels, root=str(tmp_path / "tree"), state_dir="state2")
+    with tree_lock(tmp_path / "tree"):
+        result = run_cli(["sync", "--config", str(second)])
     assert result.code == 3
-    assert f"another mirror process (pid {os.getpid()})" in result.stderr
+    assert "another mirror process is writing the tree" in result.stderr
+    assert f"pid {os.getpid()} on {socket.gethostname()}" in result.stderr
     assert not (tmp_path / "tree" / "c").exists()
+    with state_lock(tmp_path / "state"):  # the state directory is one writer's too
+        assert run_cli(["sync", "--config", str(config)]).code == 3
     assert run_cli(["sync", "--config", str(config)]).code == 0  # released with its holder
 
 

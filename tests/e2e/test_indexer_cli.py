@@ -6,6 +6,7 @@ from __future__ import annotations
 import bz2
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import msgspec
 import zstandard
 
-from mirror.adapters.lock import WriterLock
+from mirror.adapters.lock import tree_lock
+from mirror.cli.index import index_state_dir
 from tests.conftest import CliResult, run_cli
 from tests.support.builder import PackageSpec, build_package, package_bytes
 from tests.support.rattler_client import solve_and_install
@@ -49,6 +51,11 @@ def make_channel(base: Path, specs: tuple[PackageSpec, ...] = SPECS) -> Path:
 
 def index(channel: Path, *flags: str) -> CliResult:
     return run_cli(["index", str(channel), *flags])
+
+
+def state_of(channel: Path) -> Path:
+    """Where `mirror index` keeps a channel's state by default (outside the tree)."""
+    return index_state_dir(channel, None, os.environ)
 
 
 def unzstd(data: bytes) -> bytes:
@@ -128,7 +135,8 @@ def test_index_exits_0_and_prints_one_summary_line_per_subdir(tmp_path: Path) ->
     assert re.search(
         r"chan/noarch: 2 records; new 2, changed 0, removed 0, quarantined 0 in ", lines[1]
     )
-    assert (tmp_path / ".mirror-state" / "chan" / "catalog.sqlite").exists()  # beside PATH
+    assert (state_of(channel) / "catalog.sqlite").exists()
+    assert not any(p.name.startswith(".mirror-state") for p in tmp_path.iterdir())
 
     again = index(channel)
     assert again.code == 0
@@ -164,13 +172,16 @@ def test_index_exits_2_for_a_path_that_is_not_a_directory(tmp_path: Path) -> Non
     assert result.code == 2 and "patch instructions not found" in result.stderr
 
 
-def test_index_exits_3_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
+def test_index_exits_3_while_another_writer_holds_the_tree_whatever_its_state_dir(
+    tmp_path: Path,
+) -> None:
+    """The lock is keyed to the tree: a sync or daemon with its own state dir excludes index."""
     channel = make_channel(tmp_path)
-    state = tmp_path / ".mirror-state" / "chan"  # the default state dir
-    with WriterLock(state):
-        result = index(channel)
+    with tree_lock(channel.parent):
+        result = index(channel, "--state-dir", str(tmp_path / "elsewhere"))
     assert result.code == 3
-    assert "another mirror process" in result.stderr
+    assert "another mirror process is writing the tree" in result.stderr
+    assert f"pid {os.getpid()} on " in result.stderr
     assert not (channel / "noarch" / "repodata.json").exists()
     assert index(channel).code == 0
 
@@ -302,7 +313,7 @@ def test_index_file_with_a_lost_state_database_rebuilds_instead_of_forgetting(
     channel = make_channel(tmp_path)
     assert index(channel).code == 0
     before = set(records(channel, "noarch"))
-    for path in (tmp_path / ".mirror-state" / "chan").iterdir():  # the state database is gone
+    for path in state_of(channel).iterdir():  # the state database is gone
         path.unlink()
     build_package(PackageSpec("late", "1.0"), channel / "noarch")
     result = index(channel, "--file", "noarch/late-1.0-0.conda")
@@ -316,12 +327,12 @@ def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: 
 
     channel = make_channel(tmp_path)
     assert index(channel).code == 0
-    with sqlite3.connect(tmp_path / ".mirror-state" / "chan" / "catalog.sqlite") as db:
+    with sqlite3.connect(state_of(channel) / "catalog.sqlite") as db:
         db.execute("DROP TABLE channel_dirty")  # what schema 2 lacked
         db.execute("PRAGMA user_version=2")
     build_package(PackageSpec("late", "1.0"), channel / "noarch")
     assert index(channel, "--file", "noarch/late-1.0-0.conda").code == 0
-    with sqlite3.connect(tmp_path / ".mirror-state" / "chan" / "catalog.sqlite") as db:
+    with sqlite3.connect(state_of(channel) / "catalog.sqlite") as db:
         files = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
     assert version == 3 and files == len(SPECS) + 1

@@ -273,7 +273,7 @@ def assert_valid(directory: Path) -> dict[str, Any]:
 
 
 def temp_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob(".mirror-*") if p.is_file())
+    return sorted(p for p in root.rglob(".mirror-*.tmp") if p.is_file())
 
 
 def catalog_rows(state: Path) -> list[tuple[Any, ...]]:
