@@ -189,8 +189,7 @@ def _tolerant_split(
         for raw_key, raw_value in members:
             key = _member_name(raw_key)
             if key in PACKAGE_GROUPS:
-                records, _ = object_members(raw_value)
-                for raw_filename, raw_record in records:
+                for raw_filename, raw_record in _group_members(raw_value, key, source):
                     entries[_member_name(raw_filename)] = (key, msgspec.Raw(raw_record))
             elif _is_json(raw_value):
                 top[key] = msgspec.Raw(raw_value)
@@ -203,6 +202,18 @@ def _tolerant_split(
             "something else (an error page, a truncated file). Nothing was changed; retry later."
         ) from exc
     return top, entries
+
+
+def _group_members(raw: bytes, group: str, source: str) -> list[tuple[bytes, bytes]]:
+    try:
+        members, end = object_members(raw)
+        if raw[end:].strip():
+            raise SplitError(f"data after the object at byte {end}")
+    except SplitError as exc:
+        raise RepodataError(
+            f"{source}: '{group}' is not a JSON object of records ({exc}); nothing was changed."
+        ) from exc
+    return members
 
 
 def _member_name(raw_key: bytes) -> str:
