@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mirror.adapters.catalog.connection import BUSY_TIMEOUT_S
-from mirror.adapters.catalog.files import FileTable
+from mirror.adapters.catalog.files import CHANNEL_ROOT, FileTable
 from mirror.adapters.catalog.runs import RunHistory
 from mirror.adapters.catalog.subdir_state import SubdirState
 from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord, UpstreamState
@@ -32,6 +32,7 @@ class Catalog(FileTable, SubdirState, RunHistory):
 __all__ = [
     "BUSY_TIMEOUT_S",
     "CATALOG_NAME",
+    "CHANNEL_ROOT",
     "Catalog",
     "CatalogFile",
     "OutputStat",
