@@ -193,6 +193,8 @@ def _detail(row: SubdirStatus, state: str) -> str:
         )
     if row.solve_problem:
         parts.append(f'<p class="problem">Does not solve: {_e(row.solve_problem)}</p>')
+    for warning in row.closure_warnings:
+        parts.append(f'<p class="message closure-warning">Closure: {_e(warning)}</p>')
     if row.quarantined_files:
         items = "".join(
             f"<li><code>{_e(q.filename)}</code>: {_e(q.reason)}</li>" for q in row.quarantined_files

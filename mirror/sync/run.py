@@ -96,6 +96,9 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     closures = plan_closures(ctx, wanted, expand=not options.only_named)
     if not options.only_named:
         wanted += closures.extra_channels  # a closure pins files there: they must arrive too
+    if not options.dry_run:  # what `mirror status` shows of each closure until the next one
+        for name in dict.fromkeys([*wanted, *closures.computed]):
+            ctx.catalog.set_closure_notes(name, closures.notes(name))
     for channel in ctx.config.channels:
         if channel.name not in wanted:
             continue
@@ -134,7 +137,7 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     problems = tuple(f"{name}: {p}" for name, ps in closures.problems.items() for p in ps)
     checks: tuple[CheckResult, ...] = ()
     if not options.dry_run and not ctx.stop.is_set():
-        checks = tuple(run_checks(ctx.config, wanted))
+        checks = tuple(run_checks(ctx.config, wanted, closures.unavailable))
     return SyncReport(tuple(reports), problems=problems, checks=checks)
 
 

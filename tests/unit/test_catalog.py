@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mirror.adapters.catalog import CHANNEL_ROOT, Catalog, OutputStat
+from mirror.adapters.catalog import (
+    CHANNEL_ROOT,
+    Catalog,
+    ClosureNote,
+    ClosureNoteKind,
+    OutputStat,
+)
 
 
 def test_the_channel_root_is_no_subdir(tmp_path: Path) -> None:
@@ -15,3 +21,29 @@ def test_the_channel_root_is_no_subdir(tmp_path: Path) -> None:
         catalog.put_outputs("local", CHANNEL_ROOT, {"channeldata.json": OutputStat(20, 2)})
         assert catalog.subdirs("local") == ["noarch"]
         assert "channeldata.json" in catalog.outputs("local", CHANNEL_ROOT)
+
+
+def test_a_version_3_catalog_gains_the_closure_notes_table_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    """Schema versions only add tables: an older catalog is migrated in place, not rebuilt."""
+    import sqlite3
+
+    from mirror.adapters.catalog.schema import SCHEMA, SCHEMA_VERSION
+
+    path = tmp_path / "catalog.sqlite"
+    version_3 = SCHEMA.split("CREATE TABLE IF NOT EXISTS closure_notes")[0]
+    db = sqlite3.connect(path)
+    db.executescript(version_3)
+    db.execute("INSERT INTO schedule VALUES ('cf', 2e9, 1.0)")
+    db.execute("PRAGMA user_version=3")
+    db.commit()
+    db.close()
+    with Catalog(path) as catalog:
+        assert catalog.next_runs() == {"cf": 2e9}
+        assert catalog.closure_notes("cf") == []
+        note = ClosureNote(ClosureNoteKind.UNAVAILABLE, "no candidate", "osx-arm64", "linuxtool")
+        catalog.set_closure_notes("cf", [note])
+        assert catalog.closure_notes("cf") == [note]
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION == 4

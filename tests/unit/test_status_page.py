@@ -84,6 +84,7 @@ def test_every_status_field_is_shown() -> None:
         quarantined_files=(QuarantineEntry("bad-1.0-0.conda", "corrupt: not a valid zip"),),
         drop_folders=(DropFolderStatus("/srv/incoming/cf", "poll"),),
         closure_problems=("libfoo >=2: no candidate on linux-64",),
+        closure_warnings=("'linuxtool' has no candidate for linux-64 upstream",),
     )
     shown = {  # field -> how it appears on the page
         "channel": "conda-forge",
@@ -101,6 +102,7 @@ def test_every_status_field_is_shown() -> None:
         "quarantined_files": "bad-1.0-0.conda: corrupt: not a valid zip",
         "drop_folders": "/srv/incoming/cf (poll)",
         "closure_problems": "libfoo >=2: no candidate on linux-64",
+        "closure_warnings": "Closure: 'linuxtool' has no candidate for linux-64 upstream",
     }
     assert set(shown) == {f.name for f in dataclasses.fields(SubdirStatus)}, "a field not shown"
     text = Parsed(render_status_page([row], now=NOW)).text
@@ -142,13 +144,14 @@ def test_hostile_values_are_shown_as_text_and_add_no_markup() -> None:
             quarantined_files=(QuarantineEntry(hostile, hostile),),
             drop_folders=(DropFolderStatus(hostile, hostile),),
             closure_problems=(hostile,),
+            closure_warnings=(hostile,),
         )
         document = render_status_page([row], now=NOW)
         page = Parsed(document)
         assert "<script" not in document.lower()
         assert {tag for tag, _ in page.tags} <= PAGE_TAGS
         assert {name for _, attrs in page.tags for name in attrs} <= PAGE_ATTRIBUTES
-        assert page.text.count(hostile) >= 8, hostile  # every place it is shown, verbatim
+        assert page.text.count(hostile) >= 9, hostile  # every place it is shown, verbatim
         section = next(a for t, a in page.tags if t == "section")
         assert section["data-channel"] == hostile
 

@@ -1,5 +1,5 @@
 """SQLite state: files with stats, hashes and records; what changed since the last publish;
-shard maps; upstream validators; run history.
+shard maps; upstream validators; run history; what the last closures said.
 
 The tree is the truth for what exists; the catalog lets us trust a file without hashing
 it again (its size and mtime still match), render repodata without re-reading packages or
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mirror.adapters.catalog.closure_notes import ClosureNote, ClosureNoteKind, ClosureNotes
 from mirror.adapters.catalog.connection import BUSY_TIMEOUT_S
 from mirror.adapters.catalog.files import CHANNEL_ROOT, FileTable
 from mirror.adapters.catalog.runs import RunHistory
@@ -21,7 +22,7 @@ from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord
 CATALOG_NAME = "catalog.sqlite"  # under the state directory
 
 
-class Catalog(FileTable, SubdirState, RunHistory):
+class Catalog(FileTable, SubdirState, RunHistory, ClosureNotes):
     """The state database, one table group per mixin (see their modules)."""
 
     @classmethod
@@ -35,6 +36,8 @@ __all__ = [
     "CHANNEL_ROOT",
     "Catalog",
     "CatalogFile",
+    "ClosureNote",
+    "ClosureNoteKind",
     "OutputStat",
     "StoredRecord",
     "UpstreamState",

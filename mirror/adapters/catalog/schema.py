@@ -1,7 +1,7 @@
 """The catalog's SQLite schema. Everything in it can be rebuilt from the tree and upstream."""
 
-SCHEMA_VERSION = 3
-FIRST_COMPATIBLE_VERSION = 2  # 3 added the channel_dirty table only
+SCHEMA_VERSION = 4
+FIRST_COMPATIBLE_VERSION = 2  # 3 added the channel_dirty table, 4 closure_notes: tables only
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -92,4 +92,13 @@ CREATE TABLE IF NOT EXISTS sync_runs (
     failed_files     INTEGER NOT NULL,
     message          TEXT
 );
+CREATE TABLE IF NOT EXISTS closure_notes (
+    channel  TEXT NOT NULL,
+    platform TEXT,           -- NULL: about the channel's whole closure
+    kind     TEXT NOT NULL,  -- see ClosureNoteKind
+    spec     TEXT,           -- the include spec an `unavailable` note is about
+    message  TEXT NOT NULL,
+    noted_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS closure_notes_by_channel ON closure_notes (channel);
 """
