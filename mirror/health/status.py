@@ -14,6 +14,7 @@ from mirror.adapters.snapshots import ORIGIN_IMPORT, SNAPSHOTS_NAME, SnapshotSto
 from mirror.adapters.store import QUARANTINE_DIR
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.bundle_manifest import is_package
+from mirror.core.dangling import Dangling
 from mirror.core.secrets import redact_url
 from mirror.local.drops import DROPS_SUBDIR
 from mirror.reports import CheckResult, DropFolderStatus, QuarantineEntry, SubdirStatus
@@ -48,6 +49,7 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
             folders = tuple(DropFolderStatus(str(p)) for p in channel.drop_folders)
             known = catalog.subdirs(channel.name) if catalog else []
             notes = catalog.closure_notes(channel.name) if catalog else []
+            dangling = catalog.dangling(channel.name) if catalog else {}
             problems = tuple(n.message for n in notes if n.kind == ClosureNoteKind.PROBLEM)
             for subdir in sorted(set(channel.subdirs) | set(known)):
                 row = _subdir_row(catalog, channel, subdir, imported.get(channel.name))
@@ -68,6 +70,10 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
                             for n in notes
                             if n.kind == ClosureNoteKind.UNAVAILABLE and n.platform == subdir
                         ),
+                        dangling_dependencies=dangling[subdir][0].records
+                        if subdir in dangling
+                        else None,
+                        dangling_names=dangling[subdir][0].names if subdir in dangling else (),
                     )
                 )
             count, listed = _quarantined(quarantine / channel.name / DROPS_SUBDIR)
@@ -209,6 +215,12 @@ def _notes(rows: list[SubdirStatus]) -> list[str]:
             seen.add(row.channel)
             lines.extend(f"{row.channel}: closure problem: {p}" for p in row.closure_problems)
         lines.extend(f"{row.channel}/{row.subdir}: warning: {w}" for w in row.closure_warnings)
+        if row.dangling_dependencies:
+            found = Dangling(row.dangling_dependencies).records_text
+            lines.append(
+                f"{row.channel}/{row.subdir}: warning: {found} on packages this channel does not "
+                f"hold ({', '.join(row.dangling_names)})"
+            )
     return ["", *lines] if lines else []
 
 

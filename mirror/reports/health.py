@@ -98,6 +98,10 @@ class SubdirStatus:
     closure_problems: tuple[str, ...] = ()
     # Per row again: include specs the last closure found no candidate for on this platform
     closure_warnings: tuple[str, ...] = ()
+    # records whose dependencies name packages the channel lacks (None: not computed yet), and
+    # the first of those names
+    dangling_dependencies: int | None = None
+    dangling_names: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -25,10 +25,11 @@ from mirror.publish.recompress import recompress
 from mirror.publish.settings import channeldata_enabled, settings_for
 from mirror.publish.snapshot import snapshot_channel
 from mirror.publish.subdir import ensure_noarch
-from mirror.reports import CheckResult, SubdirReport, SyncReport
+from mirror.reports import CheckResult, DanglingReport, SubdirReport, SyncReport
 from mirror.sync.check import run_checks
 from mirror.sync.closure import plan_closures
 from mirror.sync.context import SyncContext, SyncOptions
+from mirror.sync.dangling import check_dangling
 from mirror.sync.subdir import SubdirSync
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def sync_context(
 
 def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     reports: list[SubdirReport] = []
+    dangling: list[DanglingReport] = []
     wanted = [
         c.name
         for c in ctx.config.channels
@@ -134,11 +136,12 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
             snapshot_channel(
                 ctx.config.root, ctx.config.state_dir, ctx.catalog, channel.name, changed=changed
             )
+            dangling.extend(check_dangling(ctx, channel, subdirs))
     problems = tuple(f"{name}: {p}" for name, ps in closures.problems.items() for p in ps)
     checks: tuple[CheckResult, ...] = ()
     if not options.dry_run and not ctx.stop.is_set():
         checks = tuple(run_checks(ctx.config, wanted, closures.unavailable))
-    return SyncReport(tuple(reports), problems=problems, checks=checks)
+    return SyncReport(tuple(reports), problems=problems, checks=checks, dangling=tuple(dangling))
 
 
 __all__ = ["SyncContext", "SyncOptions", "run_sync", "sync"]

@@ -41,7 +41,7 @@ def test_a_version_3_catalog_gains_the_closure_notes_table_and_keeps_its_rows(
     db.close()
     with Catalog(path) as catalog:
         assert catalog.next_runs() == {"cf": 2e9}
-        assert catalog.closure_notes("cf") == []
+        assert catalog.closure_notes("cf") == [] and catalog.dangling("cf") == {}
         note = ClosureNote(ClosureNoteKind.UNAVAILABLE, "no candidate", "osx-arm64", "linuxtool")
         catalog.set_closure_notes("cf", [note])
         assert catalog.closure_notes("cf") == [note]

@@ -1,7 +1,8 @@
 """The catalog's SQLite schema. Everything in it can be rebuilt from the tree and upstream."""
 
 SCHEMA_VERSION = 4
-FIRST_COMPATIBLE_VERSION = 2  # 3 added the channel_dirty table, 4 closure_notes: tables only
+# 3 added the channel_dirty table; 4 closure_notes and dangling: versions only add tables
+FIRST_COMPATIBLE_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -101,4 +102,15 @@ CREATE TABLE IF NOT EXISTS closure_notes (
     noted_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS closure_notes_by_channel ON closure_notes (channel);
+CREATE TABLE IF NOT EXISTS dangling (
+    channel    TEXT NOT NULL,
+    subdir     TEXT NOT NULL,
+    records    INTEGER NOT NULL,  -- records depending on a name no record of the channel has
+    names      TEXT NOT NULL,     -- JSON list: those names, the most needed first
+    examples   TEXT NOT NULL,     -- JSON list: "<file> needs '<dependency>'"
+    missing    INTEGER NOT NULL,  -- how many names are missing (names keeps the first few)
+    basis      TEXT NOT NULL,     -- what it was computed from: the same basis, the same answer
+    checked_at REAL NOT NULL,
+    PRIMARY KEY (channel, subdir)
+) WITHOUT ROWID;
 """
