@@ -80,10 +80,13 @@ def find_dangling(
     missing: Counter[str] = Counter()
     examples: list[str] = []
     count = 0
+    names_of: dict[str, str | None] = {}  # a channel repeats the same dependency strings a lot
     for record in sorted(mine, key=lambda r: r.filename):
         gaps = []
         for dep in record.depends:
-            name = dependency_name(dep)
+            if dep not in names_of:
+                names_of[dep] = dependency_name(dep)
+            name = names_of[dep]
             if name and name not in provided and name not in provided_elsewhere:
                 gaps.append((name, dep))
         if not gaps:
