@@ -81,9 +81,20 @@ class FileState:
 
 
 class SnapshotStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """`read_only`: for looking without changing anything (a dry run); the database must
+        exist then, and writing through this store fails."""
         self.path = path
         try:
+            if read_only:
+                # A read-only reader of a WAL database creates (and leaves) its -wal and -shm
+                # files; with no -wal file no connection is open, and an immutable read of
+                # the main file creates nothing.
+                wal_open = path.with_name(path.name + "-wal").exists()
+                uri = f"{path.absolute().as_uri()}?{'mode=ro' if wal_open else 'immutable=1'}"
+                self._db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+                self._db.execute("SELECT 1 FROM snapshots LIMIT 1")
+                return
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")

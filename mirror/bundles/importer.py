@@ -20,7 +20,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from mirror.adapters.bundle_parts import verify_parts
@@ -47,7 +48,7 @@ from mirror.core.bundle_manifest import (
     decode,
 )
 from mirror.errors import BundleError
-from mirror.publish.snapshot import take_snapshot
+from mirror.publish.snapshot import preview_snapshot, take_snapshot
 from mirror.reports import ImportReport
 
 log = logging.getLogger(__name__)
@@ -59,38 +60,83 @@ STAGING = ".mirror-import"  # under the tree's root: same file system, never pub
 
 
 def run_import(config: MirrorConfig, bundle: Path, *, dry_run: bool = False) -> ImportReport:
+    """`dry_run`: check everything and count what the import would write, keep and delete,
+    creating and changing nothing (not even the snapshot database)."""
     started = time.monotonic()
     report = ImportReport(bundle, dry_run)
     manifest, manifest_sha = read_manifest(config, bundle)
-    lock = WriterLocks(config.root, config.state_dir)
-    if not dry_run:
-        lock.acquire()
-    try:
-        with SnapshotStore(config.state_dir / SNAPSHOTS_NAME) as store:
-            resuming = _journal_says(config, bundle, manifest_sha)
-            todo = _check_order(config, store, manifest, resuming, report)
-            if dry_run or not todo:
-                if todo:
-                    _check_contents(bundle, manifest, None)
-                report.seconds = time.monotonic() - started
-                return report
-            staging = config.root / STAGING
-            shutil.rmtree(staging, ignore_errors=True)
-            try:
-                staged = _stage(config, bundle, manifest, todo, store, staging, report)
-                _write_journal(config, bundle, manifest_sha)
-                written = _install(config, staged, report)
-                _delete(config, manifest, todo, store, report)
-                os.sync()  # the journal goes only once every rename is durable
-                for change in todo:
-                    _finish(config, store, change, written)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            (config.state_dir / JOURNAL).unlink(missing_ok=True)
-    finally:
-        lock.release()
+    if dry_run:
+        _preview(config, bundle, manifest, manifest_sha, report)
+    else:
+        with (
+            WriterLocks(config.root, config.state_dir),
+            SnapshotStore(config.state_dir / SNAPSHOTS_NAME) as store,
+        ):
+            _apply(config, bundle, manifest, manifest_sha, store, report)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _apply(
+    config: MirrorConfig,
+    bundle: Path,
+    manifest: Manifest,
+    manifest_sha: str,
+    store: SnapshotStore,
+    report: ImportReport,
+) -> None:
+    resuming = _journal_says(config, bundle, manifest_sha)
+
+    def snapshot_of(channel: str) -> Snapshot | None:
+        return take_snapshot(config.root, store, channel)
+
+    todo = _check_order(config, snapshot_of, manifest, resuming, report)
+    if not todo:
+        return
+    plan = _plan(config, manifest, todo, {c.channel: store.current_files(c.channel) for c in todo})
+    report.skipped = plan.kept
+    staging = config.root / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staged = _stage(bundle, manifest, plan, staging)
+        _write_journal(config, bundle, manifest_sha)
+        written = _install(config, staged, report)
+        _delete(config, plan, report)
+        os.sync()  # the journal goes only once every rename is durable
+        for change in todo:
+            _finish(config, store, change, written)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    (config.state_dir / JOURNAL).unlink(missing_ok=True)
+
+
+def _preview(
+    config: MirrorConfig, bundle: Path, manifest: Manifest, manifest_sha: str, report: ImportReport
+) -> None:
+    """The checks and counts of _apply, on a read-only view of the snapshot database (none
+    when it does not exist yet: a dry run creates nothing)."""
+    path = config.state_dir / SNAPSHOTS_NAME
+    store = SnapshotStore(path, read_only=True) if path.exists() else None
+    try:
+        resuming = _journal_says(config, bundle, manifest_sha)
+        previews: dict[str, tuple[Snapshot | None, dict[str, FileState]]] = {}
+
+        def snapshot_of(channel: str) -> Snapshot | None:
+            previews[channel] = preview_snapshot(config.root, store, channel)
+            return previews[channel][0]
+
+        todo = _check_order(config, snapshot_of, manifest, resuming, report)
+    finally:
+        if store is not None:
+            store.close()
+    if not todo:
+        return
+    plan = _plan(config, manifest, todo, {c.channel: previews[c.channel][1] for c in todo})
+    _check_contents(bundle, manifest, None)
+    report.skipped = plan.kept
+    report.written = len(plan.copy)
+    report.written_bytes = sum(item.size for item in plan.copy)
+    report.deleted = sum(1 for path in plan.doomed if (config.root / path).is_file())
 
 
 def read_manifest(config: MirrorConfig, bundle: Path) -> tuple[Manifest, str]:
@@ -120,7 +166,7 @@ def read_manifest(config: MirrorConfig, bundle: Path) -> tuple[Manifest, str]:
 
 def _check_order(
     config: MirrorConfig,
-    store: SnapshotStore,
+    snapshot_of: Callable[[str], Snapshot | None],
     manifest: Manifest,
     resuming: bool,
     report: ImportReport,
@@ -135,7 +181,7 @@ def _check_order(
             "Nothing was changed."
         )
     for change in manifest.channels:
-        current = take_snapshot(config.root, store, change.channel)
+        current = snapshot_of(change.channel)
         target, source = change.target, change.source
         label = f"{change.channel}: {source.id if source else 'full'} -> {target.id}"
         if current is not None and current.digest == target.digest:
@@ -181,29 +227,52 @@ def _check_contents(
             )
 
 
-def _stage(
+@dataclass(frozen=True)
+class _Plan:
+    """What importing the bundle's todo channels does, worked out before anything changes."""
+
+    copy: list[BundleFile]  # not yet in place with the right bytes
+    kept: int  # already in place (a repeated or resumed import)
+    doomed: list[str]  # root-relative paths the targets no longer have
+
+
+def _plan(
     config: MirrorConfig,
-    bundle: Path,
     manifest: Manifest,
     todo: list[ChannelChange],
-    store: SnapshotStore,
-    staging: Path,
-    report: ImportReport,
+    known: Mapping[str, Mapping[str, FileState]],
+) -> _Plan:
+    """`known`: per channel, the files of its current snapshot (path -> size, mtime, sha256)."""
+    copy: list[BundleFile] = []
+    kept = 0
+    for item in manifest.files:
+        channel, relative = item.path.split("/", 1)
+        if channel not in known:
+            continue
+        if _in_place(config.root / item.path, known[channel].get(relative), item):
+            kept += 1
+        else:
+            copy.append(item)
+    doomed: list[str] = []
+    for change in todo:
+        prefix = change.channel + "/"
+        bundled = {f.path[len(prefix) :] for f in manifest.files if f.path.startswith(prefix)}
+        if change.source is None:  # a full bundle: the tree becomes exactly its target
+            listed = bundled | {i.path for i in change.index}
+            gone = sorted(set(known[change.channel]) - listed)
+        else:
+            gone = [p for p in change.deleted if p not in bundled]
+        doomed.extend(prefix + relative for relative in gone)
+    return _Plan(copy, kept, doomed)
+
+
+def _stage(
+    bundle: Path, manifest: Manifest, plan: _Plan, staging: Path
 ) -> dict[str, tuple[Path, BundleFile]]:
     """Check the whole bundle and, in the same read, copy each file not yet in place into a
     staging folder at the tree's root (a dot folder: never published). Nothing under a
     channel changes here; a damaged bundle leaves only the staging folder, then removed."""
-    channels = {c.channel for c in todo}
-    known = {c: store.current_files(c) for c in channels}
-    staged: dict[str, tuple[Path, BundleFile]] = {}
-    for item in manifest.files:
-        channel, relative = item.path.split("/", 1)
-        if channel not in channels:
-            continue
-        if _in_place(config.root / item.path, known[channel].get(relative), item):
-            report.skipped += 1
-        else:
-            staged[item.path] = (staging / f"{len(staged):08d}", item)
+    staged = {item.path: (staging / f"{n:08d}", item) for n, item in enumerate(plan.copy)}
     staging.mkdir(parents=True)
 
     def stage(item: BundleFile) -> Path | None:
@@ -252,27 +321,13 @@ def move_into_place(source: Path, dest: Path) -> None:
             temp.unlink(missing_ok=True)
 
 
-def _delete(
-    config: MirrorConfig,
-    manifest: Manifest,
-    todo: list[ChannelChange],
-    store: SnapshotStore,
-    report: ImportReport,
-) -> None:
-    """Last, once nothing published names them: files the target no longer has."""
-    for change in todo:
-        prefix = change.channel + "/"
-        bundled = {f.path[len(prefix) :] for f in manifest.files if f.path.startswith(prefix)}
-        if change.source is None:  # a full bundle: the tree becomes exactly its target
-            listed = bundled | {i.path for i in change.index}
-            doomed = sorted(set(store.current_files(change.channel)) - listed)
-        else:
-            doomed = [p for p in change.deleted if p not in bundled]
-        for relative in doomed:
-            path = config.root / change.channel / relative
-            if path.is_file():
-                path.unlink()
-                report.deleted += 1
+def _delete(config: MirrorConfig, plan: _Plan, report: ImportReport) -> None:
+    """Last, once nothing published names them: files the targets no longer have."""
+    for relative in plan.doomed:
+        path = config.root / relative
+        if path.is_file():
+            path.unlink()
+            report.deleted += 1
 
 
 def _in_place(dest: Path, known: FileState | None, item: BundleFile) -> bool:

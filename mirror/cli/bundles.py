@@ -108,13 +108,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     report = run_import(config, bundle, dry_run=args.dry_run)
     for line in report.channels:
         print(line)
-    verb = "would write" if args.dry_run else "wrote"
     mb = report.written_bytes / 1e6
-    print(
-        f"{bundle}: verified; {verb} {report.written} files ({mb:,.1f} MB), kept "
-        f"{report.skipped} already in place, deleted {report.deleted} in {report.seconds:.2f} s",
-        file=sys.stderr,
-    )
+    if args.dry_run:
+        done = (
+            f"would write {report.written} files ({mb:,.1f} MB), keep {report.skipped} already "
+            f"in place and delete {report.deleted}; nothing was changed"
+        )
+    else:
+        done = (
+            f"wrote {report.written} files ({mb:,.1f} MB), kept {report.skipped} already in "
+            f"place, deleted {report.deleted} in {report.seconds:.2f} s"
+        )
+    print(f"{bundle}: verified; {done}", file=sys.stderr)
     return EXIT_OK
 
 

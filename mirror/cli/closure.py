@@ -67,8 +67,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_why(args: argparse.Namespace) -> int:
     from mirror.config import load_config, resolve_config_path
-    from mirror.core.closure import why_chain
-    from mirror.sync.closure import plan_closures
+    from mirror.core.closure import dependency_name, why_chain
+    from mirror.sync.closure import plan_closures, unavailable_message
     from mirror.sync.run import sync_context
 
     config = load_config(resolve_config_path(args.config))
@@ -84,6 +84,10 @@ def cmd_why(args: argparse.Namespace) -> int:
         found += 1
         chain = " <- ".join(why_chain(plan.reasons, key))
         print(args.redact(f"{'/'.join(key)}: {chain}"))
+    for (channel, platform), specs in sorted(plan.unavailable.items()):
+        for spec in specs:
+            if dependency_name(spec) == wanted:  # asked for, but not there on this platform
+                print(args.redact(f"{channel}/{platform}: {unavailable_message(spec, platform)}"))
     for channel, problems in plan.problems.items():
         for problem in problems:
             print(args.redact(f"{channel}: problem: {problem}"), file=sys.stderr)

@@ -73,13 +73,13 @@ def _add_output_arguments(index: argparse.ArgumentParser) -> None:
     index.add_argument(
         "--final-zst",
         action="store_true",
-        help="recompress repodata.json.zst at the high final level before exiting",
+        help="recompress the .zst files at the high final level before exiting",
     )
     for flag, default, text in (
         ("zst", True, "repodata.json.zst"),
         ("bz2", False, "repodata.json.bz2"),
         ("shards", True, "CEP-16 shards and repodata_shards.msgpack.zst"),
-        ("current-repodata", False, "current_repodata.json"),
+        ("current-repodata", False, "current_repodata.json and its .zst"),
         ("run-exports", True, "run_exports.json (CEP-12)"),
         ("channeldata", True, "channeldata.json (CEP-38)"),
     ):

@@ -144,7 +144,8 @@ def is_package(path: str) -> bool:
 
 def apply_rank(path: str) -> int:
     """The safe order to install files in: packages before anything that names them, shards
-    before the shard index, the shard index and .zst before repodata.json, side files last."""
+    before the shard index, the shard index and .zst before repodata.json, side files last
+    (current_repodata.json.zst before current_repodata.json)."""
     name = path.rsplit("/", 1)[-1]
     if is_package(path):
         return 0
@@ -156,4 +157,6 @@ def apply_rank(path: str) -> int:
         return 3
     if name == "repodata.json":
         return 4
-    return 5
+    if name == "current_repodata.json.zst":
+        return 5
+    return 6

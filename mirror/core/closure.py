@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -71,12 +71,18 @@ class Closure:
     selected: dict[Key, Reason]
     problems: list[str]  # dependencies our own rules made unmeetable: a failure
     warnings: list[str]  # dependencies upstream itself cannot meet: reported, not a failure
+    # per platform: include specs upstream has no candidate for there at all (a linux-only
+    # package on osx-arm64); that platform is solved without them, a warning, not a failure
+    unavailable: dict[str, list[str]] = field(default_factory=dict)
 
     def merge(self, other: Closure) -> None:
         for key, reason in other.selected.items():
             self.selected.setdefault(key, reason)
         self.problems.extend(p for p in other.problems if p not in self.problems)
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)
+        for platform, specs in other.unavailable.items():
+            mine = self.unavailable.setdefault(platform, [])
+            mine.extend(s for s in specs if s not in mine)
 
 
 class _Depends(msgspec.Struct):
@@ -220,6 +226,21 @@ def dependency_name(spec: str) -> str | None:
         head = head.rsplit("::", 1)[1]
     head = head.lower()
     return None if not head or head.startswith("__") else head
+
+
+def has_candidate(universe: Universe, spec: str) -> bool:
+    """Does any record the universe makes available match `spec` (a MatchSpec string)? A spec
+    that does not parse counts as having one: the solver then says what is wrong with it."""
+    from rattler import MatchSpec
+
+    name = dependency_name(spec)
+    if name is None:
+        return True
+    try:
+        parsed = MatchSpec(spec)
+    except Exception:  # rattler's own exception types
+        return True
+    return any(universe.matches(parsed, c) for c in universe.available(name))
 
 
 class _SpecCache:

@@ -32,6 +32,7 @@ _INDEX_NAMES = frozenset(
         "repodata.json.zst",
         "repodata.json.bz2",
         "current_repodata.json",
+        "current_repodata.json.zst",
         "run_exports.json",
         "repodata_shards.msgpack.zst",
     }

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mirror.adapters.catalog import CATALOG_NAME, Catalog
+from mirror.adapters.catalog import CATALOG_NAME, Catalog, ClosureNoteKind
 from mirror.adapters.snapshots import ORIGIN_IMPORT, SNAPSHOTS_NAME, SnapshotStore
 from mirror.adapters.store import QUARANTINE_DIR
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.bundle_manifest import is_package
+from mirror.core.dangling import Dangling
 from mirror.core.secrets import redact_url
 from mirror.local.drops import DROPS_SUBDIR
 from mirror.reports import CheckResult, DropFolderStatus, QuarantineEntry, SubdirStatus
@@ -47,6 +48,9 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
         for channel in config.channels:
             folders = tuple(DropFolderStatus(str(p)) for p in channel.drop_folders)
             known = catalog.subdirs(channel.name) if catalog else []
+            notes = catalog.closure_notes(channel.name) if catalog else []
+            dangling = catalog.dangling(channel.name) if catalog else {}
+            problems = tuple(n.message for n in notes if n.kind == ClosureNoteKind.PROBLEM)
             for subdir in sorted(set(channel.subdirs) | set(known)):
                 row = _subdir_row(catalog, channel, subdir, imported.get(channel.name))
                 count, listed = _quarantined(quarantine / channel.name / subdir)
@@ -60,6 +64,16 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
                         solvable=solvable,
                         solve_problem=problem,
                         drop_folders=folders,
+                        closure_problems=problems,
+                        closure_warnings=tuple(
+                            n.message
+                            for n in notes
+                            if n.kind == ClosureNoteKind.UNAVAILABLE and n.platform == subdir
+                        ),
+                        dangling_dependencies=dangling[subdir][0].records
+                        if subdir in dangling
+                        else None,
+                        dangling_names=dangling[subdir][0].names if subdir in dangling else (),
                     )
                 )
             count, listed = _quarantined(quarantine / channel.name / DROPS_SUBDIR)
@@ -186,9 +200,28 @@ def format_status(rows: list[SubdirStatus]) -> str:
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
+    table = [
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
+    ]
+    return "\n".join(table + _notes(rows))
+
+
+def _notes(rows: list[SubdirStatus]) -> list[str]:
+    """Below the table: what the closures said, each channel's problems once."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for row in rows:
+        if row.closure_problems and row.channel not in seen:
+            seen.add(row.channel)
+            lines.extend(f"{row.channel}: closure problem: {p}" for p in row.closure_problems)
+        lines.extend(f"{row.channel}/{row.subdir}: warning: {w}" for w in row.closure_warnings)
+        if row.dangling_dependencies:
+            found = Dangling(row.dangling_dependencies).records_text
+            lines.append(
+                f"{row.channel}/{row.subdir}: warning: {found} on packages this channel does not "
+                f"hold ({', '.join(row.dangling_names)})"
+            )
+    return ["", *lines] if lines else []
 
 
 def format_time(timestamp: float | None) -> str:

@@ -4,7 +4,8 @@ For every subdir of every configured channel:
 - every record in repodata.json names a file that exists with the recorded size and hash
   (by default a file whose size and mtime still match the catalog is trusted with the hash the
   catalog recorded when it was verified; `full` hashes every file);
-- repodata.json.zst decompresses to exactly repodata.json;
+- repodata.json.zst decompresses to exactly repodata.json, current_repodata.json.zst to exactly
+  current_repodata.json, and the records of current_repodata.json name files that are right;
 - the shard index names only shards that exist, whose names are their hashes, and whose
   records are exactly repodata.json's (no more, no fewer);
 - no temp file is left behind and no package file sits in the subdir unindexed.
@@ -25,7 +26,12 @@ from mirror.adapters.catalog import Catalog, CatalogFile
 from mirror.adapters.store import TEMP_PREFIX, TEMP_SUFFIX, ChannelTree, hash_file
 from mirror.core.records import PACKAGE_GROUPS, name_from_filename
 from mirror.core.shards import SHARD_INDEX_NAME, SHARDS_DIR, read_shard, read_shard_index
-from mirror.publish.names import REPODATA_JSON, REPODATA_ZST
+from mirror.publish.names import (
+    CURRENT_REPODATA,
+    CURRENT_REPODATA_ZST,
+    REPODATA_JSON,
+    REPODATA_ZST,
+)
 from mirror.reports import ProblemKind, SubdirCheck, VerifyReport
 
 # problem kinds (low-cardinality; repair decides by them)
@@ -67,9 +73,11 @@ def verify_subdir(
                 _check_file(check, directory, filename, record, known.get(filename), full=full)
 
     check_records(records)
-    zst_records = _check_zst(check, directory, body)
+    zst_records = _check_zst(check, directory, body, REPODATA_ZST, REPODATA_JSON)
     if zst_records is not None:
         check_records(zst_records)
+    for current in _check_current(check, directory):
+        check_records(current)
     check_records(_check_shards(check, directory, records))
     on_disk = tree.scan_packages(channel, subdir)
     for filename in sorted(set(on_disk) - set(checked)):
@@ -141,12 +149,12 @@ def _check_file(
 
 
 def _check_zst(
-    check: SubdirCheck, directory: Path, body: bytes
+    check: SubdirCheck, directory: Path, body: bytes, zst_name: str, json_name: str
 ) -> dict[str, dict[str, Any]] | None:
-    """The records of repodata.json.zst when it differs from repodata.json (a crash between
-    the two writes leaves it one step ahead: stale, not wrong, as long as its files are there)."""
+    """The records of the .zst when it differs from its .json (a crash between the two
+    writes leaves it one step ahead: stale, not wrong, as long as its files are there)."""
     try:
-        compressed = (directory / REPODATA_ZST).read_bytes()
+        compressed = (directory / zst_name).read_bytes()
     except FileNotFoundError:
         return None  # switched off: nothing to disagree with
     try:
@@ -154,14 +162,27 @@ def _check_zst(
             zstandard.ZstdDecompressor().stream_reader(compressed, read_across_frames=True).read()
         )
     except zstandard.ZstdError as exc:
-        check.problem(ProblemKind.BAD_REPODATA, REPODATA_ZST, f"not valid zstd ({exc})")
+        check.problem(ProblemKind.BAD_REPODATA, zst_name, f"not valid zstd ({exc})")
         return None
     if inflated == body:
         return None
-    check.problem(
-        ProblemKind.STALE_INDEX, REPODATA_ZST, "does not hold the same bytes as repodata.json"
-    )
-    return _records(check, inflated, REPODATA_ZST)
+    check.problem(ProblemKind.STALE_INDEX, zst_name, f"does not hold the same bytes as {json_name}")
+    return _records(check, inflated, zst_name)
+
+
+def _check_current(check: SubdirCheck, directory: Path) -> list[dict[str, dict[str, Any]]]:
+    """The records of current_repodata.json and of its .zst when that differs: each must name
+    only files that are there and right."""
+    try:
+        body = (directory / CURRENT_REPODATA).read_bytes()
+    except FileNotFoundError:
+        if (directory / CURRENT_REPODATA_ZST).exists():  # a crash between the two writes
+            message = f"there is no {CURRENT_REPODATA} beside it"
+            check.problem(ProblemKind.STALE_INDEX, CURRENT_REPODATA_ZST, message)
+        return []
+    records = _records(check, body, CURRENT_REPODATA)
+    zst_records = _check_zst(check, directory, body, CURRENT_REPODATA_ZST, CURRENT_REPODATA)
+    return [r for r in (records, zst_records) if r is not None]
 
 
 def _check_shards(

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from mirror import __version__
-from mirror.adapters.catalog import Catalog, OutputStat
+from mirror.adapters.catalog import CHANNEL_ROOT, Catalog, OutputStat
 from mirror.adapters.patch_source import load_patches
 from mirror.adapters.store import ChannelTree
 from mirror.config.model import IndexSettings
@@ -44,8 +44,8 @@ def publish_channeldata(
     path = tree.channel_dir(channel) / CHANNELDATA
     if not enabled:
         tree.remove(path)
-        if CHANNELDATA in catalog.outputs(channel, ""):
-            catalog.drop_outputs(channel, "", [CHANNELDATA])
+        if CHANNELDATA in catalog.outputs(channel, CHANNEL_ROOT):
+            catalog.drop_outputs(channel, CHANNEL_ROOT, [CHANNELDATA])
         return False
     subdirs = sorted(subdirs)
     patches = {subdir: load_patches(index.patch_instructions, subdir) for subdir in subdirs}
@@ -67,7 +67,7 @@ def publish_channeldata(
     with catalog.transaction():
         if stat is not None:
             catalog.put_outputs(
-                channel, "", {CHANNELDATA: OutputStat(stat.size, stat.mtime_ns, key)}
+                channel, CHANNEL_ROOT, {CHANNELDATA: OutputStat(stat.size, stat.mtime_ns, key)}
             )
         catalog.clear_channel_dirty(channel, dirty)
     return written
@@ -77,7 +77,7 @@ def _written_channeldata(
     tree: ChannelTree, catalog: Catalog, channel: str, path: Path, key: str
 ) -> dict[str, Any] | None:
     """The packages of the channeldata.json we last wrote, if it is still exactly that."""
-    recorded = catalog.outputs(channel, "").get(CHANNELDATA)
+    recorded = catalog.outputs(channel, CHANNEL_ROOT).get(CHANNELDATA)
     stat = tree.stat(path)
     if recorded is None or stat is None or recorded.render_key != key:
         return None

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from mirror.adapters.catalog import Catalog
@@ -70,8 +71,63 @@ def take_snapshot(
     """The channel's current snapshot, recorded anew if its files changed; None if the channel
     has never published anything. `trusted` (path -> size, mtime_ns, sha256, from the catalog)
     spares re-reading package files whose hash is already known."""
-    channel_dir = root / channel
     current = store.current_files(channel)
+    survey = _survey(root / channel, current, trusted)
+    if survey.touched:
+        store.touch(channel, survey.touched)
+    latest = store.current(channel)
+    unchanged = not survey.changed and not survey.removed
+    if unchanged and latest is not None and remote_id in (None, latest.remote_id):
+        return latest
+    if unchanged and latest is None and not survey.files:
+        return None
+    return store.record(
+        channel,
+        store.next_id(),
+        tree_digest(survey.files),
+        survey.changed,
+        survey.removed,
+        survey.totals,
+        origin,
+        remote_id,
+    )
+
+
+def preview_snapshot(
+    root: Path, store: SnapshotStore | None, channel: str
+) -> tuple[Snapshot | None, dict[str, FileState]]:
+    """What take_snapshot would return, and the files it would then list as current, with
+    nothing recorded (a dry run); `store` None: no snapshot was ever taken."""
+    current = store.current_files(channel) if store else {}
+    latest = store.current(channel) if store else None
+    survey = _survey(root / channel, current, None)
+    unchanged = not survey.changed and not survey.removed
+    if unchanged and (latest is not None or not survey.files):
+        return latest, survey.files
+    next_id = store.next_id() if store else 1
+    digest = tree_digest(survey.files)
+    return Snapshot(channel, next_id, digest, 0.0, *survey.totals, ORIGIN_LOCAL), survey.files
+
+
+@dataclass(frozen=True)
+class _Survey:
+    """A channel folder compared with its last snapshot's files."""
+
+    changed: list[FileState]  # new paths, or new bytes under a path
+    touched: list[FileState]  # same bytes, new stat
+    removed: list[str]
+    files: dict[str, FileState]  # everything the folder holds now
+
+    @property
+    def totals(self) -> tuple[int, int]:
+        return len(self.files), sum(s.size for s in self.files.values())
+
+
+def _survey(
+    channel_dir: Path,
+    current: dict[str, FileState],
+    trusted: Mapping[str, tuple[int, int, str]] | None,
+) -> _Survey:
     found = scan_channel(channel_dir)
     changed: list[FileState] = []
     touched: list[FileState] = []
@@ -89,20 +145,9 @@ def take_snapshot(
         else:
             changed.append(state)
     removed = sorted(set(current) - set(found))
-    if touched:
-        store.touch(channel, touched)
-    latest = store.current(channel)
-    unchanged = not changed and not removed
-    if unchanged and latest is not None and remote_id in (None, latest.remote_id):
-        return latest
-    if unchanged and latest is None and not found:
-        return None
     files = {p: s for p, s in current.items() if p in found}
     files.update({s.path: s for s in (*touched, *changed)})
-    totals = (len(files), sum(s.size for s in files.values()))
-    return store.record(
-        channel, store.next_id(), tree_digest(files), changed, removed, totals, origin, remote_id
-    )
+    return _Survey(changed, touched, removed, files)
 
 
 def snapshot_channel(

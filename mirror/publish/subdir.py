@@ -33,11 +33,13 @@ from mirror.core.shards import (
 )
 from mirror.publish.names import (
     CURRENT_REPODATA,
+    CURRENT_REPODATA_ZST,
     NOARCH,
     REPODATA_BZ2,
     REPODATA_JSON,
     REPODATA_ZST,
 )
+from mirror.publish.recompress import zst_level_for
 from mirror.publish.records import final_record, unpack_top_level
 from mirror.publish.settings import PublishSettings
 from mirror.publish.shard_files import (
@@ -192,6 +194,7 @@ def _optional_outputs_current(run: PublishRun, recorded: dict[str, OutputStat]) 
         REPODATA_BZ2: run.settings.bz2,
         SHARD_INDEX_NAME: run.settings.shards,
         CURRENT_REPODATA: run.settings.current_repodata,
+        CURRENT_REPODATA_ZST: run.settings.current_repodata,
     }
     for name, enabled in wanted.items():
         present = run.tree.stat(run.directory / name) is not None
@@ -258,13 +261,6 @@ def _write_repodata(
         run.changed.append(REPODATA_JSON)
     run.outputs[REPODATA_JSON] = OutputStat(existing.size, existing.mtime_ns, render_key)
     run.tree.sync_dir(run.directory)
-
-
-def zst_level_for(size_bytes: int) -> int:
-    """The level a change is published at: fast, so it is visible at once. Level 19 costs
-    ~0.5 s per MB of JSON on this class of machine, level 3 ~3 ms for a file ~20% larger;
-    the background recompression (or --final-zst) raises it once the subdir is quiet."""
-    return 19 if size_bytes <= 128 << 10 else 3
 
 
 def _holds(path: Path, data: bytes | memoryview) -> bool:

@@ -23,10 +23,17 @@ from mirror.reports.local import (
     SubdirIndexReport,
 )
 from mirror.reports.outcomes import DropResult, Outcome, ProblemKind, UpstreamStatus
-from mirror.reports.sync import CheckResult, FileFailure, SubdirReport, SyncReport
+from mirror.reports.sync import (
+    CheckResult,
+    DanglingReport,
+    FileFailure,
+    SubdirReport,
+    SyncReport,
+)
 
 __all__ = [
     "CheckResult",
+    "DanglingReport",
     "DropFolderStatus",
     "DropOutcome",
     "DropReport",

@@ -94,9 +94,14 @@ class SubdirStatus:
     quarantined_files: tuple[QuarantineEntry, ...] = ()  # newest first, QUARANTINE_LISTED at most
     # Channel-level facts, repeated on each row of the channel (the rows stay one flat list):
     drop_folders: tuple[DropFolderStatus, ...] = ()
-    # HOOK(issue 15): a sync reports closure problems (SyncReport.problems) but does not store
-    # them yet; once the run history keeps them, read them here. Empty until then.
+    # what the channel's last dependency closure failed on (the catalog's closure_notes)
     closure_problems: tuple[str, ...] = ()
+    # Per row again: include specs the last closure found no candidate for on this platform
+    closure_warnings: tuple[str, ...] = ()
+    # records whose dependencies name packages the channel lacks (None: not computed yet), and
+    # the first of those names
+    dangling_dependencies: int | None = None
+    dangling_names: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mirror.core.dangling import Dangling
 from mirror.core.records import Refusal
 from mirror.reports.outcomes import Outcome, UpstreamStatus
 
@@ -100,11 +101,30 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class DanglingReport:
+    """A synced subdir's records that depend on names no record of the channel provides."""
+
+    channel: str
+    subdir: str
+    found: Dangling
+
+    def warning(self) -> str:
+        return (
+            f"{self.channel}/{self.subdir}: {self.found.records_text} on packages "
+            f"this channel does not hold ({self.found.names_text}), e.g. "
+            f"{'; '.join(self.found.examples)}. "
+            "Clients cannot install them; `dependencies: solve` (or `all`) in the channel's "
+            "config mirrors what the selected packages need"
+        )
+
+
+@dataclass(frozen=True)
 class SyncReport:
     subdirs: tuple[SubdirReport, ...]
     # channel-level failures: dependencies our rules removed, lockfile packages upstream lacks
     problems: tuple[str, ...] = ()
     checks: tuple[CheckResult, ...] = ()  # solvability against the published tree
+    dangling: tuple[DanglingReport, ...] = ()  # per synced subdir; a warning, not a failure
 
     @property
     def ok(self) -> bool:

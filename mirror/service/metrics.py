@@ -122,6 +122,12 @@ class MirrorMetrics:
             "Bytes of package files a subdir publishes.",
             ("channel", "subdir"),
         )
+        self.dangling_dependencies = self._gauge(
+            "conda_mirror_dangling_dependencies",
+            "Records a subdir publishes that depend on a package name no record of the channel "
+            "provides (the subdir plus noarch), at the last sync.",
+            ("channel", "subdir"),
+        )
         self.index_duration = self._histogram(
             "conda_mirror_index_duration_seconds",
             "Wall time of publishing a subdir's index files.",
@@ -200,6 +206,10 @@ class MirrorMetrics:
         )
         for check in report.checks:
             self.solvable.labels(check.channel, check.platform).set(1 if check.ok else 0)
+        for dangling in report.dangling:
+            self.dangling_dependencies.labels(dangling.channel, dangling.subdir).set(
+                dangling.found.records
+            )
         for sub in report.subdirs:
             self.downloaded_packages.labels(channel).inc(sub.downloaded_files)
             self.downloaded_bytes.labels(channel).inc(sub.downloaded_bytes)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from html import escape
 from types import MappingProxyType
 
+from mirror.core.dangling import Dangling
 from mirror.health.status import DROPS_ROW, SOURCE_LOCAL, format_size, format_time
 from mirror.reports import DropFolderStatus, SubdirStatus
 
@@ -118,7 +119,7 @@ def row_state(row: SubdirStatus) -> str:
 def channel_state(rows: Sequence[SubdirStatus]) -> str:
     """The worst state of a channel's rows; unsolvable or incomplete counts as a warning."""
     states = {row_state(r) for r in rows if r.subdir != DROPS_ROW}
-    if any(r.solvable is False or r.closure_problems for r in rows):
+    if any(r.solvable is False or r.closure_problems or r.dangling_dependencies for r in rows):
         states.add(STATE_WARNING)
     return max(states or {STATE_NEVER}, key=_SEVERITY.index)
 
@@ -193,6 +194,15 @@ def _detail(row: SubdirStatus, state: str) -> str:
         )
     if row.solve_problem:
         parts.append(f'<p class="problem">Does not solve: {_e(row.solve_problem)}</p>')
+    for warning in row.closure_warnings:
+        parts.append(f'<p class="message closure-warning">Closure: {_e(warning)}</p>')
+    if row.dangling_dependencies:
+        names = ", ".join(row.dangling_names)
+        found = Dangling(row.dangling_dependencies).records_text
+        parts.append(
+            f'<p class="message dangling">{found} on packages this channel does not hold: '
+            f"{_e(names)}</p>"
+        )
     if row.quarantined_files:
         items = "".join(
             f"<li><code>{_e(q.filename)}</code>: {_e(q.reason)}</li>" for q in row.quarantined_files

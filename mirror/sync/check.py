@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 
+from mirror.adapters.catalog import CATALOG_NAME, Catalog, ClosureNoteKind
 from mirror.adapters.solver import SolveError, SolveSource, default_virtual_packages, solve
 from mirror.adapters.state_files import write_atomically
 from mirror.config.model import ChannelConfig, MirrorConfig
@@ -33,11 +35,21 @@ def checked_channels(
     ]
 
 
-def run_checks(config: MirrorConfig, names: Iterable[str] | None = None) -> list[CheckResult]:
-    """Check each named channel that has `check:` (all of them when `names` is None)."""
+def run_checks(
+    config: MirrorConfig,
+    names: Iterable[str] | None = None,
+    unavailable: Mapping[tuple[str, str], Collection[str]] | None = None,
+) -> list[CheckResult]:
+    """Check each named channel that has `check:` (all of them when `names` is None).
+
+    `unavailable`: per (channel, platform), include specs upstream has no candidate for on
+    that platform, which its check leaves out as its closure did; by default what the last
+    closure stored."""
+    if unavailable is None:
+        unavailable = _stored_unavailable(config)
     results = []
     for channel in checked_channels(config, names):
-        results.extend(check_channel(config, channel))
+        results.extend(check_channel(config, channel, unavailable))
     if results:
         _save(config.state_dir / RESULTS_FILE, results)
     for result in results:
@@ -49,21 +61,44 @@ def run_checks(config: MirrorConfig, names: Iterable[str] | None = None) -> list
     return results
 
 
-def check_channel(config: MirrorConfig, channel: ChannelConfig) -> list[CheckResult]:
+def check_channel(
+    config: MirrorConfig,
+    channel: ChannelConfig,
+    unavailable: Mapping[tuple[str, str], Collection[str]],
+) -> list[CheckResult]:
     assert channel.check is not None
     platforms = channel.check.platforms or channel.platforms
-    base = list(channel.check.specs) or [s.text for s in channel.filters.include]
-    variants = channel.dependencies.variants if not channel.check.specs else ((),)
+    explicit = bool(channel.check.specs)
+    variants = channel.dependencies.variants if not explicit else ((),)
     results = []
     for platform in platforms:
         virtual = channel.dependencies.virtual_packages_for(platform)
         if virtual is None:
             virtual = default_virtual_packages(platform)
+        base = list(channel.check.specs)
+        if not explicit:
+            absent = unavailable.get((channel.name, platform), ())
+            base = [s.text for s in channel.filters.include if s.text not in absent]
+            if absent and not base:
+                continue  # nothing asked for exists on this platform: the closure solved nothing
         for variant in variants:
             specs = tuple(base) + tuple(variant)
             if specs:
                 results.append(_check(config, channel, platform, specs, virtual))
     return results
+
+
+def _stored_unavailable(config: MirrorConfig) -> dict[tuple[str, str], list[str]]:
+    path = config.state_dir / CATALOG_NAME
+    if not path.exists():  # never synced: no closure has left anything out
+        return {}
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    with Catalog(path) as catalog:
+        for channel in checked_channels(config):
+            for note in catalog.closure_notes(channel.name):
+                if note.kind == ClosureNoteKind.UNAVAILABLE and note.platform and note.spec:
+                    found[(channel.name, note.platform)].append(note.spec)
+    return found
 
 
 def _check(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import msgspec
 
+from mirror.adapters.catalog import ClosureNote, ClosureNoteKind
 from mirror.adapters.solver import SolveError, SolveSource, default_virtual_packages, solve
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.closure import (
@@ -32,6 +33,7 @@ from mirror.core.closure import (
     Universe,
     closure_all,
     dependency_name,
+    has_candidate,
     roots_matching,
 )
 from mirror.core.filters import FilterRules, removal_reason
@@ -82,10 +84,26 @@ class ClosurePlan:
     reasons: dict[Key, Reason] = field(default_factory=dict)  # for `mirror why`
     problems: dict[str, list[str]] = field(default_factory=dict)  # per channel: a failure
     warnings: dict[str, list[str]] = field(default_factory=dict)  # per channel: reported only
+    # per (channel, platform): include specs with no candidate there upstream, left out
+    unavailable: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     extra_channels: tuple[str, ...] = ()  # channels to sync because a closure pins into them
+    computed: tuple[str, ...] = ()  # the channels whose closure this plan holds
 
     def for_subdir(self, channel: str, subdir: str) -> SubdirClosure | None:
         return self.subdirs.get((channel, subdir))
+
+    def notes(self, channel: str) -> list[ClosureNote]:
+        """What `mirror status` shows of this channel's closure until the next one."""
+        notes = [ClosureNote(ClosureNoteKind.PROBLEM, p) for p in self.problems.get(channel, [])]
+        for (name, platform), specs in sorted(self.unavailable.items()):
+            if name == channel:
+                notes.extend(
+                    ClosureNote(
+                        ClosureNoteKind.UNAVAILABLE, unavailable_message(s, platform), platform, s
+                    )
+                    for s in specs
+                )
+        return notes
 
 
 def closure_channels(config: MirrorConfig, synced: Iterable[str]) -> list[ChannelConfig]:
@@ -144,6 +162,11 @@ def plan_closures(ctx: SyncContext, synced: Sequence[str], *, expand: bool = Tru
             plan.problems.setdefault(channel.name, []).extend(closure.problems)
             additive.update(m.name for m in _resolution_order(ctx, channel))
             additive.update(lock_targets(ctx.config, channel))
+        for platform, specs in closure.unavailable.items():
+            plan.unavailable[(channel.name, platform)] = specs
+            plan.warnings.setdefault(channel.name, []).extend(
+                unavailable_message(s, platform) for s in specs
+            )
         if closure.warnings:
             plan.warnings.setdefault(channel.name, []).extend(closure.warnings)
         for key, reason in closure.selected.items():
@@ -157,6 +180,7 @@ def plan_closures(ctx: SyncContext, synced: Sequence[str], *, expand: bool = Tru
             additive=where[0] in additive,
         )
     plan.extra_channels = tuple(sorted(({c for c, _ in pins} | targets) - set(synced)))
+    plan.computed = tuple(c.name for c in channels)
     for name, problems in plan.problems.items():
         plan.problems[name] = [ctx.redactor(p) for p in problems]
         for problem in plan.problems[name]:
@@ -204,25 +228,63 @@ def _channel_closure(ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig)
             reasons = {r.key: Reason("include", None, platform) for r in roots}
             closure.merge(closure_all(universe, roots, reasons))
             continue
-        for variant in channel.dependencies.variants:
-            specs = [s.text for s in channel.filters.include] + list(variant)
-            if not specs:
-                continue
-            context = platform + (f", {' '.join(variant)}" if variant else "")
-            virtual = channel.dependencies.virtual_packages_for(platform)
-            if virtual is None:
-                virtual = default_virtual_packages(platform)
-            try:
-                solved = _solve_available(ctx, universe, specs, virtual)
-            except SolveError as exc:
-                problem, partial = _diagnose(
-                    ctx, fetcher, channel, platform, specs, virtual, universe, str(exc)
-                )
-                closure.problems.append(problem)
-                closure.merge(partial)  # the rest of what it needs, so the check names the gap
-                continue
-            closure.merge(_explained(solved, specs, context))
+        closure.merge(_solve_platform(ctx, fetcher, channel, platform, universe))
     return closure
+
+
+def _solve_platform(
+    ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig, platform: str, universe: Universe
+) -> Closure:
+    """Each variant's solve on one platform, without the include specs upstream has nothing
+    for on this platform (a linux-only package must not cost osx-arm64 its whole solve)."""
+    closure = Closure(selected={}, problems=[], warnings=[])
+    include = [s.text for s in channel.filters.include]
+    absent = _without_candidates(ctx, fetcher, channel, platform, universe, include)
+    if absent:
+        closure.unavailable[platform] = absent
+        include = [s for s in include if s not in absent]
+        if not include:  # the variants alone would mirror what nobody asked for
+            return closure
+    for variant in channel.dependencies.variants:
+        specs = include + list(variant)
+        if not specs:
+            continue
+        context = platform + (f", {' '.join(variant)}" if variant else "")
+        virtual = channel.dependencies.virtual_packages_for(platform)
+        if virtual is None:
+            virtual = default_virtual_packages(platform)
+        try:
+            solved = _solve_available(ctx, universe, specs, virtual)
+        except SolveError as exc:
+            problem, partial = _diagnose(
+                ctx, fetcher, channel, platform, specs, virtual, universe, str(exc)
+            )
+            closure.problems.append(problem)
+            closure.merge(partial)  # the rest of what it needs, so the check names the gap
+            continue
+        closure.merge(_explained(solved, specs, context))
+    return closure
+
+
+def _without_candidates(
+    ctx: SyncContext,
+    fetcher: Fetcher,
+    channel: ChannelConfig,
+    platform: str,
+    narrowed: Universe,
+    specs: Sequence[str],
+) -> list[str]:
+    """The specs no upstream record matches on this platform, before our rules too; a spec
+    only our rules leave without candidates stays in, so the failed solve names the rule."""
+    suspects = [s for s in specs if not has_candidate(narrowed, s)]
+    if not suspects:
+        return []
+    everything = _universe(ctx, fetcher, channel, platform, narrowed=False)
+    return [s for s in suspects if not has_candidate(everything, s)]
+
+
+def unavailable_message(spec: str, platform: str) -> str:
+    return f"'{spec}' has no candidate for {platform} upstream: {platform} is solved without it"
 
 
 def _solve_available(

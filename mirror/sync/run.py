@@ -26,10 +26,11 @@ from mirror.publish.recompress import recompress
 from mirror.publish.settings import channeldata_enabled, settings_for
 from mirror.publish.snapshot import snapshot_channel
 from mirror.publish.subdir import ensure_noarch
-from mirror.reports import CheckResult, SubdirReport, SyncReport
+from mirror.reports import CheckResult, DanglingReport, SubdirReport, SyncReport
 from mirror.sync.check import run_checks
 from mirror.sync.closure import ClosurePlan, plan_closures
 from mirror.sync.context import SyncContext, SyncOptions
+from mirror.sync.dangling import check_dangling
 from mirror.sync.subdir import SubdirSync
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def sync_context(
 
 def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     reports: list[SubdirReport] = []
+    dangling: list[DanglingReport] = []
     wanted = [
         c.name
         for c in ctx.config.channels
@@ -97,23 +99,30 @@ def sync(ctx: SyncContext, options: SyncOptions) -> SyncReport:
     closures = plan_closures(ctx, wanted, expand=not options.only_named)
     if not options.only_named:
         wanted += closures.extra_channels  # a closure pins files there: they must arrive too
+    if not options.dry_run:  # what `mirror status` shows of each closure until the next one
+        for name in dict.fromkeys([*wanted, *closures.computed]):
+            ctx.catalog.set_closure_notes(name, closures.notes(name))
     for channel in ctx.config.channels:
         if channel.name in wanted:
-            reports.extend(_sync_channel(ctx, channel, options, closures))
+            channel_reports, channel_dangling = _sync_channel(ctx, channel, options, closures)
+            reports.extend(channel_reports)
+            dangling.extend(channel_dangling)
     problems = tuple(f"{name}: {p}" for name, ps in closures.problems.items() for p in ps)
     checks: tuple[CheckResult, ...] = ()
     if not options.dry_run and not ctx.stop.is_set():
-        checks = tuple(run_checks(ctx.config, wanted))
-    return SyncReport(tuple(reports), problems=problems, checks=checks)
+        checks = tuple(run_checks(ctx.config, wanted, closures.unavailable))
+    return SyncReport(tuple(reports), problems=problems, checks=checks, dangling=tuple(dangling))
 
 
 def _sync_channel(
     ctx: SyncContext, channel: ChannelConfig, options: SyncOptions, closures: ClosurePlan
-) -> list[SubdirReport]:
+) -> tuple[list[SubdirReport], list[DanglingReport]]:
+    """The channel's subdirs, then its channel-level outputs and the dangling check."""
     if not options.dry_run:
         _start_channel(ctx, channel)
     reports = []
-    for subdir in [s for s in channel.subdirs if not options.subdirs or s in options.subdirs]:
+    subdirs = [s for s in channel.subdirs if not options.subdirs or s in options.subdirs]
+    for subdir in subdirs:
         if ctx.stop.is_set():
             break
         closure = closures.for_subdir(channel.name, subdir)
@@ -123,9 +132,10 @@ def _sync_channel(
         log.log(logging.INFO if report.ok else logging.ERROR, "%s", ctx.redactor(report.summary()))
         reports.append(report)
         ctx.between_subdirs()
-    if not options.dry_run and not ctx.stop.is_set():
-        _finish_channel(ctx, channel, reports)
-    return reports
+    if options.dry_run or ctx.stop.is_set():
+        return reports, []
+    _finish_channel(ctx, channel, reports)
+    return reports, check_dangling(ctx, channel, subdirs)
 
 
 def _start_channel(ctx: SyncContext, channel: ChannelConfig) -> None:

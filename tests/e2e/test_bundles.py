@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,50 @@ def test_an_import_killed_at_random_moments_never_leaves_a_wrong_file_and_finish
         result = sites.import_(bundle)
         assert result.code == 0, f"point {point}: {result.stderr}"
         assert sites.tree("offline") == connected
+
+
+_SUMMARY = re.compile(
+    r"(?:would write|wrote) (\d+) files \(([\d.,]+) MB\), (?:keep|kept) (\d+) already in "
+    r"place,? (?:and delete|deleted) (\d+)"
+)
+
+
+def _counts(stderr: str) -> tuple[int, str, int, int]:
+    """(written, MB, kept, deleted) from an import's summary line."""
+    match = _SUMMARY.search(stderr)
+    assert match, stderr
+    return int(match[1]), match[2], int(match[3]), int(match[4])
+
+
+def _state(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under a folder with its size and mtime: a dry run must change none of it."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_dry_run_counts_what_the_import_then_does_and_changes_nothing(two_bundles: Any) -> None:
+    sites, full, delta = two_bundles
+    offline = sites.base / "offline"
+    dry = sites.import_(full, "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert not (offline / "state").exists() and not (offline / "tree").exists()
+    real = sites.import_(full)
+    assert real.code == 0, real.stderr
+    assert _counts(dry.stderr) == _counts(real.stderr)
+    assert "nothing was changed" in dry.stderr
+    assert _counts(real.stderr)[0] == len(sites.tree("offline")) > 0
+
+    # a delta over an imported tree (replaced files), then the full bundle again, which takes
+    # the tree back and so deletes what the delta added; each dry run against a real state
+    for bundle in (delta, full):
+        before = _state(offline)
+        dry = sites.import_(bundle, "--dry-run")
+        assert dry.code == 0, dry.stderr
+        assert _state(offline) == before
+        real = sites.import_(bundle)
+        assert real.code == 0, real.stderr
+        assert _counts(dry.stderr) == _counts(real.stderr)
+    assert _counts(real.stderr)[3] > 0  # the last one deleted files

@@ -329,3 +329,40 @@ def test_the_daemon_runs_the_closure_and_check_and_exports_whether_it_solves(
     rows = {(r["channel"], r["subdir"]): r for r in json.loads(status.stdout)}
     assert rows[("cf", "linux-64")]["solvable"] is False
     assert "removed by exclude 'libblas'" in (base / "daemon.log").read_text()
+
+
+def test_a_spec_with_no_candidate_on_one_platform_warns_there_and_the_rest_still_solves(
+    tmp_path: Path,
+) -> None:
+    """A linux-only package in a channel with linux-64 and osx-arm64: osx-arm64 is solved
+    without it (numpy and what it needs are mirrored), with a warning for that spec and
+    platform that `mirror why` and `mirror status` show; the sync does not fail."""
+    root = tmp_path / "upstream"
+    linux_only = PackageSpec("linuxtool", "1.0", build="h0_0", subdir="linux-64",
+                             depends=("libgcc >=14",))  # fmt: skip
+    build_channel(root, [*layered_specs(noise=0), linux_only], extra_subdirs=PLATFORMS)
+    with UpstreamServer(root) as server:
+        site = _site(
+            tmp_path / "site", server, include=["numpy", "linuxtool"],
+            dependencies={"mode": "solve", "variants": [["python 3.12.*"]]}, check=True,
+        )  # fmt: skip
+        result = run_cli(["sync", "--config", str(site.config_path)])
+        why = run_cli(["why", "linuxtool", "--config", str(site.config_path)])
+    assert result.code == 0, result.stdout + result.stderr
+    warning = "'linuxtool' has no candidate for osx-arm64 upstream"
+    assert warning in result.stderr
+    assert "linuxtool-1.0-h0_0.conda" in _files(site, "linux-64")
+    osx = {n.rsplit("-", 2)[0] for n in _files(site, "osx-arm64")}
+    assert {"numpy", "python", "openssl", "libblas", "llvm-openmp"} <= osx
+    assert why.code == 0, why.stderr
+    assert "cf/linux-64/linuxtool-1.0-h0_0.conda: asked for by 'linuxtool'" in why.stdout
+    assert f"cf/osx-arm64: {warning}" in why.stdout
+
+    status = run_cli(["status", "--json", "--config", str(site.config_path)])
+    rows = {(r["channel"], r["subdir"]): r for r in json.loads(status.stdout)}
+    assert [warning in w for w in rows[("cf", "osx-arm64")]["closure_warnings"]] == [True]
+    assert rows[("cf", "linux-64")]["closure_warnings"] == []
+    assert rows[("cf", "osx-arm64")]["closure_problems"] == []
+    assert rows[("cf", "osx-arm64")]["solvable"] is True
+    text = run_cli(["status", "--config", str(site.config_path)]).stdout
+    assert warning in text

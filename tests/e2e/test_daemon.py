@@ -87,6 +87,9 @@ def test_scheduled_sync_runs_and_metrics_move(running) -> None:
     assert daemon.metric("conda_mirror_downloaded_packages_total", channel="up") == 8
     assert daemon.metric("conda_mirror_last_success_timestamp_seconds", channel="up") > 0
     assert daemon.metric("conda_mirror_published_packages", channel="up", subdir="linux-64") == 6
+    # every dependency of the world's records is mirrored with them (0, and present)
+    dangling = 'conda_mirror_dangling_dependencies{channel="up",subdir="%s"} 0.0'
+    assert all(dangling % s in daemon.metrics() for s in ("linux-64", "noarch"))
     assert daemon.metric("conda_mirror_build_info", version="0.1.0") == 1
     status = run_cli(["status", "--config", str(base / "mirror.yaml"), "--json"])
     rows = {(r["channel"], r["subdir"]): r for r in json.loads(status.stdout)}

@@ -325,14 +325,17 @@ def test_index_file_with_a_lost_state_database_rebuilds_instead_of_forgetting(
 def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: Path) -> None:
     import sqlite3
 
+    from mirror.adapters.catalog.schema import SCHEMA_VERSION
+
     channel = make_channel(tmp_path)
     assert index(channel).code == 0
     with sqlite3.connect(state_of(channel) / "catalog.sqlite") as db:
-        db.execute("DROP TABLE channel_dirty")  # what schema 2 lacked
+        for table in ("channel_dirty", "closure_notes", "dangling"):  # what schema 2 lacked
+            db.execute(f"DROP TABLE {table}")
         db.execute("PRAGMA user_version=2")
     build_package(PackageSpec("late", "1.0"), channel / "noarch")
     assert index(channel, "--file", "noarch/late-1.0-0.conda").code == 0
     with sqlite3.connect(state_of(channel) / "catalog.sqlite") as db:
         files = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
-    assert version == 3 and files == len(SPECS) + 1
+    assert version == SCHEMA_VERSION and files == len(SPECS) + 1

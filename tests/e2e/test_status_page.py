@@ -157,3 +157,17 @@ _FAILED_ROW_PROBE = """(() => {
       && style.display !== 'none',
   };
 })()"""
+
+
+def test_a_channel_without_upstream_shows_only_its_real_subdirs(daemon, tmp_path: Path) -> None:
+    """channeldata.json sits at the channel root, in no subdir: no row, gauge or page line for
+    a subdir named ""."""
+    _process, url = daemon
+    wait_for(lambda: (tmp_path / "tree" / "local" / "channeldata.json").exists())
+    served = httpx.get(f"{url}/status.json", timeout=10).json()
+    assert {r["subdir"] for r in served if r["channel"] == "local"} == {"noarch", "(drops)"}
+    assert "local/ " not in run_cli(["status", "--config", str(tmp_path / "mirror.yaml")]).stdout
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    assert 'conda_mirror_published_packages{channel="local",subdir="noarch"}' in metrics
+    assert 'subdir=""' not in metrics
+    assert 'data-subdir=""' not in httpx.get(f"{url}/", timeout=10).text

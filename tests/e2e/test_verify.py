@@ -81,6 +81,35 @@ def test_index_files_that_disagree_are_found_and_republished(server, make_site) 
     assert verify(site, "--full").code == 0
 
 
+def test_current_repodata_zst_that_disagrees_with_its_json_is_found_and_republished(
+    server, make_site
+) -> None:
+    site = make_site(server.url, index={"current_repodata": True})
+    assert site.sync().ok
+    assert verify(site, "--full").code == 0
+    linux = site.subdir("up", "linux-64")
+    body = (linux / "current_repodata.json").read_bytes()
+    assert (
+        zstandard.ZstdDecompressor().decompress((linux / "current_repodata.json.zst").read_bytes())
+        == body
+    )
+    (linux / "current_repodata.json.zst").write_bytes(zstandard.ZstdCompressor().compress(b"{}"))
+    (site.subdir("up", "noarch") / "current_repodata.json.zst").write_bytes(b"not zstd")
+    found = verify(site)
+    assert found.code == 1
+    assert (
+        "up/linux-64/current_repodata.json.zst: does not hold the same bytes as "
+        "current_repodata.json" in found.stdout
+    )
+    assert "up/noarch/current_repodata.json.zst: not valid zstd" in found.stdout
+    assert verify(site, "--repair").code == 0
+    assert verify(site, "--full").code == 0
+    assert (
+        zstandard.ZstdDecompressor().decompress((linux / "current_repodata.json.zst").read_bytes())
+        == body
+    )
+
+
 def test_unindexed_files_in_a_mirrored_channel_are_quarantined(server, make_site) -> None:
     site = synced(server, make_site)
     build_package(PackageSpec("stray", "1.0", subdir="linux-64"), site.subdir("up", "linux-64"))

@@ -15,9 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror.config.model import Schedule
+from mirror.core.dangling import Dangling
 from mirror.core.records import Refusal, RefusalReason
 from mirror.reports import (
     CheckResult,
+    DanglingReport,
     DropOutcome,
     DropResult,
     FileFailure,
@@ -52,8 +54,12 @@ def exposition() -> str:
         retries={"reset": 2},
     )
     check = CheckResult("cf", "linux-64", ("numpy",), False, "nothing provides numpy", 0.1, 0.0)
+    dangling = DanglingReport("cf", "linux-64", Dangling(4, ("python_abi",)))
     metrics.record_sync(
-        "cf", SyncReport((failed,), ("cf: numpy needs openssl",), (check,)), 3.0, now.timestamp()
+        "cf",
+        SyncReport((failed,), ("cf: numpy needs openssl",), (check,), (dangling,)),
+        3.0,
+        now.timestamp(),
     )
     metrics.record_sync("cf", SyncReport((SubdirReport("cf", "noarch", "ok", 1.0),)), 1.0, 1e9)
     metrics.set_published("cf", "linux-64", 10, 4096)

@@ -22,7 +22,12 @@ from mirror.config.model import IndexSettings
 from mirror.core.patches import REVOKED_DEPENDENCY, parse_patch_instructions
 from mirror.core.plan import ORIGIN_LOCAL
 from mirror.local.indexer import IndexContext, index_channel
-from mirror.publish.names import REPODATA_JSON, REPODATA_ZST
+from mirror.publish.names import (
+    CURRENT_REPODATA,
+    CURRENT_REPODATA_ZST,
+    REPODATA_JSON,
+    REPODATA_ZST,
+)
 from mirror.publish.recompress import recompress
 from mirror.publish.settings import PublishSettings
 from mirror.publish.subdir import publish_subdir
@@ -192,9 +197,11 @@ def test_files_removed_by_patches_are_listed_in_their_names_shard(ws: Workspace)
 # -- the splice fast path ---------------------------------------------------------------------
 
 
-def generated_rows(count: int, start: int = 0, flavour: str = "") -> Iterator[CatalogFile]:
+def generated_rows(
+    count: int, start: int = 0, flavour: str = "", names: int = 300
+) -> Iterator[CatalogFile]:
     for i in range(start, start + count):
-        name = f"pkg{i % 300:03d}"
+        name = f"pkg{i % names:03d}"
         version = f"{i // 300}.{i % 7}"
         ext = ".conda" if i % 3 else ".tar.bz2"
         filename = f"{name}-{version}-h{i:05d}_0{ext}"
@@ -313,18 +320,23 @@ def test_recompress_raises_a_fast_zst_to_the_final_level_with_the_same_content(
     tree = ChannelTree(tmp_path / "tree")
     with Catalog(tmp_path / "catalog.sqlite") as catalog:
         with catalog.transaction():
-            catalog.put_files(CHANNEL, "linux-64", generated_rows(4000))
-        publish_subdir(tree, catalog, CHANNEL, "linux-64", PublishSettings(shards=False), now=1.8e9)
+            # a name each: every record is its name's newest, so current_repodata.json is large
+            catalog.put_files(CHANNEL, "linux-64", generated_rows(4000, names=4000))
+        settings = PublishSettings(shards=False, current_repodata=True)
+        publish_subdir(tree, catalog, CHANNEL, "linux-64", settings, now=1.8e9)
         directory = tree.subdir_dir(CHANNEL, "linux-64")
-        body = (directory / REPODATA_JSON).read_bytes()
-        assert len(body) > 1 << 20  # so the first .zst was written at a fast level
-        fast = (directory / REPODATA_ZST).read_bytes()
+        pairs = ((REPODATA_ZST, REPODATA_JSON), (CURRENT_REPODATA_ZST, CURRENT_REPODATA))
+        bodies = {zst: (directory / json_name).read_bytes() for zst, json_name in pairs}
+        # large enough that the first .zst files were written at a fast level
+        assert all(len(body) > 1 << 20 for body in bodies.values())
+        fast = {zst: (directory / zst).read_bytes() for zst in bodies}
         json_mtime = (directory / REPODATA_JSON).stat().st_mtime_ns
         assert recompress(tree, catalog, CHANNEL, "linux-64")
-        final = (directory / REPODATA_ZST).read_bytes()
-        assert len(final) < len(fast)
-        assert zstandard.get_frame_parameters(final).content_size == len(body)
-        assert unzstd(final) == body
+        for zst, body in bodies.items():
+            final = (directory / zst).read_bytes()
+            assert len(final) < len(fast[zst]), zst
+            assert zstandard.get_frame_parameters(final).content_size == len(body)
+            assert unzstd(final) == body
         assert (directory / REPODATA_JSON).stat().st_mtime_ns == json_mtime
         assert not recompress(tree, catalog, CHANNEL, "linux-64")  # already final
 
@@ -470,6 +482,52 @@ def test_current_repodata_holds_newest_versions_plus_older_records_their_depende
         assert record == full[filename]
     assert current["info"] == {"subdir": "linux-64"}
     assert (ws.subdir("noarch") / "current_repodata.json").exists()
+
+
+def test_current_repodata_json_zst_holds_the_same_bytes_in_one_checked_frame_written_first(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """conda's classic solver asks for current_repodata.json.zst before the .json: without it,
+    a 404 for every subdir on every run. Like repodata.json.zst, it is written before the .json
+    (a client that sees the new .json finds the .zst agreeing) and goes when switched off."""
+    written: list[str] = []
+    write_pieces, write_if_changed = ChannelTree.write_pieces, ChannelTree.write_if_changed
+
+    def spy_pieces(tree: ChannelTree, path: Path, *args: Any, **kwargs: Any) -> Any:
+        written.append(f"{path.parent.name}/{path.name}")
+        return write_pieces(tree, path, *args, **kwargs)
+
+    def spy_if_changed(tree: ChannelTree, path: Path, *args: Any, **kwargs: Any) -> bool:
+        changed = write_if_changed(tree, path, *args, **kwargs)
+        if changed:
+            written.append(f"{path.parent.name}/{path.name}")
+        return changed
+
+    monkeypatch.setattr(ChannelTree, "write_pieces", spy_pieces)
+    monkeypatch.setattr(ChannelTree, "write_if_changed", spy_if_changed)
+    ws.add(*MIXED)
+    ws.index(IndexSettings(current_repodata=True))
+    for subdir in ("linux-64", "noarch"):
+        body = (ws.subdir(subdir) / CURRENT_REPODATA).read_bytes()
+        compressed = (ws.subdir(subdir) / CURRENT_REPODATA_ZST).read_bytes()
+        params = zstandard.get_frame_parameters(compressed)
+        assert params.content_size == len(body) and params.has_checksum
+        assert zstandard.ZstdDecompressor().decompress(compressed) == body  # needs one frame
+        order = [w for w in written if w.startswith(subdir)]
+        assert order.index(f"{subdir}/{CURRENT_REPODATA_ZST}") < order.index(
+            f"{subdir}/{CURRENT_REPODATA}"
+        )
+
+    ws.add(PackageSpec("zlib", "1.4", build="h0_0", subdir="linux-64"))
+    ws.index(IndexSettings(current_repodata=True))
+    body = (ws.subdir("linux-64") / CURRENT_REPODATA).read_bytes()
+    assert b"zlib-1.4-h0_0.conda" in body
+    assert unzstd((ws.subdir("linux-64") / CURRENT_REPODATA_ZST).read_bytes()) == body
+
+    ws.index(IndexSettings(current_repodata=False))
+    for subdir in ("linux-64", "noarch"):
+        assert not (ws.subdir(subdir) / CURRENT_REPODATA).exists()
+        assert not (ws.subdir(subdir) / CURRENT_REPODATA_ZST).exists()
 
 
 def test_run_exports_json_lists_every_package_with_an_empty_object_when_it_has_none(

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mirror.adapters.catalog import CATALOG_NAME, Catalog, CatalogFile, UpstreamState
+from mirror.adapters.catalog import (
+    CATALOG_NAME,
+    Catalog,
+    CatalogFile,
+    ClosureNote,
+    ClosureNoteKind,
+    UpstreamState,
+)
 from mirror.config import load_config
 from mirror.config.model import MirrorConfig
 from mirror.health.status import (
@@ -21,6 +28,7 @@ from mirror.health.status import (
     REASON_CHARS,
     SOURCE_LOCAL,
     collect_status,
+    format_status,
     status_json,
 )
 from mirror.sync.check import RESULTS_FILE
@@ -167,7 +175,29 @@ def test_the_json_keeps_every_original_key_and_type(config: MirrorConfig) -> Non
     for row in document:
         for key, kind in ORIGINAL_KEYS.items():
             assert isinstance(row[key], kind), (key, row)
-        assert row["closure_problems"] == []  # a hook until closure problems are stored
+        assert row["closure_problems"] == [] and row["closure_warnings"] == []  # no closure ran
+
+
+def test_the_last_closures_problems_and_platform_warnings_are_shown(config: MirrorConfig) -> None:
+    write_state(config)
+    missing = "'linuxtool' has no candidate for noarch upstream: noarch is solved without it"
+    with Catalog(config.state_dir / CATALOG_NAME) as catalog:
+        catalog.set_closure_notes("up", [
+            ClosureNote(ClosureNoteKind.PROBLEM, "osx-64: does not solve because ..."),
+            ClosureNote(ClosureNoteKind.UNAVAILABLE, missing, "noarch", "linuxtool"),
+        ])  # fmt: skip
+    rows = {(r.channel, r.subdir): r for r in collect_status(config)}
+    assert rows[("up", "linux-64")].closure_problems == ("osx-64: does not solve because ...",)
+    assert rows[("up", "noarch")].closure_problems == rows[("up", "linux-64")].closure_problems
+    assert rows[("up", "noarch")].closure_warnings == (missing,)
+    assert rows[("up", "linux-64")].closure_warnings == ()
+    assert rows[("local", "noarch")].closure_problems == ()
+    text = format_status(list(rows.values()))
+    assert text.count("up: closure problem: osx-64: does not solve because ...") == 1
+    assert f"up/noarch: warning: {missing}" in text
+    with Catalog(config.state_dir / CATALOG_NAME) as catalog:
+        catalog.set_closure_notes("up", [])  # the next closure had nothing to say
+    assert all(not r.closure_problems and not r.closure_warnings for r in collect_status(config))
 
 
 def test_status_creates_nothing_in_an_empty_state_dir(config: MirrorConfig) -> None:

@@ -84,6 +84,9 @@ def test_every_status_field_is_shown() -> None:
         quarantined_files=(QuarantineEntry("bad-1.0-0.conda", "corrupt: not a valid zip"),),
         drop_folders=(DropFolderStatus("/srv/incoming/cf", "poll"),),
         closure_problems=("libfoo >=2: no candidate on linux-64",),
+        closure_warnings=("'linuxtool' has no candidate for linux-64 upstream",),
+        dangling_dependencies=1201,
+        dangling_names=("python_abi", "libzlib"),
     )
     shown = {  # field -> how it appears on the page
         "channel": "conda-forge",
@@ -101,6 +104,9 @@ def test_every_status_field_is_shown() -> None:
         "quarantined_files": "bad-1.0-0.conda: corrupt: not a valid zip",
         "drop_folders": "/srv/incoming/cf (poll)",
         "closure_problems": "libfoo >=2: no candidate on linux-64",
+        "closure_warnings": "Closure: 'linuxtool' has no candidate for linux-64 upstream",
+        "dangling_dependencies": "1,201 records depend on packages this channel does not hold",
+        "dangling_names": "does not hold: python_abi, libzlib",
     }
     assert set(shown) == {f.name for f in dataclasses.fields(SubdirStatus)}, "a field not shown"
     text = Parsed(render_status_page([row], now=NOW)).text
@@ -142,13 +148,16 @@ def test_hostile_values_are_shown_as_text_and_add_no_markup() -> None:
             quarantined_files=(QuarantineEntry(hostile, hostile),),
             drop_folders=(DropFolderStatus(hostile, hostile),),
             closure_problems=(hostile,),
+            closure_warnings=(hostile,),
+            dangling_dependencies=1,
+            dangling_names=(hostile,),
         )
         document = render_status_page([row], now=NOW)
         page = Parsed(document)
         assert "<script" not in document.lower()
         assert {tag for tag, _ in page.tags} <= PAGE_TAGS
         assert {name for _, attrs in page.tags for name in attrs} <= PAGE_ATTRIBUTES
-        assert page.text.count(hostile) >= 8, hostile  # every place it is shown, verbatim
+        assert page.text.count(hostile) >= 10, hostile  # every place it is shown, verbatim
         section = next(a for t, a in page.tags if t == "section")
         assert section["data-channel"] == hostile
 
@@ -205,6 +214,8 @@ def test_states_from_outcomes_and_problems() -> None:
     assert row_state(a_row(last_outcome="something new")) == "warning"
     assert channel_state([a_row(), a_row(solvable=False)]) == "warning"
     assert channel_state([a_row(), a_row(closure_problems=("x",))]) == "warning"
+    assert channel_state([a_row(), a_row(dangling_dependencies=2)]) == "warning"
+    assert channel_state([a_row(dangling_dependencies=0)]) == "ok"
     assert channel_state([a_row(last_outcome="guarded"), a_row(last_outcome="failed")]) == "failed"
     assert channel_state([a_row(last_outcome=None)]) == "never"
 

@@ -1,5 +1,6 @@
 """SQLite state: files with stats, hashes and records; what changed since the last publish;
-shard maps; upstream validators; run history.
+shard maps; upstream validators; run history; what the last closures said; records depending on
+names their channel lacks.
 
 The tree is the truth for what exists; the catalog lets us trust a file without hashing
 it again (its size and mtime still match), render repodata without re-reading packages or
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mirror.adapters.catalog.closure_notes import ClosureNote, ClosureNoteKind, ClosureNotes
 from mirror.adapters.catalog.connection import BUSY_TIMEOUT_S
-from mirror.adapters.catalog.files import FileTable
+from mirror.adapters.catalog.dangling import DanglingTable
+from mirror.adapters.catalog.files import CHANNEL_ROOT, FileTable
 from mirror.adapters.catalog.runs import RunHistory
 from mirror.adapters.catalog.subdir_state import SubdirState
 from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord, UpstreamState
@@ -21,7 +24,7 @@ from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord
 CATALOG_NAME = "catalog.sqlite"  # under the state directory
 
 
-class Catalog(FileTable, SubdirState, RunHistory):
+class Catalog(FileTable, SubdirState, RunHistory, ClosureNotes, DanglingTable):
     """The state database, one table group per mixin (see their modules)."""
 
     @classmethod
@@ -32,8 +35,11 @@ class Catalog(FileTable, SubdirState, RunHistory):
 __all__ = [
     "BUSY_TIMEOUT_S",
     "CATALOG_NAME",
+    "CHANNEL_ROOT",
     "Catalog",
     "CatalogFile",
+    "ClosureNote",
+    "ClosureNoteKind",
     "OutputStat",
     "StoredRecord",
     "UpstreamState",

@@ -7,6 +7,9 @@ from collections.abc import Iterable, Iterator
 from mirror.adapters.catalog.changes import ChangeLog
 from mirror.adapters.catalog.values import CatalogFile, StoredRecord
 
+# The subdir key of what a channel publishes at its root (channeldata.json), which is no subdir
+CHANNEL_ROOT = ""
+
 
 class FileTable(ChangeLog):
     """Files and their records; every change marks the file as awaiting publication."""
@@ -200,9 +203,10 @@ class FileTable(ChangeLog):
         return int(row[0]), int(row[1])
 
     def subdirs(self, channel: str) -> list[str]:
+        """The channel's subdirs with files or index files; not its root (CHANNEL_ROOT)."""
         rows = self._db.execute(
-            "SELECT DISTINCT subdir FROM files WHERE channel = ? UNION "
-            "SELECT DISTINCT subdir FROM outputs WHERE channel = ?",
-            (channel, channel),
+            "SELECT DISTINCT subdir FROM files WHERE channel = ? AND subdir != ? UNION "
+            "SELECT DISTINCT subdir FROM outputs WHERE channel = ? AND subdir != ?",
+            (channel, CHANNEL_ROOT, channel, CHANNEL_ROOT),
         )
         return sorted(row[0] for row in rows)

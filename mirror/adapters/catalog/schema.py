@@ -1,7 +1,8 @@
 """The catalog's SQLite schema. Everything in it can be rebuilt from the tree and upstream."""
 
-SCHEMA_VERSION = 3
-FIRST_COMPATIBLE_VERSION = 2  # 3 added the channel_dirty table only
+SCHEMA_VERSION = 4
+# 3 added the channel_dirty table; 4 closure_notes and dangling: versions only add tables
+FIRST_COMPATIBLE_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -92,4 +93,24 @@ CREATE TABLE IF NOT EXISTS sync_runs (
     failed_files     INTEGER NOT NULL,
     message          TEXT
 );
+CREATE TABLE IF NOT EXISTS closure_notes (
+    channel  TEXT NOT NULL,
+    platform TEXT,           -- NULL: about the channel's whole closure
+    kind     TEXT NOT NULL,  -- see ClosureNoteKind
+    spec     TEXT,           -- the include spec an `unavailable` note is about
+    message  TEXT NOT NULL,
+    noted_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS closure_notes_by_channel ON closure_notes (channel);
+CREATE TABLE IF NOT EXISTS dangling (
+    channel    TEXT NOT NULL,
+    subdir     TEXT NOT NULL,
+    records    INTEGER NOT NULL,  -- records depending on a name no record of the channel has
+    names      TEXT NOT NULL,     -- JSON list: those names, the most needed first
+    examples   TEXT NOT NULL,     -- JSON list: "<file> needs '<dependency>'"
+    missing    INTEGER NOT NULL,  -- how many names are missing (names keeps the first few)
+    basis      TEXT NOT NULL,     -- what it was computed from: the same basis, the same answer
+    checked_at REAL NOT NULL,
+    PRIMARY KEY (channel, subdir)
+) WITHOUT ROWID;
 """
