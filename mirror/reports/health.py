@@ -97,6 +97,10 @@ class SubdirStatus:
     # HOOK(issue 15): a sync reports closure problems (SyncReport.problems) but does not store
     # them yet; once the run history keeps them, read them here. Empty until then.
     closure_problems: tuple[str, ...] = ()
+    # how the last fetch read upstream records: "shards" (CEP-16) or "full" (repodata.json),
+    # and the repodata bytes it transferred; None when never fetched (or not mirrored)
+    repodata_via: str | None = None
+    repodata_bytes: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

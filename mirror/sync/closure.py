@@ -153,7 +153,7 @@ def plan_closures(ctx: SyncContext, synced: Sequence[str], *, expand: bool = Tru
         plan.subdirs[where] = SubdirClosure(
             pins=pins.get(where, {}),
             defines_selection=where in defines,
-            prefetched=fetcher.fetched.get(where),
+            prefetched=fetcher.prefetched(where),
             additive=where[0] in additive,
         )
     plan.extra_channels = tuple(sorted(({c for c, _ in pins} | targets) - set(synced)))
@@ -178,13 +178,18 @@ def _resolution_order(ctx: SyncContext, channel: ChannelConfig) -> list[ChannelC
 def _universe(
     ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig, platform: str, *, narrowed: bool
 ) -> Universe:
+    members = [
+        (member, subdir)
+        for member in _resolution_order(ctx, channel)
+        for subdir in dict.fromkeys((platform, "noarch"))
+        if subdir in member.subdirs
+    ]
+    fetcher.reach(channel, members)  # shards: load every name the roots reach
     sources = []
-    for member in _resolution_order(ctx, channel):
-        for subdir in dict.fromkeys((platform, "noarch")):
-            if subdir in member.subdirs:
-                repodata = fetcher.repodata(member, subdir)
-                rules = member.filters if narrowed else FilterRules(prefer_conda=False)
-                sources.append(Source(member.name, subdir, repodata, rules))
+    for member, subdir in members:
+        repodata = fetcher.repodata(member, subdir)
+        rules = member.filters if narrowed else FilterRules(prefer_conda=False)
+        sources.append(Source(member.name, subdir, repodata, rules))
     return Universe(sources, int(ctx.clock() * 1000))
 
 

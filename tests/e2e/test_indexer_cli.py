@@ -314,6 +314,8 @@ def test_index_file_with_a_lost_state_database_rebuilds_instead_of_forgetting(
 def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: Path) -> None:
     import sqlite3
 
+    from mirror.adapters.catalog.schema import SCHEMA_VERSION
+
     channel = make_channel(tmp_path)
     assert index(channel).code == 0
     with sqlite3.connect(tmp_path / ".mirror-state" / "chan" / "catalog.sqlite") as db:
@@ -324,4 +326,4 @@ def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: 
     with sqlite3.connect(tmp_path / ".mirror-state" / "chan" / "catalog.sqlite") as db:
         files = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
-    assert version == 3 and files == len(SPECS) + 1
+    assert version == SCHEMA_VERSION and files == len(SPECS) + 1

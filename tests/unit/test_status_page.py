@@ -84,6 +84,8 @@ def test_every_status_field_is_shown() -> None:
         quarantined_files=(QuarantineEntry("bad-1.0-0.conda", "corrupt: not a valid zip"),),
         drop_folders=(DropFolderStatus("/srv/incoming/cf", "poll"),),
         closure_problems=("libfoo >=2: no candidate on linux-64",),
+        repodata_via="shards",
+        repodata_bytes=12_300,
     )
     shown = {  # field -> how it appears on the page
         "channel": "conda-forge",
@@ -101,6 +103,8 @@ def test_every_status_field_is_shown() -> None:
         "quarantined_files": "bad-1.0-0.conda: corrupt: not a valid zip",
         "drop_folders": "/srv/incoming/cf (poll)",
         "closure_problems": "libfoo >=2: no candidate on linux-64",
+        "repodata_via": "(shards 12.3 kB last fetch)",
+        "repodata_bytes": "12.3 kB",
     }
     assert set(shown) == {f.name for f in dataclasses.fields(SubdirStatus)}, "a field not shown"
     text = Parsed(render_status_page([row], now=NOW)).text

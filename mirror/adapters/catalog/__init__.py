@@ -15,13 +15,20 @@ from pathlib import Path
 from mirror.adapters.catalog.connection import BUSY_TIMEOUT_S
 from mirror.adapters.catalog.files import FileTable
 from mirror.adapters.catalog.runs import RunHistory
+from mirror.adapters.catalog.sources import RepodataSources
 from mirror.adapters.catalog.subdir_state import SubdirState
-from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord, UpstreamState
+from mirror.adapters.catalog.values import (
+    CatalogFile,
+    OutputStat,
+    RepodataSourceState,
+    StoredRecord,
+    UpstreamState,
+)
 
 CATALOG_NAME = "catalog.sqlite"  # under the state directory
 
 
-class Catalog(FileTable, SubdirState, RunHistory):
+class Catalog(FileTable, SubdirState, RunHistory, RepodataSources):
     """The state database, one table group per mixin (see their modules)."""
 
     @classmethod
@@ -35,6 +42,7 @@ __all__ = [
     "Catalog",
     "CatalogFile",
     "OutputStat",
+    "RepodataSourceState",
     "StoredRecord",
     "UpstreamState",
 ]

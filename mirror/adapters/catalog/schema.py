@@ -1,7 +1,7 @@
 """The catalog's SQLite schema. Everything in it can be rebuilt from the tree and upstream."""
 
-SCHEMA_VERSION = 3
-FIRST_COMPATIBLE_VERSION = 2  # 3 added the channel_dirty table only
+SCHEMA_VERSION = 4
+FIRST_COMPATIBLE_VERSION = 2  # 3 added the channel_dirty table only, 4 repodata_source only
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -62,6 +62,15 @@ CREATE TABLE IF NOT EXISTS upstream_state (
     zst_missing_until REAL,
     selection_key  TEXT,
     selection_valid_until_ms INTEGER,
+    PRIMARY KEY (channel, subdir)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS repodata_source (
+    channel        TEXT NOT NULL,
+    subdir         TEXT NOT NULL,
+    upstream_key   TEXT NOT NULL,
+    source         TEXT NOT NULL,     -- shards | full: what the last fetch of records used
+    repodata_bytes INTEGER NOT NULL,  -- what that fetch transferred
+    index_missing_until REAL,         -- no shard index upstream (404): not asked until then
     PRIMARY KEY (channel, subdir)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outputs (
