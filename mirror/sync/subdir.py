@@ -250,7 +250,7 @@ class SubdirSync:
         with ctx.catalog.transaction():
             ctx.catalog.retire_records(self.name, self.subdir, (p.filename for p in plan.delete))
         published = publish_subdir(
-            ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings()
+            ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings(), now=ctx.clock()
         )
         deleted_bytes = self.in_place.prune(plan)
         self._remember(fetched, selection, complete=not failures)
