@@ -70,9 +70,11 @@ def site(base: Path, url: str, **channel: Any) -> Path:
     return write_config(base, {"up": settings})
 
 
-def run(config_path: Path, clock: float = NOW, **options: Any) -> SyncReport:
+def run(
+    config_path: Path, clock: float = NOW, env: dict[str, str] | None = None, **options: Any
+) -> SyncReport:
     """A real sync whose clock is `clock` (the tree's timestamps come from it)."""
-    with sync_context(load_config(config_path), write=True) as ctx:
+    with sync_context(load_config(config_path), env=env, write=True) as ctx:
         ctx.clock = lambda: clock
         return sync(ctx, SyncOptions(**options))
 
@@ -268,3 +270,19 @@ def test_status_and_metrics_say_which_source_each_subdir_used_and_its_bytes(
     scraped = generate_latest(registry).decode()
     line = 'conda_mirror_repodata_bytes_total{channel="up",source="shards",subdir="linux-64"}'
     assert f"{line} {float(linux_bytes)}" in scraped
+
+
+def test_shards_on_another_host_are_fetched_without_the_channel_token(tmp_path: Path) -> None:
+    token = "s3cret-bearer-token"
+    root, cdn = tmp_path / "up", tmp_path / "cdn-root"
+    make_upstream(root)
+    with UpstreamServer(root, bearer=token) as origin, UpstreamServer(cdn) as other_host:
+        shard_channel(
+            root, shards_root=cdn / "cdn", shards_base_url=f"{other_host.url}/cdn/{{subdir}}/"
+        )
+        config = site(tmp_path / "site", origin.url, include=INCLUDE, token_env="UP_TOKEN")
+        report = ok(run(config, env={"UP_TOKEN": token}))
+    assert sources(report) == {"linux-64": "shards", "noarch": "shards"}
+    assert other_host.count("/cdn/*", status=200) == 3
+    assert all("authorization" not in r.headers for r in other_host.requests)
+    assert all(r.headers.get("authorization") == f"Bearer {token}" for r in origin.requests)
