@@ -205,7 +205,8 @@ def run_round(
     rng = random.Random(SEED + no)
     changed = 3 if len(state.upstream.selected_names) < 100 else 10
     names = rng.sample(list(state.upstream.selected_names), changed)
-    change_upstream(state, names, f"{no}")
+    # the upstream is kept between invocations: every new package gets a version never used
+    change_upstream(state, names, f"{int(time.time())}.{no}")
     warm_server(server.url, [f"/{CHANNEL}/{SUBDIR}/repodata.json.zst"])
     for kind in ("changed", "noop"):
         for site in rotated(list(SITES), no):
