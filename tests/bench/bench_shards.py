@@ -248,7 +248,7 @@ def report(samples: Samples, meta: dict[str, Any]) -> dict[str, Any]:
                 fmt_ratio(walls[row].median / full_wall),
                 fmt_ratio(works[row].median / full_work),
                 fmt_mb(rss[len(rss) // 2]) if rss else "",
-                fmt_mb(moved[len(moved) // 2]) if moved else "",
+                f"{moved[len(moved) // 2] / 1e3:,.1f}" if moved else "",
                 "; ".join(problems) if problems else "ok",
             ]
         )
@@ -258,7 +258,7 @@ def report(samples: Samples, meta: dict[str, Any]) -> dict[str, Any]:
         f"{walls[ROWS[('full', 'changed')]].n} rounds\n"
     )
     headers = ["sync", "wall s (median)", "min / max", "work s", "wall vs full",
-               "work vs full", "peak RSS MB", "repodata MB fetched", "check"]  # fmt: skip
+               "work vs full", "peak RSS MB", "repodata kB fetched", "check"]  # fmt: skip
     print(markdown_table(headers, rows))
     shards_changed = ROWS[("shards", "changed")]
     rss_max = max((x.max_rss_bytes for x in samples[shards_changed]), default=0)
