@@ -20,7 +20,7 @@ from mirror.core.secrets import redact_url
 from mirror.core.shard_names import names_for_specs
 from mirror.core.shards import SHARD_INDEX_NAME
 from mirror.core.upstream_shards import MAX_INDEX_BYTES, ShardIndex, parse_shard_index
-from mirror.errors import MirrorError, ShardError, UpstreamError
+from mirror.errors import ShardError, UpstreamError
 from mirror.sync.context import Remembered, SyncContext, upstream_key
 from mirror.sync.shard_cache import ShardCache
 from mirror.sync.shard_session import ShardSession
@@ -126,9 +126,11 @@ class ShardOpener:
             if exc.reason != "not_found":
                 raise
             if self.forced:
-                raise MirrorError(
+                raise UpstreamError(
                     f"{self.label}: repodata_source is 'shards', but upstream has no shard index "
-                    f"({shown}: 404); set repodata_source to auto or full"
+                    f"({shown}: 404); set repodata_source to auto or full",
+                    reason="not_found",
+                    retryable=False,
                 ) from None
             log.info(
                 "%s: upstream offers no shard index (%s); reading repodata.json, and not "
