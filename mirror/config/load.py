@@ -17,6 +17,7 @@ from mirror.config.closure import (
     read_lockfiles,
 )
 from mirror.config.model import (
+    REPODATA_SOURCES,
     BundleSettings,
     ChannelConfig,
     DependencySettings,
@@ -67,6 +68,7 @@ _MIRROR_ONLY = (
     "dependencies",
     "lockfiles",
     "check",
+    "repodata_source",
     *_TRANSFER_KEYS,
 )
 _CHANNEL_KEYS = ("upstream", "subdirs", "index", "drop_folders", *_MIRROR_ONLY)
@@ -219,7 +221,18 @@ def _channel(
         ),
         lockfiles=read_lockfiles(fields["lockfiles"], base) if "lockfiles" in fields else (),
         check=read_check(fields["check"], subdirs) if "check" in fields else None,
+        repodata_source=_choice(fields, "repodata_source", REPODATA_SOURCES),
     )
+
+
+def _choice(fields: dict[str, YamlView], key: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first is the default)."""
+    if key not in fields:
+        return choices[0]
+    value = fields[key].string()
+    if value not in choices:
+        raise fields[key].error(f"expected one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _filters(fields: dict[str, YamlView]) -> FilterRules:

@@ -70,6 +70,9 @@ class BundleSettings:
 
 
 DEPENDENCY_MODES = ("none", "solve", "all")
+# where a mirrored subdir's records come from: the upstream's CEP-16 shards when it offers them
+# and the channel selects by name (auto), always shards, or always repodata.json
+REPODATA_SOURCES = ("auto", "shards", "full")
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class ChannelConfig:
     dependencies: DependencySettings = DependencySettings()
     lockfiles: tuple[Path, ...] = ()
     check: CheckSettings | None = None  # None: no solvability check
+    repodata_source: str = "auto"  # one of REPODATA_SOURCES
 
     @property
     def mirrored(self) -> bool:
@@ -201,6 +205,7 @@ def _describe_channel(channel: ChannelConfig) -> dict[str, object]:
         "keep_latest": rules.keep_latest,
         "prefer_conda": rules.prefer_conda,
         "max_delete_fraction": channel.max_delete_fraction,
+        "repodata_source": channel.repodata_source,
         "transfer": vars(channel.transfer).copy(),
         "index": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(channel.index).items()

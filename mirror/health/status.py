@@ -90,10 +90,12 @@ def _subdir_row(
     packages, size = catalog.published_stats(channel.name, subdir) if catalog else (0, 0)
     last = catalog.last_run(channel.name, subdir) if catalog else None
     source: str | None = SOURCE_LOCAL if not channel.mirrored else None
+    via = None
     if channel.mirrored and catalog is not None:
         state = catalog.upstream_state(channel.name, subdir)
         if state is not None:  # the upstream file the published records were read from
             source = f"{redact_url(channel.upstream or '').rstrip('/')}/{subdir}/{state.variant}"
+        via = catalog.repodata_source_state(channel.name, subdir)
     if snap is not None and not packages:
         packages, size = snap.subdirs.get(subdir, (0, 0))
         last, source = (snap.at, "imported", None), SOURCE_IMPORT
@@ -108,6 +110,8 @@ def _subdir_row(
         next_run_at=None,
         quarantined=0,
         repodata_source=source,
+        repodata_via=via.source if via else None,
+        repodata_bytes=via.repodata_bytes if via else None,
     )
 
 
@@ -181,6 +185,7 @@ def format_status(rows: list[SubdirStatus]) -> str:
         "size",
         "last sync",
         "outcome",
+        "repodata",
         "next run",
         "quarantined",
         "solves",
@@ -194,6 +199,7 @@ def format_status(rows: list[SubdirStatus]) -> str:
                 format_size(row.size_bytes),
                 format_time(row.last_sync_at),
                 row.last_outcome or "-",
+                format_via(row),
                 format_time(row.next_run_at),
                 str(row.quarantined),
                 {True: "yes", False: "NO", None: "-"}[row.solvable],
@@ -222,6 +228,13 @@ def _notes(rows: list[SubdirStatus]) -> list[str]:
                 f"hold ({', '.join(row.dangling_names)})"
             )
     return ["", *lines] if lines else []
+
+
+def format_via(row: SubdirStatus) -> str:
+    """How the last fetch read upstream records and what it transferred: `shards 1.2 kB`."""
+    if row.repodata_via is None:
+        return "-"
+    return f"{row.repodata_via} {format_size(row.repodata_bytes or 0)}"
 
 
 def format_time(timestamp: float | None) -> str:

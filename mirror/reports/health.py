@@ -102,6 +102,10 @@ class SubdirStatus:
     # the first of those names
     dangling_dependencies: int | None = None
     dangling_names: tuple[str, ...] = ()
+    # how the last fetch read upstream records: "shards" (CEP-16) or "full" (repodata.json),
+    # and the repodata bytes it transferred; None when never fetched (or not mirrored)
+    repodata_via: str | None = None
+    repodata_bytes: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -44,6 +44,8 @@ class SubdirReport:
     untracked: tuple[str, ...] = ()
     retries: Mapping[str, int] = field(default_factory=dict)
     message: str | None = None
+    repodata_source: str | None = None  # "shards" or "full": how upstream records were read
+    repodata_bytes: int = 0  # repodata (index, shards, repodata.json) transferred this run
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,8 @@ class SubdirReport:
             text += f", failed {len(self.failures)}"
         if self.refused:
             text += f", refused {len(self.refused)} upstream records"
+        if self.repodata_source:
+            text += f", repodata {_mb(self.repodata_bytes)} via {self.repodata_source}"
         text += f" in {self.seconds:.2f} s"
         if self.upstream_status == UpstreamStatus.NOT_MODIFIED:
             text += " (upstream not modified)"

@@ -38,6 +38,7 @@ class MirrorMetrics:
         # succeeded since the daemon (re)started
         ProcessCollector(registry=registry)
         self._declare_sync_metrics()
+        self._declare_fetch_metrics()
         self._declare_publish_metrics()
         self._declare_drop_metrics()
         self._declare_export_metrics()
@@ -109,6 +110,13 @@ class MirrorMetrics:
             "conda_mirror_solvable",
             "1 if the channel's specs solved against the published tree at the last check.",
             ("channel", "platform"),
+        )
+
+    def _declare_fetch_metrics(self) -> None:
+        self.repodata_bytes = self._counter(
+            "conda_mirror_repodata_bytes_total",
+            "Upstream repodata bytes transferred, by how the records were read (shards, full).",
+            ("channel", "subdir", "source"),
         )
 
     def _declare_publish_metrics(self) -> None:
@@ -215,6 +223,10 @@ class MirrorMetrics:
             self.downloaded_bytes.labels(channel).inc(sub.downloaded_bytes)
             for refusal in sub.refused:
                 self.refused_records.labels(channel, refusal.reason).inc()
+            if sub.repodata_source:
+                self.repodata_bytes.labels(channel, sub.subdir, sub.repodata_source).inc(
+                    sub.repodata_bytes
+                )
             for reason, count in sub.retries.items():
                 self.download_retries.labels(channel, reason).inc(count)
             for failure in sub.failures:

@@ -14,7 +14,7 @@ from html import escape
 from types import MappingProxyType
 
 from mirror.core.dangling import Dangling
-from mirror.health.status import DROPS_ROW, SOURCE_LOCAL, format_size, format_time
+from mirror.health.status import DROPS_ROW, SOURCE_LOCAL, format_size, format_time, format_via
 from mirror.reports import DropFolderStatus, SubdirStatus
 
 STATE_OK = "ok"
@@ -164,6 +164,13 @@ def _channel(index: int, name: str, rows: list[SubdirStatus], now: float) -> str
     )
 
 
+def _source(row: SubdirStatus) -> str:
+    """The upstream file, and how the last fetch read it (shards or the full repodata)."""
+    if row.repodata_via is None:
+        return row.repodata_source or "-"
+    return f"{row.repodata_source or '-'} ({format_via(row)} last fetch)"
+
+
 def _subdir(row: SubdirStatus, now: float) -> str:
     state = row_state(row)
     classes = f"subdir state-{state}" + (" unsolvable" if row.solvable is False else "")
@@ -173,7 +180,7 @@ def _subdir(row: SubdirStatus, now: float) -> str:
         f'<td class="num">{_e(format_size(row.size_bytes))}</td>',
         f'<td class="when">{_time(row.last_sync_at, now) if row.last_sync_at else "-"}</td>',
         f'<td class="outcome">{_outcome(row)}</td>',
-        f'<td class="source">{_e(row.repodata_source or "-")}</td>',
+        f'<td class="source">{_e(_source(row))}</td>',
         f'<td class="solvable">{_solvable(row.solvable)}</td>',
         f'<td class="num">{row.quarantined}</td>',
     ]

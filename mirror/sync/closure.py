@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
-import tempfile
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import msgspec
 
 from mirror.adapters.catalog import ClosureNote, ClosureNoteKind
-from mirror.adapters.solver import SolveError, SolveSource, default_virtual_packages, solve
+from mirror.adapters.solver import SolveError, default_virtual_packages
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.closure import (
     Candidate,
@@ -32,7 +27,6 @@ from mirror.core.closure import (
     Source,
     Universe,
     closure_all,
-    dependency_name,
     has_candidate,
     roots_matching,
 )
@@ -40,7 +34,8 @@ from mirror.core.filters import FilterRules, removal_reason
 from mirror.core.gate import admit
 from mirror.core.records import Record, UpstreamRepodata
 from mirror.errors import MirrorError
-from mirror.sync.closure_fetch import Fetcher, Prefetched, scratch_dir
+from mirror.sync.closure_fetch import Fetcher, Prefetched
+from mirror.sync.closure_solve import explain_solution, solve_available
 from mirror.sync.context import SyncContext
 from mirror.sync.lockfile_pins import lock_targets, lockfile_pins
 
@@ -176,7 +171,7 @@ def plan_closures(ctx: SyncContext, synced: Sequence[str], *, expand: bool = Tru
         plan.subdirs[where] = SubdirClosure(
             pins=pins.get(where, {}),
             defines_selection=where in defines,
-            prefetched=fetcher.fetched.get(where),
+            prefetched=fetcher.prefetched(where),
             additive=where[0] in additive,
         )
     plan.extra_channels = tuple(sorted(({c for c, _ in pins} | targets) - set(synced)))
@@ -202,13 +197,18 @@ def _resolution_order(ctx: SyncContext, channel: ChannelConfig) -> list[ChannelC
 def _universe(
     ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig, platform: str, *, narrowed: bool
 ) -> Universe:
+    members = [
+        (member, subdir)
+        for member in _resolution_order(ctx, channel)
+        for subdir in dict.fromkeys((platform, "noarch"))
+        if subdir in member.subdirs
+    ]
+    fetcher.reach(channel, members)  # shards: load every name the roots reach
     sources = []
-    for member in _resolution_order(ctx, channel):
-        for subdir in dict.fromkeys((platform, "noarch")):
-            if subdir in member.subdirs:
-                repodata = fetcher.repodata(member, subdir)
-                rules = member.filters if narrowed else FilterRules(prefer_conda=False)
-                sources.append(Source(member.name, subdir, repodata, rules))
+    for member, subdir in members:
+        repodata = fetcher.repodata(member, subdir)
+        rules = member.filters if narrowed else FilterRules(prefer_conda=False)
+        sources.append(Source(member.name, subdir, repodata, rules))
     return Universe(sources, int(ctx.clock() * 1000))
 
 
@@ -254,7 +254,7 @@ def _solve_platform(
         if virtual is None:
             virtual = default_virtual_packages(platform)
         try:
-            solved = _solve_available(ctx, universe, specs, virtual)
+            solved = solve_available(ctx, universe, specs, virtual)
         except SolveError as exc:
             problem, partial = _diagnose(
                 ctx, fetcher, channel, platform, specs, virtual, universe, str(exc)
@@ -262,7 +262,7 @@ def _solve_platform(
             closure.problems.append(problem)
             closure.merge(partial)  # the rest of what it needs, so the check names the gap
             continue
-        closure.merge(_explained(solved, specs, context))
+        closure.merge(explain_solution(solved, specs, context))
     return closure
 
 
@@ -287,70 +287,6 @@ def unavailable_message(spec: str, platform: str) -> str:
     return f"'{spec}' has no candidate for {platform} upstream: {platform} is solved without it"
 
 
-def _solve_available(
-    ctx: SyncContext, universe: Universe, specs: Sequence[str], virtual: Sequence[str]
-) -> list[tuple[Candidate, tuple[str, ...]]]:
-    """Solve over the available records of the names the specs can reach, written to small
-    temporary repodata files (rattler reads repodata from files)."""
-    names = universe.reachable_names(dependency_name(s) or "" for s in specs)
-    by_source: dict[tuple[str, str], dict[str, Candidate]] = defaultdict(dict)
-    for name in names:
-        for candidate in universe.available(name):
-            by_source[(candidate.channel, candidate.subdir)][candidate.record.filename] = candidate
-    scratch = Path(tempfile.mkdtemp(prefix="closure-", dir=scratch_dir(ctx)))
-    try:
-        sources: list[SolveSource] = []
-        for source in universe.sources:
-            path = scratch / f"{len(sources)}.json"
-            _write_repodata(path, source.subdir, by_source.get((source.channel, source.subdir), {}))
-            sources.append(SolveSource(source.channel, source.subdir, path))
-        solved = solve(sources, specs, virtual)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    out = []
-    for record in solved:
-        found = by_source.get((record.channel, record.subdir), {}).get(record.filename)
-        if found is not None:
-            out.append((found, record.depends))
-    return out
-
-
-def _write_repodata(path: Path, subdir: str, records: dict[str, Candidate]) -> None:
-    groups: dict[str, dict[str, msgspec.Raw]] = {"packages": {}, "packages.conda": {}}
-    for filename, candidate in records.items():
-        group = "packages.conda" if filename.endswith(".conda") else "packages"
-        groups[group][filename] = msgspec.Raw(bytes(candidate.record.raw))
-    path.write_bytes(msgspec.json.encode({"info": {"subdir": subdir}, **groups}))
-
-
-def _explained(
-    solved: list[tuple[Candidate, tuple[str, ...]]], specs: Sequence[str], context: str
-) -> Closure:
-    """The solution, each record with the spec (or parent's dependency) that asked for it."""
-    by_name: dict[str, list[Candidate]] = defaultdict(list)
-    depends: dict[Key, tuple[str, ...]] = {}
-    for candidate, deps in solved:
-        by_name[candidate.record.fields.name].append(candidate)
-        depends[candidate.key] = deps
-    selected: dict[Key, Reason] = {}
-    queue: deque[Candidate] = deque()
-    for spec in specs:
-        for candidate in by_name.get(dependency_name(spec) or "", ()):
-            if candidate.key not in selected:
-                selected[candidate.key] = Reason(spec, None, context)
-                queue.append(candidate)
-    while queue:
-        parent = queue.popleft()
-        for dep in depends[parent.key]:
-            for candidate in by_name.get(dependency_name(dep) or "", ()):
-                if candidate.key not in selected:
-                    selected[candidate.key] = Reason(dep, parent.key, context)
-                    queue.append(candidate)
-    for candidate, _ in solved:  # reached only through a constraint or a virtual name
-        selected.setdefault(candidate.key, Reason("the solve", None, context))
-    return Closure(selected=selected, problems=[], warnings=[])
-
-
 def _diagnose(
     ctx: SyncContext,
     fetcher: Fetcher,
@@ -367,10 +303,10 @@ def _diagnose(
     everything = _universe(ctx, fetcher, channel, platform, narrowed=False)
     partial = Closure(selected={}, problems=[], warnings=[])
     try:
-        solved = _solve_available(ctx, everything, specs, virtual)
+        solved = solve_available(ctx, everything, specs, virtual)
     except SolveError:
         return f"{where}: the specs do not solve even against all of upstream: {message}", partial
-    explained = _explained(solved, specs, platform).selected
+    explained = explain_solution(solved, specs, platform).selected
     blocked = []
     available = {c.key for c, _ in solved if _is_available(narrowed, c)}
     members = {m.name: m for m in _resolution_order(ctx, channel)}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.closure import Closure, Reason
 from mirror.core.gate import admit
-from mirror.core.records import Record
+from mirror.core.records import Record, name_from_filename
 from mirror.errors import LockfileError, MirrorError
 from mirror.sync.closure_fetch import Fetcher
 from mirror.sync.context import SyncContext
@@ -89,7 +89,8 @@ def lockfile_pins(ctx: SyncContext, fetcher: Fetcher, channel: ChannelConfig) ->
                     "add it to the channel's subdirs"
                 )
                 continue
-            repodata = fetcher.repodata(owner, package.subdir)
+            names = (name_from_filename(package.filename) or "",)
+            repodata = fetcher.repodata(owner, package.subdir, names)
             entry = repodata.entries.get(package.filename)
             decoded = (
                 admit(package.filename, entry[1], group=entry[0], subdir=package.subdir)

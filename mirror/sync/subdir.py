@@ -39,6 +39,7 @@ from mirror.sync.context import (
     upstream_key,
 )
 from mirror.sync.in_place import InPlace
+from mirror.sync.repodata_source import RepodataSource
 from mirror.sync.transfer import Transfer
 
 if TYPE_CHECKING:
@@ -74,15 +75,19 @@ class SubdirSync:
             self.retries.update(closure.prefetched.retries)
         self.done: dict[str, Any] = {}  # report fields of the steps completed so far
         self.in_place = InPlace(ctx, self.name, subdir)
+        self.source: RepodataSource | None = None
 
     def report(self, outcome: Outcome, **fields: Any) -> SubdirReport:
         """A report of this run so far; `fields` are SubdirReport's (checked by replace)."""
+        origin = (self.closure.prefetched if self.closure else None) or self.source
         base = SubdirReport(
             channel=self.name,
             subdir=self.subdir,
             outcome=outcome,
             seconds=time.monotonic() - self.started,
             retries=dict(self.retries),
+            repodata_source=origin.kind if origin else None,
+            repodata_bytes=origin.transferred_bytes if origin else 0,
         )
         return replace(base, **fields)
 
@@ -131,7 +136,8 @@ class SubdirSync:
         upstream = self._open_upstream()
         prefetched = self.closure.prefetched if self.closure else None
         if prefetched is None:
-            result = upstream.fetch_repodata(self.subdir, memory.previous, skip_zst)
+            self.source = RepodataSource(ctx, self.channel, self.subdir, upstream, memory)
+            result = self.source.fetch(memory.previous)
         else:
             result = prefetched.result
         if isinstance(result, NotModified):
@@ -149,7 +155,8 @@ class SubdirSync:
             if prefetched is not None:  # the closure phase read it from its cache
                 result = Fetched(prefetched.repodata, result.validators, zst_missing=skip_zst)
             else:
-                result = upstream.fetch_repodata(self.subdir, None, skip_zst)
+                assert self.source is not None
+                result = self.source.fetch(None)
             assert isinstance(result, Fetched)
         return self._apply(upstream, result.repodata, result)
 
@@ -243,7 +250,7 @@ class SubdirSync:
         with ctx.catalog.transaction():
             ctx.catalog.retire_records(self.name, self.subdir, (p.filename for p in plan.delete))
         published = publish_subdir(
-            ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings()
+            ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings(), now=ctx.clock()
         )
         deleted_bytes = self.in_place.prune(plan)
         self._remember(fetched, selection, complete=not failures)

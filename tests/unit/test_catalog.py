@@ -46,4 +46,12 @@ def test_a_version_3_catalog_gains_the_closure_notes_table_and_keeps_its_rows(
         catalog.set_closure_notes("cf", [note])
         assert catalog.closure_notes("cf") == [note]
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5
+    assert catalog_tables(path) >= {"closure_notes", "dangling", "repodata_source"}
+
+
+def catalog_tables(path: Path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -90,6 +90,10 @@ def test_mirror_config_variable_is_the_fallback(monkeypatch: pytest.MonkeyPatch)
             r"channels\.c\.subdirs\[0\]: 'Linux_64' is not a conda subdir",
         ),
         (BASE.replace("[noarch]", "[]"), r"list at least one subdir"),
+        (
+            BASE + "    repodata_source: sharded\n",
+            r":7: channels\.c\.repodata_source: expected one of auto, shards, full, got 'sharded'",
+        ),
         (BASE.replace("upstream: up", "upstream: ftp://x/y"), r"unsupported URL scheme 'ftp'"),
         (
             BASE.replace("upstream: up", "upstream: missing-dir"),
@@ -176,7 +180,7 @@ def test_closure_settings_load(tmp_path: Path) -> None:
         "      virtual_packages: {linux-64: [__glibc=2.17, __cuda=12.4=0]}\n"
         "    lockfiles: [env.lock]\n    check: true\n"
     ))  # fmt: skip
-    channel = config.channels[0]  # type: ignore[attr-defined]
+    channel = config.channels[0]
     assert channel.dependencies.mode == "solve"
     assert channel.dependencies.variants == (("python 3.12.*",), ("python 3.13.*",))
     assert channel.dependencies.virtual_packages_for("linux-64") == (
@@ -215,3 +219,12 @@ def test_a_root_or_state_dir_that_is_a_file_is_a_config_error(tmp_path: Path, ke
     message = error_of(tmp_path, text)
     assert f": {key}:" in message
     assert "not a directory" in message
+
+
+def test_repodata_source_defaults_to_auto_and_check_config_shows_it(tmp_path: Path) -> None:
+    from mirror.config.model import describe
+
+    config = load_text(tmp_path, BASE)
+    assert config.channels[0].repodata_source == "auto"
+    chosen = load_text(tmp_path, BASE + "    repodata_source: full\n")
+    assert describe(chosen)["channels"]["c"]["repodata_source"] == "full"

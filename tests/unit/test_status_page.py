@@ -87,6 +87,8 @@ def test_every_status_field_is_shown() -> None:
         closure_warnings=("'linuxtool' has no candidate for linux-64 upstream",),
         dangling_dependencies=1201,
         dangling_names=("python_abi", "libzlib"),
+        repodata_via="shards",
+        repodata_bytes=12_300,
     )
     shown = {  # field -> how it appears on the page
         "channel": "conda-forge",
@@ -107,6 +109,8 @@ def test_every_status_field_is_shown() -> None:
         "closure_warnings": "Closure: 'linuxtool' has no candidate for linux-64 upstream",
         "dangling_dependencies": "1,201 records depend on packages this channel does not hold",
         "dangling_names": "does not hold: python_abi, libzlib",
+        "repodata_via": "(shards 12.3 kB last fetch)",
+        "repodata_bytes": "12.3 kB",
     }
     assert set(shown) == {f.name for f in dataclasses.fields(SubdirStatus)}, "a field not shown"
     text = Parsed(render_status_page([row], now=NOW)).text

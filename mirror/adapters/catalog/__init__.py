@@ -18,13 +18,20 @@ from mirror.adapters.catalog.connection import BUSY_TIMEOUT_S
 from mirror.adapters.catalog.dangling import DanglingTable
 from mirror.adapters.catalog.files import CHANNEL_ROOT, FileTable
 from mirror.adapters.catalog.runs import RunHistory
+from mirror.adapters.catalog.sources import RepodataSources
 from mirror.adapters.catalog.subdir_state import SubdirState
-from mirror.adapters.catalog.values import CatalogFile, OutputStat, StoredRecord, UpstreamState
+from mirror.adapters.catalog.values import (
+    CatalogFile,
+    OutputStat,
+    RepodataSourceState,
+    StoredRecord,
+    UpstreamState,
+)
 
 CATALOG_NAME = "catalog.sqlite"  # under the state directory
 
 
-class Catalog(FileTable, SubdirState, RunHistory, ClosureNotes, DanglingTable):
+class Catalog(FileTable, SubdirState, RunHistory, ClosureNotes, DanglingTable, RepodataSources):
     """The state database, one table group per mixin (see their modules)."""
 
     @classmethod
@@ -41,6 +48,7 @@ __all__ = [
     "ClosureNote",
     "ClosureNoteKind",
     "OutputStat",
+    "RepodataSourceState",
     "StoredRecord",
     "UpstreamState",
 ]

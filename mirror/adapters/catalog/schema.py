@@ -1,7 +1,8 @@
 """The catalog's SQLite schema. Everything in it can be rebuilt from the tree and upstream."""
 
-SCHEMA_VERSION = 4
-# 3 added the channel_dirty table; 4 closure_notes and dangling: versions only add tables
+SCHEMA_VERSION = 5
+# 3 added channel_dirty; 4 closure_notes and dangling; 5 repodata_source: versions only add
+# tables, so CREATE ... IF NOT EXISTS migrates them in place
 FIRST_COMPATIBLE_VERSION = 2
 
 SCHEMA = """
@@ -111,6 +112,15 @@ CREATE TABLE IF NOT EXISTS dangling (
     missing    INTEGER NOT NULL,  -- how many names are missing (names keeps the first few)
     basis      TEXT NOT NULL,     -- what it was computed from: the same basis, the same answer
     checked_at REAL NOT NULL,
+    PRIMARY KEY (channel, subdir)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS repodata_source (
+    channel        TEXT NOT NULL,
+    subdir         TEXT NOT NULL,
+    upstream_key   TEXT NOT NULL,
+    source         TEXT NOT NULL,     -- shards | full: what the last fetch of records used
+    repodata_bytes INTEGER NOT NULL,  -- what that fetch transferred
+    index_missing_until REAL,         -- no shard index upstream (404): not asked until then
     PRIMARY KEY (channel, subdir)
 ) WITHOUT ROWID;
 """

@@ -54,3 +54,18 @@ class OutputStat:
     mtime_ns: int
     render_key: str | None = None
     zst_level: int | None = None
+
+
+@dataclass(frozen=True)
+class RepodataSourceState:
+    """How a subdir's upstream records were last fetched.
+
+    `source`: "shards" (the CEP-16 shard index and the shards the rules reach) or "full"
+    (repodata.json(.zst)). `repodata_bytes`: what that fetch transferred (0 when answered
+    "not modified"). `index_missing_until`: the upstream answered 404 for its shard index;
+    until then the index is not asked for again."""
+
+    upstream_key: str
+    source: str
+    repodata_bytes: int
+    index_missing_until: float | None

@@ -20,6 +20,7 @@ from mirror.adapters.upstream.retry import OnRetry, Retrier
 from mirror.adapters.upstream.values import (
     Downloaded,
     Fetched,
+    FetchedBytes,
     NotModified,
     OnBytes,
     Upstream,
@@ -52,6 +53,7 @@ def open_upstream(
 __all__ = [
     "Downloaded",
     "Fetched",
+    "FetchedBytes",
     "FileUpstream",
     "HttpUpstream",
     "NotModified",

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
 
 from mirror.adapters.upstream.retry import Retrier
-from mirror.adapters.upstream.values import Downloaded, Fetched, NotModified, OnBytes, Validators
+from mirror.adapters.upstream.values import (
+    Downloaded,
+    Fetched,
+    FetchedBytes,
+    NotModified,
+    OnBytes,
+    Validators,
+)
 from mirror.adapters.upstream.verified import (
     CHUNK_BYTES,
     decompress_zst,
@@ -54,13 +63,48 @@ class FileUpstream:
             body: bytes | bytearray = path.read_bytes()
             if variant == REPODATA_ZST:
                 body = decompress_zst(body, self._max_repodata, str(path))
-            return Fetched(parse_checked(body, str(path)), validators, zst_missing=False)
+            parsed = parse_checked(body, str(path))
+            return Fetched(parsed, validators, zst_missing=False, transferred_bytes=st.st_size)
         raise UpstreamError(
             f"{self._root / subdir}: no repodata.json there; is this a conda channel with that "
             "subdir?",
             reason="not_found",
             retryable=False,
         )
+
+    def file_url(self, subdir: str, name: str) -> str:
+        return (self._root / subdir / name).as_uri()
+
+    def fetch_small(
+        self, url: str, previous: Validators | None, max_bytes: int, *, hash_checked: bool = False
+    ) -> NotModified | FetchedBytes:
+        """A small file by file:// URL; its validators are its size and mtime."""
+        path = Path(unquote(urlsplit(url).path))
+
+        def attempt() -> NotModified | FetchedBytes:
+            try:
+                with open(path, "rb") as handle:
+                    st = os.fstat(handle.fileno())
+                    validators = Validators(path.name, f'"{st.st_size}-{st.st_mtime_ns}"', None)
+                    if previous == validators:
+                        return NotModified(validators)
+                    data = handle.read(max_bytes + 1)
+            except FileNotFoundError:
+                raise UpstreamError(
+                    f"{path}: not found upstream", reason="not_found", retryable=False
+                ) from None
+            except OSError as exc:
+                raise UpstreamError(f"{path}: cannot read: {exc.strerror}", reason="io") from None
+            if len(data) > max_bytes:
+                raise UpstreamError(
+                    f"{path}: larger than {max_bytes:,} bytes; refused",
+                    reason="too_large",
+                    retryable=False,
+                )
+            return FetchedBytes(data, validators)
+
+        result, _ = self._retry.run(attempt)
+        return result
 
     def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
         source = self._root / subdir / want.filename

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from mirror import __version__
 from mirror.adapters.upstream.retry import Retrier
-from mirror.adapters.upstream.values import Downloaded, Fetched, NotModified, OnBytes, Validators
+from mirror.adapters.upstream.values import (
+    Downloaded,
+    Fetched,
+    FetchedBytes,
+    NotModified,
+    OnBytes,
+    Validators,
+)
 from mirror.adapters.upstream.verified import (
     CHUNK_BYTES,
     decompress_zst,
@@ -92,7 +101,7 @@ class HttpUpstream:
                     raise
         result, _ = self._retry.run(lambda: self._get_confirmed(subdir, REPODATA_JSON, previous))
         if isinstance(result, Fetched) and not skip_zst:
-            return Fetched(result.repodata, result.validators, zst_missing=True)
+            return dataclasses.replace(result, zst_missing=True)
         return result
 
     def _get_confirmed(
@@ -147,12 +156,14 @@ class HttpUpstream:
                         retryable=False,
                     )
         digest = hashlib.sha256(body).digest()
+        transferred = len(body)
         checksummed = False
         if variant == REPODATA_ZST:
             checksummed = has_zstd_checksum(body)
             body = decompress_zst(body, self._max_repodata, self._shown(url))
         parsed = parse_checked(body, self._shown(url))
-        return Fetched(parsed, validators, zst_missing=False), digest, checksummed
+        fetched = Fetched(parsed, validators, zst_missing=False, transferred_bytes=transferred)
+        return fetched, digest, checksummed
 
     def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
         url = f"{self._base}/{subdir}/{want.filename}"
@@ -170,6 +181,61 @@ class HttpUpstream:
 
         result, tries = self._retry.run(attempt)
         return Downloaded(result.size, result.sha256, result.md5, tries)
+
+    def file_url(self, subdir: str, name: str) -> str:
+        return f"{self._base}/{subdir}/{name}"
+
+    def fetch_small(
+        self, url: str, previous: Validators | None, max_bytes: int, *, hash_checked: bool = False
+    ) -> NotModified | FetchedBytes:
+        """A small file by URL (maybe on another host: the token goes only to the upstream's
+        own host). Over plain http, bytes no hash or zstd checksum vouches for must arrive
+        identically twice, as for repodata."""
+        result, _ = self._retry.run(lambda: self._get_small(url, previous, max_bytes))
+        if (
+            isinstance(result, FetchedBytes)
+            and not hash_checked
+            and urlsplit(url).scheme == "http"
+            and not has_zstd_checksum(result.data)
+        ):
+            again, _ = self._retry.run(lambda: self._get_small(url, None, max_bytes))
+            if not isinstance(again, FetchedBytes) or again.data != result.data:
+                raise UpstreamError(
+                    f"{self._shown(url)}: two transfers over plain http differ (damaged in "
+                    "transit, or upstream changed meanwhile); fetching again",
+                    reason="unstable_repodata",
+                )
+        return result
+
+    def _get_small(
+        self, url: str, previous: Validators | None, max_bytes: int
+    ) -> NotModified | FetchedBytes:
+        own = urlsplit(self._base)
+        there = urlsplit(url)
+        same_origin = (own.scheme, own.netloc) == (there.scheme, there.netloc)
+        headers = dict(self._auth) if same_origin else {}
+        if previous is not None:
+            if previous.etag:
+                headers["If-None-Match"] = previous.etag
+            if previous.last_modified:
+                headers["If-Modified-Since"] = previous.last_modified
+        variant = previous.variant if previous else url.rsplit("/", 1)[-1]
+        with self._stream(url, headers) as response:
+            validators = Validators(
+                variant, response.headers.get("ETag"), response.headers.get("Last-Modified")
+            )
+            if response.status_code == 304:
+                return NotModified(previous or validators)
+            body = bytearray()
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise UpstreamError(
+                        f"{self._shown(url)}: larger than {max_bytes:,} bytes; refused",
+                        reason="too_large",
+                        retryable=False,
+                    )
+        return FetchedBytes(bytes(body), validators)
 
     @contextlib.contextmanager
     def _stream(self, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:

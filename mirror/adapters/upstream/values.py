@@ -32,6 +32,15 @@ class Fetched:
     repodata: UpstreamRepodata  # split into raw records (zero-copy slices of the body)
     validators: Validators
     zst_missing: bool  # the .zst was asked for and upstream does not have it
+    transferred_bytes: int = 0  # the body as it came over the wire (compressed)
+
+
+@dataclass(frozen=True)
+class FetchedBytes:
+    """A small upstream file (a shard index) as transferred, and its validators."""
+
+    data: bytes
+    validators: Validators
 
 
 @dataclass(frozen=True)
@@ -52,3 +61,15 @@ class Upstream(Protocol):
     def download(
         self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes
     ) -> Downloaded: ...
+
+    def file_url(self, subdir: str, name: str) -> str:
+        """The URL of a file of a subdir (unredacted: it may hold a token)."""
+        ...
+
+    def fetch_small(
+        self, url: str, previous: Validators | None, max_bytes: int, *, hash_checked: bool = False
+    ) -> NotModified | FetchedBytes:
+        """A small file (a shard index, a shard) by URL, conditionally when `previous` is
+        given; UpstreamError reason `not_found` when upstream has none. `hash_checked`: the
+        caller checks the bytes against a hash it knows (a shard), so one transfer is enough."""
+        ...
