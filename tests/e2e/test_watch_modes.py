@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from mirror.adapters.mounts import filesystem_type, read_mounts
@@ -131,6 +133,21 @@ def test_inotify_misses_writes_behind_a_fuse_share_and_polling_sees_them(tmp_pat
             wait_for(lambda: share_a / "near-1.0-0.conda" in seen.paths(), timeout=10)
         finally:
             watcher.stop()
+
+
+def test_a_polled_folder_that_disappears_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A polling observer stops for good when its folder is gone: say so, loudly."""
+    folder = tmp_path / "share"
+    folder.mkdir()
+    watcher = watching({folder: polled(settle_s=0.2)}, Seen())
+    try:
+        with caplog.at_level(logging.ERROR, logger="mirror.adapters.watcher"):
+            folder.rmdir()
+            wait_for(lambda: f"drop folder {folder} disappeared" in caplog.text, timeout=10)
+    finally:
+        watcher.stop()
 
 
 # -- the daemon ----------------------------------------------------------------------------
