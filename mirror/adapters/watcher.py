@@ -107,9 +107,10 @@ class DropWatcher:
 
     def rescan(self, path: Path) -> None:
         """Queue every package-like entry in a folder (start-up, or after a missed event)."""
-        folder = self._folders.get(path)
+        if path not in self._folders:
+            return
         try:
-            entries = list(os.scandir(path)) if folder is not None else []
+            entries = list(os.scandir(path))
         except OSError:
             return
         for entry in entries:

@@ -123,7 +123,7 @@ def _contains(mount_point: str, path: str) -> bool:
 def is_network_fs(fs_type: str) -> bool:
     """True where inotify can miss writes: network, cluster, host-shared and FUSE filesystems."""
     kind = fs_type.lower()
-    return kind in NETWORK_FS_TYPES or kind == FUSE_PREFIX or kind.startswith(FUSE_PREFIX)
+    return kind in NETWORK_FS_TYPES or kind.startswith(FUSE_PREFIX)
 
 
 def decide_watch_mode(configured: WatchMode, fs_type: str | None) -> WatchDecision:
