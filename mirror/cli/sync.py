@@ -71,9 +71,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     from mirror.config import load_config, resolve_config_path
     from mirror.config.model import describe
+    from mirror.local.watch_plan import effective_watch, plan_watch
 
     config = load_config(resolve_config_path(args.config))
-    print(yaml.safe_dump(describe(config), sort_keys=False, default_flow_style=False), end="")
+    described = describe(config, effective_watch(plan_watch(config)))
+    print(yaml.safe_dump(described, sort_keys=False, default_flow_style=False), end="")
     print(f"# {config.source}: OK ({len(config.channels)} channels)", file=sys.stderr)
     return EXIT_OK
 

@@ -23,6 +23,7 @@ from mirror.config.model import (
     DependencySettings,
     IndexSettings,
     MirrorConfig,
+    ServiceSettings,
     TransferSettings,
 )
 from mirror.config.service import read_drop_folders, read_schedule, read_service
@@ -114,12 +115,13 @@ def load_config(path: Path) -> MirrorConfig:
     delete_fraction = (
         top["max_delete_fraction"].number(0.0, 1.0) if "max_delete_fraction" in top else 0.10
     )
+    service = read_service(top)
     channels_view = top["channels"]
     entries = channels_view.mapping()
     if not entries:
         raise channels_view.error("no channels configured; add at least one under 'channels:'")
     channels = tuple(
-        _channel(name, view, base, defaults, delete_fraction, index_defaults)
+        _channel(name, view, base, defaults, delete_fraction, index_defaults, service)
         for name, view in entries.items()
     )
     _check_drop_folders(channels, entries, root, state_dir)
@@ -135,7 +137,7 @@ def load_config(path: Path) -> MirrorConfig:
         max_repodata_bytes=(
             top["max_repodata_size"].size_bytes() if "max_repodata_size" in top else 4 << 30
         ),
-        service=read_service(top),
+        service=service,
         bundles=(
             read_bundles(top["bundles"], base, (root, state_dir))
             if "bundles" in top
@@ -154,7 +156,7 @@ def _check_drop_folders(
         if not channel.drop_folders:
             continue
         view = views[channel.name].mapping()["drop_folders"]
-        for folder in channel.drop_folders:
+        for folder in (f.path for f in channel.drop_folders):
             for other, name in owner.items():
                 if _overlaps(folder, other):
                     raise view.error(f"drop folder {folder} overlaps {other} of channel {name}")
@@ -174,6 +176,7 @@ def _channel(
     defaults: TransferSettings,
     delete_fraction: float,
     index_defaults: IndexSettings,
+    service: ServiceSettings,
 ) -> ChannelConfig:
     if not _CHANNEL_NAME.fullmatch(name):
         raise view.error(
@@ -212,7 +215,9 @@ def _channel(
         else index_defaults,
         schedule=read_schedule(fields["schedule"]) if "schedule" in fields else None,
         drop_folders=(
-            read_drop_folders(fields["drop_folders"], base) if "drop_folders" in fields else ()
+            read_drop_folders(fields["drop_folders"], base, service)
+            if "drop_folders" in fields
+            else ()
         ),
         dependencies=(
             read_dependencies(fields["dependencies"], subdirs)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mirror.core.filters import FilterRules
 from mirror.core.secrets import redact_url
+from mirror.core.watch_modes import WatchMode
 from mirror.errors import UsageError
 
 
@@ -57,6 +59,18 @@ class ServiceSettings:
     settle_s: float = 1.0  # a dropped file without a close event must keep its size this long
     debounce_s: float = 0.3  # drops arriving within this window are published together
     recompress_after_s: float = 300.0  # quiet time before .zst is recompressed at the final level
+    watch_mode: WatchMode = WatchMode.AUTO  # drop folders: events, poll, or by filesystem type
+    poll_interval_s: float = 5.0  # between two snapshots of a polled drop folder
+
+
+@dataclass(frozen=True)
+class DropFolder:
+    """A folder whose complete package files the daemon publishes, and how it is watched
+    (the top-level `watch:` values unless the folder overrides them)."""
+
+    path: Path
+    mode: WatchMode = WatchMode.AUTO
+    poll_interval_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +130,7 @@ class ChannelConfig:
     max_delete_fraction: float
     index: IndexSettings = IndexSettings()
     schedule: Schedule | None = None
-    drop_folders: tuple[Path, ...] = ()
+    drop_folders: tuple[DropFolder, ...] = ()
     dependencies: DependencySettings = DependencySettings()
     lockfiles: tuple[Path, ...] = ()
     check: CheckSettings | None = None  # None: no solvability check
@@ -163,8 +177,11 @@ class MirrorConfig:
         return names
 
 
-def describe(config: MirrorConfig) -> dict[str, object]:
-    """The effective configuration as plain data, secrets masked (for `mirror check-config`)."""
+def describe(
+    config: MirrorConfig, watched: Mapping[tuple[str, int], str] | None = None
+) -> dict[str, object]:
+    """The effective configuration as plain data, secrets masked (for `mirror check-config`).
+    `watched`: how each drop folder (channel, index) is watched, decided outside the config."""
     return {
         "source": str(config.source),
         "root": str(config.root),
@@ -176,7 +193,12 @@ def describe(config: MirrorConfig) -> dict[str, object]:
             if config.service.metrics_host
             else None
         ),
-        "watch": {"settle_s": config.service.settle_s, "debounce_s": config.service.debounce_s},
+        "watch": {
+            "settle_s": config.service.settle_s,
+            "debounce_s": config.service.debounce_s,
+            "mode": str(config.service.watch_mode),
+            "poll_interval_s": config.service.poll_interval_s,
+        },
         "recompress_after_s": config.service.recompress_after_s,
         "bundles": {
             "outbox": str(config.bundles.outbox) if config.bundles.outbox else None,
@@ -184,11 +206,13 @@ def describe(config: MirrorConfig) -> dict[str, object]:
             "sign_command": list(config.bundles.sign_command),
             "verify_command": list(config.bundles.verify_command),
         },
-        "channels": {c.name: _describe_channel(c) for c in config.channels},
+        "channels": {c.name: _describe_channel(c, watched or {}) for c in config.channels},
     }
 
 
-def _describe_channel(channel: ChannelConfig) -> dict[str, object]:
+def _describe_channel(
+    channel: ChannelConfig, watched: Mapping[tuple[str, int], str]
+) -> dict[str, object]:
     rules = channel.filters
     described: dict[str, object] = {
         "upstream": channel.shown_upstream,
@@ -211,7 +235,15 @@ def _describe_channel(channel: ChannelConfig) -> dict[str, object]:
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(channel.index).items()
         },
         "schedule": vars(channel.schedule).copy() if channel.schedule else None,
-        "drop_folders": [str(p) for p in channel.drop_folders],
+        "drop_folders": [
+            {
+                "path": str(f.path),
+                "mode": str(f.mode),
+                "poll_interval_s": f.poll_interval_s,
+                "watched_by": watched.get((channel.name, i), "decided when the daemon starts"),
+            }
+            for i, f in enumerate(channel.drop_folders)
+        ],
         "dependencies": {
             "mode": channel.dependencies.mode,
             "platforms": list(channel.platforms),

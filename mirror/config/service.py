@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mirror.config.model import Schedule, ServiceSettings
+import yaml
+
+from mirror.config.model import DropFolder, Schedule, ServiceSettings
 from mirror.config.yaml_view import YamlView
+from mirror.core.watch_modes import WATCH_MODES, WatchMode
 
 SCHEDULE_KEYS = ("cron", "interval_minutes", "jitter_s", "at_start")
-WATCH_KEYS = ("settle_s", "debounce_s")
+WATCH_KEYS = ("settle_s", "debounce_s", "mode", "poll_interval_s")
+DROP_FOLDER_KEYS = ("path", "mode", "poll_interval_s")
+# tests poll many times a second; below this a large share would be listed without a pause
+MIN_POLL_INTERVAL_S = 0.05
+MAX_POLL_INTERVAL_S = 3600.0
 
 
 def read_service(top: dict[str, YamlView]) -> ServiceSettings:
@@ -19,16 +26,35 @@ def read_service(top: dict[str, YamlView]) -> ServiceSettings:
         if "listen" in metrics:
             host, port = _listen_address(metrics["listen"])
     settle, debounce = settings.settle_s, settings.debounce_s
+    mode, interval = settings.watch_mode, settings.poll_interval_s
     if "watch" in top:
         watch = top["watch"].mapping(WATCH_KEYS)
         settle = watch["settle_s"].number(0.0, 3600.0) if "settle_s" in watch else settle
         debounce = watch["debounce_s"].number(0.0, 3600.0) if "debounce_s" in watch else debounce
+        mode = _watch_mode(watch["mode"]) if "mode" in watch else mode
+        interval = (
+            _poll_interval(watch["poll_interval_s"]) if "poll_interval_s" in watch else interval
+        )
     recompress = (
         top["recompress_after_s"].number(0.0)
         if "recompress_after_s" in top
         else settings.recompress_after_s
     )
-    return ServiceSettings(host, port, settle, debounce, recompress)
+    return ServiceSettings(host, port, settle, debounce, recompress, mode, interval)
+
+
+def _watch_mode(view: YamlView) -> WatchMode:
+    text = view.scalar()
+    if text not in WATCH_MODES:
+        raise view.error(
+            f"expected one of {', '.join(WATCH_MODES)}, got {text!r} (auto: events on local "
+            "filesystems, polling on network and FUSE ones)"
+        )
+    return WatchMode(text)
+
+
+def _poll_interval(view: YamlView) -> float:
+    return view.number(MIN_POLL_INTERVAL_S, MAX_POLL_INTERVAL_S)
 
 
 def _listen_address(view: YamlView) -> tuple[str, int]:
@@ -62,14 +88,30 @@ def read_schedule(view: YamlView) -> Schedule:
     )
 
 
-def read_drop_folders(view: YamlView, base: Path) -> tuple[Path, ...]:
-    folders: list[Path] = []
+def read_drop_folders(
+    view: YamlView, base: Path, service: ServiceSettings
+) -> tuple[DropFolder, ...]:
+    """Each item a path, or `{path, mode, poll_interval_s}` overriding the `watch:` values."""
+    folders: list[DropFolder] = []
     for item in view.sequence():
-        path = Path(item.string()).expanduser()
+        mode, interval = service.watch_mode, service.poll_interval_s
+        where = item
+        if isinstance(item.node, yaml.MappingNode):
+            fields = item.mapping(DROP_FOLDER_KEYS)
+            if "path" not in fields:
+                raise item.error("missing 'path', e.g. {path: /srv/incoming, mode: poll}")
+            where = fields["path"]
+            mode = _watch_mode(fields["mode"]) if "mode" in fields else mode
+            interval = (
+                _poll_interval(fields["poll_interval_s"])
+                if "poll_interval_s" in fields
+                else interval
+            )
+        path = Path(where.string()).expanduser()
         path = (path if path.is_absolute() else base / path).resolve()
         if not path.is_dir():
-            raise item.error(f"drop folder {path} does not exist or is not a directory")
-        if path in folders:
-            raise item.error(f"drop folder {path} is listed twice")
-        folders.append(path)
+            raise where.error(f"drop folder {path} does not exist or is not a directory")
+        if any(folder.path == path for folder in folders):
+            raise where.error(f"drop folder {path} is listed twice")
+        folders.append(DropFolder(path, mode, interval))
     return tuple(folders)

@@ -17,6 +17,7 @@ from mirror.core.bundle_manifest import is_package
 from mirror.core.dangling import Dangling
 from mirror.core.secrets import redact_url
 from mirror.local.drops import DROPS_SUBDIR
+from mirror.local.watch_plan import FolderWatch, plan_watch
 from mirror.reports import CheckResult, DropFolderStatus, QuarantineEntry, SubdirStatus
 from mirror.sync.check import RESULTS_FILE, load_results
 
@@ -32,10 +33,13 @@ def status_json(rows: Sequence[SubdirStatus]) -> str:
     return json.dumps([row.as_dict() for row in rows], indent=2)
 
 
-def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
+def collect_status(
+    config: MirrorConfig, watch: Sequence[FolderWatch] | None = None
+) -> list[SubdirStatus]:
     """Read-only: the daemon may be running (SQLite WAL lets readers in without blocking its
     writers), and nothing is created. Channels fed by `mirror import` are described by their
-    last imported snapshot."""
+    last imported snapshot. `watch`: how the drop folders are watched (the daemon passes its
+    own; otherwise the mode each would get now)."""
     path = config.state_dir / CATALOG_NAME
     imported = _imported(config)
     if not path.exists() and not imported:
@@ -43,10 +47,14 @@ def collect_status(config: MirrorConfig) -> list[SubdirStatus]:
     checks = load_results(config.state_dir / RESULTS_FILE)
     quarantine = config.state_dir / QUARANTINE_DIR
     rows: list[SubdirStatus] = []
+    watched = {(w.channel, w.path): w.status() for w in (watch or plan_watch(config))}
     with Catalog(path) if path.exists() else contextlib.nullcontext() as catalog:
         next_runs = catalog.next_runs() if catalog else {}
         for channel in config.channels:
-            folders = tuple(DropFolderStatus(str(p)) for p in channel.drop_folders)
+            folders = tuple(
+                watched.get((channel.name, f.path), DropFolderStatus(str(f.path)))
+                for f in channel.drop_folders
+            )
             known = catalog.subdirs(channel.name) if catalog else []
             notes = catalog.closure_notes(channel.name) if catalog else []
             dangling = catalog.dangling(channel.name) if catalog else {}
@@ -209,7 +217,7 @@ def format_status(rows: list[SubdirStatus]) -> str:
     table = [
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     ]
-    return "\n".join(table + _notes(rows))
+    return "\n".join(table + _notes(rows)) + _format_drop_folders(rows)
 
 
 def _notes(rows: list[SubdirStatus]) -> list[str]:
@@ -235,6 +243,24 @@ def format_via(row: SubdirStatus) -> str:
     if row.repodata_via is None:
         return "-"
     return f"{row.repodata_via} {format_size(row.repodata_bytes or 0)}"
+
+
+def _format_drop_folders(rows: list[SubdirStatus]) -> str:
+    """`drop folders:` and one line per folder: channel, index, how it is watched, path."""
+    lines = []
+    seen: set[str] = set()
+    for row in rows:
+        if row.channel in seen:
+            continue
+        seen.add(row.channel)
+        for index, folder in enumerate(row.drop_folders):
+            if folder.watch_mode == "poll" and folder.poll_interval_s is not None:
+                how = f"poll every {folder.poll_interval_s:g} s"
+            else:
+                how = folder.watch_mode or "-"
+            on = f" ({folder.filesystem})" if folder.filesystem else ""
+            lines.append(f"  {row.channel}[{index}]  {how}{on}  {folder.path}")
+    return "\n\ndrop folders:\n" + "\n".join(lines) if lines else ""
 
 
 def format_time(timestamp: float | None) -> str:

@@ -70,9 +70,9 @@ class QuarantineEntry:
 @dataclass(frozen=True)
 class DropFolderStatus:
     path: str
-    # HOOK(issue 15, drop folders on network shares): `events` or `poll` once `watch.mode`
-    # exists and the watcher decides per folder; None until then
-    watch_mode: str | None = None
+    watch_mode: str | None = None  # `events` or `poll` (mirror/core/watch_modes.py)
+    filesystem: str | None = None  # the folder's filesystem type (nfs4, ext4, ...) if known
+    poll_interval_s: float | None = None  # when polled
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from mirror.core.secrets import Redactor
 from mirror.errors import Interrupted, MirrorError
 from mirror.local.drops import DropContext, admit_drops
 from mirror.local.indexer import IndexContext, index_channel
+from mirror.local.watch_plan import FolderWatch
 from mirror.publish.recompress import recompress
 from mirror.publish.snapshot import snapshot_channel
 from mirror.reports import DropResult
@@ -40,6 +41,7 @@ class WorkerHost(Protocol):
 
     config: MirrorConfig
     metrics: MirrorMetrics
+    watch_plan: tuple[FolderWatch, ...]
     stopping: threading.Event
     http: httpx.Client | None
     redactor: Redactor
@@ -245,7 +247,7 @@ class ChannelWorker:
             tree=ChannelTree(daemon.config.root),
             catalog=catalog,
             quarantine=Quarantine(daemon.config.state_dir / QUARANTINE_DIR),
-            fresh_s=max(2 * daemon.config.service.settle_s, 2.0),
+            fresh_s=self._fresh_s(),
             on_outcome=lambda outcome: daemon.metrics.record_drop(channel.name, outcome),
         )
         report = admit_drops(ctx, channel, sorted(drops))
@@ -270,6 +272,15 @@ class ChannelWorker:
                 report.count(DropResult.DEFERRED),
                 report.seconds,
             )
+
+    def _fresh_s(self) -> float:
+        """A drop that fails to read and changed within this time may still be being written:
+        twice the longest settle time of the channel's folders (a polled share's is longer)."""
+        settle_s = max(
+            (w.settle_s for w in self.daemon.watch_plan if w.channel == self.channel.name),
+            default=self.daemon.config.service.settle_s,
+        )
+        return max(2 * settle_s, 2.0)
 
     def _published(self, subdir: str) -> None:
         self._last_publish = time.monotonic()

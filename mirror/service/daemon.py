@@ -27,12 +27,13 @@ from mirror.adapters.catalog import Catalog
 from mirror.adapters.lock import WriterLocks
 from mirror.adapters.systemd_notify import Notifier
 from mirror.adapters.upstream import make_http_client
-from mirror.adapters.watcher import DropWatcher
+from mirror.adapters.watcher import DropWatcher, WatchedFolder
 from mirror.config import MirrorConfig, load_config
 from mirror.config.model import ChannelConfig
 from mirror.core.secrets import Redactor, url_secrets
 from mirror.errors import MirrorError
 from mirror.health.status import collect_status
+from mirror.local.watch_plan import FolderWatch, plan_watch
 from mirror.service.channel_worker import ChannelWorker
 from mirror.service.http import StatusApp, serve_status
 from mirror.service.metrics import MirrorMetrics
@@ -61,6 +62,7 @@ class Daemon:
         self._reload = threading.Event()
         self.workers: dict[str, ChannelWorker] = {}
         self.watcher: DropWatcher | None = None
+        self.watch_plan: tuple[FolderWatch, ...] = ()  # how each drop folder is watched
         self.http: httpx.Client | None = None
         self._scheduler: Any = None
         self._metrics_server: Any = None
@@ -165,7 +167,9 @@ class Daemon:
             return
         try:
             # one listener: the status page at /, /status.json and /metrics
-            app = StatusApp(self.registry, lambda: collect_status(self.config), self.redactor)
+            app = StatusApp(
+                self.registry, lambda: collect_status(self.config, self.watch_plan), self.redactor
+            )
             self._metrics_server = serve_status(service.metrics_host, service.metrics_port, app)
         except OSError as exc:
             raise MirrorError(
@@ -240,18 +244,31 @@ class Daemon:
             catalog.set_next_runs(next_runs)
 
     def _start_watcher(self) -> None:
-        folders = {f: c.name for c in self.config.channels for f in c.drop_folders}
-        if not folders:
+        """Decide each folder's mode from its filesystem now (a share mounted since the last
+        start or reload is seen), log it, export it, then watch."""
+        self.watch_plan = plan_watch(self.config)
+        self.metrics.set_watch_modes((w.channel, w.folder_index, w.mode) for w in self.watch_plan)
+        if not self.watch_plan:
             self.watcher = None
             return
+        for watch in self.watch_plan:
+            log.info(
+                "%s: drop folder %d %s: %s",
+                watch.channel,
+                watch.folder_index,
+                watch.path,
+                watch.describe(),
+            )
         self.watcher = DropWatcher(
-            folders,
-            settle_s=self.config.service.settle_s,
+            {
+                w.path: WatchedFolder(w.channel, w.settle_s, w.polled, w.poll_interval_s)
+                for w in self.watch_plan
+            },
             on_ready=self._on_drop,
             on_event=lambda kind: self.metrics.watch_events.labels(kind).inc(),
         )
         self.watcher.start()
-        log.info("watching %d drop folders", len(folders))
+        log.info("watching %d drop folders", len(self.watch_plan))
 
     def requeue_drop(self, path: Path, channel: str) -> None:
         """Look at a dropped file again later (it changed while it was being taken)."""

@@ -1,11 +1,12 @@
 """Prometheus metrics, fed from the reports the use cases return; the registry is passed in.
 
-Labels stay low-cardinality (channel, subdir, outcome, reason, kind): never file names or URLs.
+Labels stay low-cardinality (channel, subdir, outcome, reason, kind, folder_index, mode): never
+file names or URLs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from itertools import pairwise
 
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from mirror import __version__
 from mirror.config.model import Schedule
 from mirror.core.records import RefusalReason
+from mirror.core.watch_modes import USED_MODES, WatchMode
 from mirror.reports import DropOutcome, DropResult, Outcome, SyncReport, UpstreamStatus
 
 _DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
@@ -163,6 +165,12 @@ class MirrorMetrics:
         self.watch_events = self._counter(
             "conda_mirror_watch_events_total", "File system events seen in drop folders.", ("kind",)
         )
+        self.watch_mode = self._gauge(
+            "conda_mirror_watch_mode",
+            "1 for the mode a drop folder is watched with (events or poll), 0 for the other; "
+            "folder_index is its position in the channel's drop_folders.",
+            ("channel", "folder_index", "mode"),
+        )
 
     def _declare_export_metrics(self) -> None:
         self.exports = self._counter(
@@ -197,6 +205,14 @@ class MirrorMetrics:
                 per_channel.labels(channel)
             for reason in RefusalReason:
                 self.refused_records.labels(channel, reason)
+
+    def set_watch_modes(self, folders: Iterable[tuple[str, int, WatchMode]]) -> None:
+        """(channel, folder index, mode) of every drop folder; folders no longer configured
+        lose their series."""
+        self.watch_mode.clear()
+        for channel, index, used in folders:
+            for mode in USED_MODES:
+                self.watch_mode.labels(channel, str(index), mode).set(1 if mode == used else 0)
 
     def record_sync(self, channel: str, report: SyncReport, seconds: float, now: float) -> None:
         outcomes = {s.outcome for s in report.subdirs}

@@ -247,11 +247,18 @@ def _solvable(solvable: bool | None) -> str:
 def _folders(folders: Sequence[DropFolderStatus]) -> str:
     if not folders:
         return '<span class="muted">none</span>'
-    items = "".join(
-        f"<li><code>{_e(f.path)}</code> ({_e(f.watch_mode or 'watch mode not reported')})</li>"
-        for f in folders
-    )
+    items = "".join(f"<li><code>{_e(f.path)}</code> ({_e(_watch(f))})</li>" for f in folders)
     return f"<ul>{items}</ul>"
+
+
+def _watch(folder: DropFolderStatus) -> str:
+    """`events, ext4` or `poll every 5 s, nfs4`."""
+    if folder.watch_mode is None:
+        return "watch mode not reported"
+    how = folder.watch_mode
+    if folder.poll_interval_s is not None:
+        how += f" every {folder.poll_interval_s:g} s"
+    return f"{how}, {folder.filesystem}" if folder.filesystem else how
 
 
 def _closure(problems: Sequence[str]) -> str:

@@ -21,6 +21,7 @@ NESTED_KEYS = {
     "watch": service.WATCH_KEYS,
     "bundles": bundles.BUNDLE_KEYS,
     f"{CHANNEL}.schedule": service.SCHEDULE_KEYS,
+    f"{CHANNEL}.drop_folders": service.DROP_FOLDER_KEYS,  # an item written as a mapping
     f"{CHANNEL}.dependencies": closure.DEPENDENCY_KEYS,
     f"{CHANNEL}.check": closure.CHECK_KEYS,
 }

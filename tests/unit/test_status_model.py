@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from mirror.adapters.catalog import (
     ClosureNoteKind,
     UpstreamState,
 )
+from mirror.adapters.mounts import filesystem_type, read_mounts
 from mirror.config import load_config
 from mirror.config.model import MirrorConfig
+from mirror.core.watch_modes import WatchMode, decide_watch_mode
 from mirror.health.status import (
     DROPS_ROW,
     QUARANTINE_LISTED,
@@ -31,6 +34,7 @@ from mirror.health.status import (
     format_status,
     status_json,
 )
+from mirror.local.watch_plan import plan_watch
 from mirror.sync.check import RESULTS_FILE
 
 # the keys `mirror status --json` printed before the status page; consumers may rely on them
@@ -126,10 +130,35 @@ def test_the_last_run_its_message_and_the_repodata_source_are_read_from_the_cata
 def test_drop_folders_are_listed_on_each_row_of_their_channel(config: MirrorConfig) -> None:
     write_state(config)
     rows = rows_by_key(config)
-    assert rows[("local", "noarch")]["drop_folders"] == (
-        {"path": str(config.source.parent / "drops"), "watch_mode": None},
-    )
+    (folder,) = rows[("local", "noarch")]["drop_folders"]
+    assert folder["path"] == str(config.source.parent / "drops")
+    # `auto`: the mode follows the folder's filesystem type, as the daemon decides it
+    fs_type = filesystem_type(config.source.parent / "drops", read_mounts())
+    assert folder["filesystem"] == fs_type
+    assert folder["watch_mode"] == decide_watch_mode(WatchMode.AUTO, fs_type).mode
     assert rows[("up", "linux-64")]["drop_folders"] == ()
+
+
+def test_a_folder_forced_to_poll_shows_its_interval(config: MirrorConfig) -> None:
+    document = yaml.safe_load(config.source.read_text())
+    document["channels"]["local"]["drop_folders"] = [
+        {"path": "drops", "mode": "poll", "poll_interval_s": 2.5}
+    ]
+    config.source.write_text(yaml.safe_dump(document))
+    write_state(config)
+    rows = rows_by_key(load_config(config.source))
+    (folder,) = rows[("local", "noarch")]["drop_folders"]
+    assert (folder["watch_mode"], folder["poll_interval_s"]) == ("poll", 2.5)
+
+
+def test_the_daemons_own_decision_is_what_status_shows(config: MirrorConfig) -> None:
+    """The status page passes the plan the daemon watches with (it may predate a mount)."""
+    write_state(config)
+    (planned,) = plan_watch(config)
+    running = replace(planned, mode=WatchMode.POLL, fs_type="nfs4", why="auto: nfs4 ...")
+    rows = {(r.channel, r.subdir): r for r in collect_status(config, (running,))}
+    (folder,) = rows[("local", "noarch")].drop_folders
+    assert (folder.watch_mode, folder.filesystem, folder.poll_interval_s) == ("poll", "nfs4", 5.0)
 
 
 def test_quarantined_files_come_with_their_reasons_newest_first_and_capped(
