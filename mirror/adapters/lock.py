@@ -68,8 +68,8 @@ class WriterLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
+            # the note stays: it is only read while someone holds the lock (who wrote their own),
+            # and truncating it would give its page back to a disk that may be nearly full
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -71,7 +71,7 @@ def test_second_sync_transfers_no_package_and_parses_no_repodata(
 ) -> None:
     site = make_site(server.url)
     assert site.sync().ok
-    mtimes = {p: p.stat().st_mtime_ns for p in site.root.rglob("*") if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in published_files(site.root)}
     server.clear_log()
 
     report = site.sync()
@@ -81,7 +81,7 @@ def test_second_sync_transfers_no_package_and_parses_no_repodata(
     assert server.count("*.conda") == 0 and server.count("*.tar.bz2") == 0
     assert server.count("*repodata.json*", status=200) == 0
     assert server.count("*repodata.json.zst", status=304) == 2
-    assert {p: p.stat().st_mtime_ns for p in site.root.rglob("*") if p.is_file()} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in published_files(site.root)} == mtimes
 
 
 def test_published_repodata_keeps_upstream_records_verbatim_and_zst_matches_json(
@@ -436,3 +436,8 @@ def test_upstream_serving_something_that_is_not_json_leaves_the_tree_untouched(
     assert "not valid repodata JSON" in (report.subdirs[0].message or "")
     assert report.subdirs[0].retries == {"invalid_repodata": 4}
     assert {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()} == before
+
+
+def published_files(root: Path) -> list[Path]:
+    """What clients are served: not the dotfiles (the writer lock, the channel markers)."""
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
