@@ -52,7 +52,14 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     sync.add_argument(
         "--allow-mass-delete",
         action="store_true",
-        help="this once, allow deleting more than max_delete_fraction of a subdir",
+        help="this once, allow deleting more than max_delete_fraction of a subdir (in one run "
+        "or within guard_window_days)",
+    )
+    sync.add_argument(
+        "--allow-mass-replace",
+        action="store_true",
+        help="this once, allow upstream to change the bytes of more than max_replace_fraction "
+        "of the files a subdir publishes, under the same names",
     )
     sync.set_defaults(handler=cmd_sync)
 
@@ -95,6 +102,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 subdirs=tuple(args.subdir),
                 dry_run=args.dry_run,
                 allow_mass_delete=args.allow_mass_delete,
+                allow_mass_replace=args.allow_mass_replace,
                 final_zst=args.final_zst,
             ),
             redactor=args.redact,

@@ -16,6 +16,7 @@ from mirror.config.closure import (
     read_dependencies,
     read_lockfiles,
 )
+from mirror.config.guards import GUARD_KEYS, read_guards
 from mirror.config.model import (
     REPODATA_SOURCES,
     BundleSettings,
@@ -29,6 +30,7 @@ from mirror.config.model import (
 from mirror.config.service import read_drop_folders, read_schedule, read_service
 from mirror.config.yaml_view import YamlView, load_document
 from mirror.core.filters import FilterRules
+from mirror.core.guards import GuardLimits
 from mirror.core.secrets import redact_url, url_secrets
 from mirror.core.specs import Spec, parse_spec
 from mirror.errors import SpecError
@@ -42,7 +44,7 @@ _TOP_KEYS = (
     "state_dir",
     "channels",
     "free_space_margin",
-    "max_delete_fraction",
+    *GUARD_KEYS,
     "max_repodata_size",
     "index",
     "metrics",
@@ -64,7 +66,7 @@ _MIRROR_ONLY = (
     "max_package_size",
     "keep_latest",
     "prefer_conda",
-    "max_delete_fraction",
+    *GUARD_KEYS,
     "schedule",
     "dependencies",
     "lockfiles",
@@ -112,16 +114,14 @@ def load_config(path: Path) -> MirrorConfig:
     index_defaults = (
         _index(top["index"], base, IndexSettings()) if "index" in top else IndexSettings()
     )
-    delete_fraction = (
-        top["max_delete_fraction"].number(0.0, 1.0) if "max_delete_fraction" in top else 0.10
-    )
+    guard_defaults = read_guards(top, GuardLimits())
     service = read_service(top)
     channels_view = top["channels"]
     entries = channels_view.mapping()
     if not entries:
         raise channels_view.error("no channels configured; add at least one under 'channels:'")
     channels = tuple(
-        _channel(name, view, base, defaults, delete_fraction, index_defaults, service)
+        _channel(name, view, base, defaults, guard_defaults, index_defaults, service)
         for name, view in entries.items()
     )
     _check_drop_folders(channels, entries, root, state_dir)
@@ -174,7 +174,7 @@ def _channel(
     view: YamlView,
     base: Path,
     defaults: TransferSettings,
-    delete_fraction: float,
+    guard_defaults: GuardLimits,
     index_defaults: IndexSettings,
     service: ServiceSettings,
 ) -> ChannelConfig:
@@ -205,11 +205,7 @@ def _channel(
         subdirs=subdirs,
         filters=_filters(fields),
         transfer=_transfer(fields, defaults),
-        max_delete_fraction=(
-            fields["max_delete_fraction"].number(0.0, 1.0)
-            if "max_delete_fraction" in fields
-            else delete_fraction
-        ),
+        guards=read_guards(fields, guard_defaults),
         index=_index(fields["index"], base, index_defaults)
         if "index" in fields
         else index_defaults,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror.core.filters import FilterRules
+from mirror.core.guards import GuardLimits
 from mirror.core.secrets import redact_url
 from mirror.core.watch_modes import WatchMode
 from mirror.errors import UsageError
@@ -127,7 +128,7 @@ class ChannelConfig:
     subdirs: tuple[str, ...]
     filters: FilterRules
     transfer: TransferSettings
-    max_delete_fraction: float
+    guards: GuardLimits = field(default_factory=GuardLimits)
     index: IndexSettings = IndexSettings()
     schedule: Schedule | None = None
     drop_folders: tuple[DropFolder, ...] = ()
@@ -228,7 +229,9 @@ def _describe_channel(
         "max_package_size_bytes": rules.max_package_size_bytes,
         "keep_latest": rules.keep_latest,
         "prefer_conda": rules.prefer_conda,
-        "max_delete_fraction": channel.max_delete_fraction,
+        "max_delete_fraction": channel.guards.max_delete_fraction,
+        "max_replace_fraction": channel.guards.max_replace_fraction,
+        "guard_window_days": channel.guards.window_days,
         "repodata_source": channel.repodata_source,
         "transfer": vars(channel.transfer).copy(),
         "index": {

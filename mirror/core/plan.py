@@ -47,6 +47,9 @@ class SyncPlan:
     delete: tuple[PresentFile, ...]  # mirrored files no longer wanted (after publishing)
     untracked: tuple[PresentFile, ...]  # unknown files nobody wants: left alone, reported
     conflicts: tuple[WantedFile, ...] = ()  # a different local file holds the name: never replaced
+    # published mirrored files upstream now gives other bytes under the same name (also in
+    # `download`): what the mass-replacement guard counts
+    replaced: tuple[WantedFile, ...] = ()
 
     @property
     def download_bytes(self) -> int:
@@ -62,20 +65,27 @@ def plan_sync(wanted: Mapping[str, WantedFile], present: Mapping[str, PresentFil
     verify: list[WantedFile] = []
     keep: list[WantedFile] = []
     conflicts: list[WantedFile] = []
+    replaced: list[WantedFile] = []
     for filename in sorted(wanted):
         want = wanted[filename]
         have = present.get(filename)
         if have is not None and have.origin == ORIGIN_LOCAL:
             same = want.same_content(have.size, have.sha256, have.md5)
             (keep if same else conflicts).append(want)
-        elif have is None or (want.size is not None and have.size != want.size):
+        elif have is None:
             download.append(want)
+        elif want.size is not None and have.size != want.size:
+            download.append(want)
+            if have.origin == ORIGIN_MIRROR:
+                replaced.append(want)  # upstream changed the file under the same name
         elif have.sha256 is None and have.md5 is None:
             verify.append(want)
         elif want.same_content(have.size, have.sha256, have.md5):
             keep.append(want)
         else:
-            download.append(want)  # upstream replaced the file under the same name
+            download.append(want)
+            if have.origin == ORIGIN_MIRROR:
+                replaced.append(want)
     leftovers = [present[name] for name in sorted(present) if name not in wanted]
     return SyncPlan(
         download=tuple(download),
@@ -84,22 +94,5 @@ def plan_sync(wanted: Mapping[str, WantedFile], present: Mapping[str, PresentFil
         delete=tuple(p for p in leftovers if p.origin == ORIGIN_MIRROR),
         untracked=tuple(p for p in leftovers if p.origin is None),
         conflicts=tuple(conflicts),
-    )
-
-
-def deletion_guard(plan: SyncPlan, published_count: int, max_fraction: float) -> str | None:
-    """Why this plan deletes too much to be trusted, or None.
-
-    An upstream that suddenly lists nothing (or a filter typo) would otherwise wipe the mirror.
-    """
-    if published_count == 0 or not plan.delete:
-        return None
-    share = len(plan.delete) / published_count
-    if share <= max_fraction:
-        return None
-    return (
-        f"this run would delete {len(plan.delete)} of {published_count} published files "
-        f"({share:.0%}, limit {max_fraction:.0%}); nothing was changed. If upstream or the "
-        "filters really changed this much, run again with --allow-mass-delete or raise "
-        "max_delete_fraction"
+        replaced=tuple(replaced),
     )

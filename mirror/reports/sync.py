@@ -39,6 +39,7 @@ class SubdirReport:
     planned_download_files: int = 0
     planned_download_bytes: int = 0
     repodata_changed: bool = False
+    would_guard: bool = False  # --dry-run: a guard would stop the real sync
     failures: tuple[FileFailure, ...] = ()
     refused: tuple[Refusal, ...] = ()
     untracked: tuple[str, ...] = ()
@@ -49,6 +50,8 @@ class SubdirReport:
 
     @property
     def ok(self) -> bool:
+        if self.would_guard:
+            return False
         return self.outcome in (Outcome.OK, Outcome.UNCHANGED, Outcome.PLANNED)
 
     @property
@@ -65,7 +68,7 @@ class SubdirReport:
                 f"{self.label}: dry run: {self.selected} selected{self._pulled()}; would download "
                 f"{self.planned_download_files} files ({_mb(self.planned_download_bytes)}), delete "
                 f"{self.deleted_files} ({_mb(self.deleted_bytes)}), keep {self.unchanged_files}"
-            )
+            ) + (f"; {self.message}" if self.message else "")
         text = (
             f"{self.label}: {self.outcome}; {self.selected} selected{self._pulled()}, downloaded "
             f"{self.downloaded_files} files ({_mb(self.downloaded_bytes)}), deleted "

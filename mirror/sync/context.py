@@ -26,6 +26,7 @@ class SyncOptions:
     subdirs: tuple[str, ...] = ()  # empty = each channel's configured subdirs
     dry_run: bool = False
     allow_mass_delete: bool = False
+    allow_mass_replace: bool = False
     final_zst: bool = False  # recompress published .zst at the final level before returning
     # the daemon: each channel has its own worker, so a closure that pins files into another
     # channel leaves them for that channel's own sync instead of writing its tree from here

@@ -80,13 +80,22 @@ class InPlace:
             if catalog.top_level(self.name, self.subdir) != top_level:
                 catalog.set_top_level(self.name, self.subdir, top_level)
 
-    def prune(self, plan: SyncPlan) -> int:
-        """Delete files no longer selected; their records already left the published index."""
-        tree = self.ctx.tree
+    def prune(self, plan: SyncPlan, *, accepted: bool) -> int:
+        """Delete files no longer selected (their records already left the published index),
+        and log what this run deleted and replaced for the guards over time."""
+        tree, catalog = self.ctx.tree, self.ctx.catalog
         for present in plan.delete:
             tree.remove(tree.package_path(self.name, self.subdir, present.filename))
-        with self.ctx.catalog.transaction():
-            self.ctx.catalog.remove_files(
+        with catalog.transaction():
+            catalog.remove_files(
                 self.name, self.subdir, (p.filename for p in plan.delete), mark_dirty=False
+            )
+            catalog.log_changes(
+                self.name,
+                self.subdir,
+                at=self.ctx.clock(),
+                deleted=len(plan.delete),
+                replaced=len(plan.replaced),
+                accepted=accepted,
             )
         return plan.delete_bytes

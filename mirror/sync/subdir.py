@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from mirror import __version__
@@ -20,10 +21,10 @@ from mirror.adapters.catalog import UpstreamState
 from mirror.adapters.upstream import Fetched, NotModified, Upstream
 from mirror.config.model import ChannelConfig
 from mirror.core.filters import Selection, select
+from mirror.core.guards import GuardVerdict, RecentChanges, check_guards
 from mirror.core.plan import (
     SyncPlan,
     WantedFile,
-    deletion_guard,
     plan_sync,
 )
 from mirror.core.records import UpstreamRepodata
@@ -75,6 +76,7 @@ class SubdirSync:
             self.retries.update(closure.prefetched.retries)
         self.done: dict[str, Any] = {}  # report fields of the steps completed so far
         self.in_place = InPlace(ctx, self.name, subdir)
+        self.accepted = False  # this run was let through a guard with a flag
         self.source: RepodataSource | None = None
 
     def report(self, outcome: Outcome, **fields: Any) -> SubdirReport:
@@ -179,11 +181,7 @@ class SubdirSync:
             "refused": selection.refused,
             "untracked": tuple(p.filename for p in plan.untracked),
         }
-        guard = (
-            None
-            if self.options.allow_mass_delete
-            else deletion_guard(plan, len(known), self.channel.max_delete_fraction)
-        )
+        guard = self._guard(plan, len(known))
         if self.options.dry_run:
             return self.report(
                 Outcome.PLANNED,
@@ -192,13 +190,37 @@ class SubdirSync:
                 deleted_files=len(plan.delete),
                 deleted_bytes=plan.delete_bytes,
                 unchanged_files=len(plan.keep),
-                message=guard,
+                would_guard=guard is not None,
+                message=guard and f"the {guard.name} guard would stop this sync: {guard.message}",
                 **common,
             )
         if guard:
-            return self.report(Outcome.GUARDED, message=guard, **common)
+            return self.report(
+                Outcome.GUARDED, message=guard.message, unchanged_files=len(plan.keep), **common
+            )
         self.done.update(common)
         return self._execute(upstream, repodata, fetched, selection, plan, common)
+
+    def _guard(self, plan: SyncPlan, published: int) -> GuardVerdict | None:
+        """Mass deletion and mass replacement, by this run and within the window."""
+        limits = self.channel.guards
+        since = self.ctx.clock() - limits.window_days * 86_400
+        deleted, replaced = self.ctx.catalog.recent_changes(self.name, self.subdir, since)
+        guarded = partial(
+            check_guards,
+            published=published,
+            deleting=[p.filename for p in plan.delete],
+            replacing=[w.filename for w in plan.replaced],
+            recent=RecentChanges(deleted, replaced),
+            limits=limits,
+        )
+        verdict = guarded(
+            allow_delete=self.options.allow_mass_delete,
+            allow_replace=self.options.allow_mass_replace,
+        )
+        # a run let through past a limit starts the window again
+        self.accepted = verdict is None and guarded() is not None
+        return verdict
 
     def _select(self, repodata: UpstreamRepodata) -> tuple[Selection, int]:
         """The filters' records, grown by the closure; and how many the closure pulled in."""
@@ -222,7 +244,6 @@ class SubdirSync:
     ) -> SubdirReport:
         """Download, publish, prune, remember: the plan carried out."""
         ctx = self.ctx
-        plan, no_room = self._fit_in_space(plan)
         by_filename = {r.filename: r for r in selection.records}
         transfer = Transfer(
             ctx, self.name, self.subdir, self.channel.transfer.workers, self._publish_settings()
@@ -233,26 +254,14 @@ class SubdirSync:
             downloaded_bytes=sum(f.size for f in moved.downloaded),
             verified_files=moved.verified,
         )
-        failures = (
-            no_room
-            + moved.failures
-            + [
-                FileFailure(
-                    w.filename,
-                    "name_conflict",
-                    f"{w.filename}: a different local package "
-                    "with this name is published here; it is never overwritten by a mirror",
-                )
-                for w in plan.conflicts
-            ]
-        )
+        failures = moved.failures
         self.in_place.update_records(by_filename, moved.good, repodata)
         with ctx.catalog.transaction():
             ctx.catalog.retire_records(self.name, self.subdir, (p.filename for p in plan.delete))
         published = publish_subdir(
             ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings(), now=ctx.clock()
         )
-        deleted_bytes = self.in_place.prune(plan)
+        deleted_bytes = self.in_place.prune(plan, accepted=self.accepted)
         self._remember(fetched, selection, complete=not failures)
         for failure in failures:  # the summary names only the first five
             shown = self.ctx.redactor(failure.message)
@@ -273,32 +282,6 @@ class SubdirSync:
         )
 
     # -- steps ------------------------------------------------------------------------------
-
-    def _fit_in_space(self, plan: SyncPlan) -> tuple[SyncPlan, list[FileFailure]]:
-        """The downloads that fit on the disk with the margin; each one that does not is a
-        failure naming it, and the others go on (one huge record cannot block the rest)."""
-        free = self.ctx.tree.free_bytes() - self.ctx.config.free_space_margin_bytes
-        if plan.download_bytes <= free:
-            return plan, []
-        fits: list[WantedFile] = []
-        failures: list[FileFailure] = []
-        left = free
-        for want in plan.download:
-            size = want.size or 0
-            if size <= left:
-                fits.append(want)
-                left -= size
-                continue
-            failures.append(
-                FileFailure(
-                    want.filename,
-                    "no_space",
-                    f"{want.filename}: {size / 1e6:,.1f} MB do not fit: {max(free, 0) / 1e6:,.1f}"
-                    f" MB free under {self.ctx.tree.root} after the free_space_margin; free some"
-                    " space, narrow the filters or lower free_space_margin",
-                )
-            )
-        return replace(plan, download=tuple(fits)), failures
 
     def _open_upstream(self) -> Upstream:
         def on_retry(reason: str) -> None:

@@ -40,7 +40,51 @@ class Transfer:
         self.workers = workers
         self.settings = settings
 
+    def _fit_in_space(self, plan: SyncPlan) -> tuple[SyncPlan, list[FileFailure]]:
+        """The downloads that fit on the disk with the margin; each one that does not is a
+        failure naming it, and the others go on (one huge record cannot block the rest)."""
+        free = self.ctx.tree.free_bytes() - self.ctx.config.free_space_margin_bytes
+        if plan.download_bytes <= free:
+            return plan, []
+        fits: list[WantedFile] = []
+        failures: list[FileFailure] = []
+        left = free
+        for want in plan.download:
+            size = want.size or 0
+            if size <= left:
+                fits.append(want)
+                left -= size
+                continue
+            failures.append(
+                FileFailure(
+                    want.filename,
+                    "no_space",
+                    f"{want.filename}: {size / 1e6:,.1f} MB do not fit: {max(free, 0) / 1e6:,.1f}"
+                    f" MB free under {self.ctx.tree.root} after the free_space_margin; free some"
+                    " space, narrow the filters or lower free_space_margin",
+                )
+            )
+        return replace(plan, download=tuple(fits)), failures
+
     def run(self, upstream: Upstream, plan: SyncPlan, records: dict[str, Record]) -> Transferred:
+        """The plan carried out file by file: what does not fit on the disk and names a local
+        package holds are failures naming each file; the rest is downloaded and verified."""
+        plan, no_room = self._fit_in_space(plan)
+        moved = self._download(upstream, plan, records)
+        conflicts = [
+            FileFailure(
+                w.filename,
+                "name_conflict",
+                f"{w.filename}: a different local package with this name is published here; "
+                "it is never overwritten by a mirror",
+            )
+            for w in plan.conflicts
+        ]
+        return replace(moved, failures=no_room + moved.failures + conflicts)
+
+    def _download(
+        self, upstream: Upstream, plan: SyncPlan, records: dict[str, Record]
+    ) -> Transferred:
         """Download and verify; each installed file enters the catalog with its record."""
         ctx = self.ctx
         now_ms = int(ctx.clock() * 1000)

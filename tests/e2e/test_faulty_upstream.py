@@ -28,6 +28,7 @@ from mirror.sync.run import SyncOptions, run_sync
 from tests.conftest import run_cli, write_config
 from tests.support.builder import PackageSpec, build_channel
 from tests.support.rattler_client import solve_and_install
+from tests.support.served import served_bytes
 from tests.support.upstream_server import FAULT_KINDS, RequestRecord, UpstreamServer
 
 SUBDIRS = ("linux-64", "noarch")
@@ -290,7 +291,7 @@ def test_upstream_suddenly_listing_nothing_trips_the_deletion_guard_and_deletes_
     config = make_config(tmp_path / "site", faulty_server.url)
     tree = tmp_path / "site" / "tree"
     assert sync(config).ok
-    before = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    before = served_bytes(tree)
     for subdir in SUBDIRS:
         faulty_server.add_fault(f"/{subdir}/repodata.json.zst", "empty_repodata", count=100)
 
@@ -298,7 +299,7 @@ def test_upstream_suddenly_listing_nothing_trips_the_deletion_guard_and_deletes_
 
     assert result.code == 1
     assert result.stderr.count("would delete") == 2 and "--allow-mass-delete" in result.stderr
-    assert {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()} == before
+    assert served_bytes(tree) == before
     assert audit(tree, upstream[1]).missing == []
 
 
@@ -308,7 +309,7 @@ def test_a_repodata_that_is_not_json_never_replaces_the_published_one(
     config = make_config(tmp_path / "site", faulty_server.url, retries=2)
     tree = tmp_path / "site" / "tree"
     assert sync(config).ok
-    before = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    before = served_bytes(tree)
     for variant in REPODATA:  # and once for the plain JSON (no .zst upstream)
         for subdir in SUBDIRS:
             if variant == "repodata.json":
@@ -317,7 +318,7 @@ def test_a_repodata_that_is_not_json_never_replaces_the_published_one(
         report = sync(config)
         assert [s.outcome for s in report.subdirs] == ["failed", "failed"]
         assert all(s.error_reason in ("corrupt", "invalid_repodata") for s in report.subdirs)
-        assert {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()} == before
+        assert served_bytes(tree) == before
 
 
 def test_a_repodata_damaged_in_transit_is_never_published(tmp_path: Path) -> None:
@@ -360,7 +361,7 @@ def test_persistent_faults_exit_1_name_the_files_keep_the_tree_and_heal_on_the_n
         config = make_config(tmp_path / "site", server.url, retries=2)
         tree = tmp_path / "site" / "tree"
         assert run_cli(["sync", "--config", str(config)]).code == 0
-        before = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+        before = served_bytes(tree)
         noarch_before = {p: b for p, b in before.items() if p.parent.name == "noarch"}
 
         grow(root, channel)
@@ -375,7 +376,7 @@ def test_persistent_faults_exit_1_name_the_files_keep_the_tree_and_heal_on_the_n
         assert re.search(r"not mirrored: \S*/linux-64/fresh-b-1.0-h0_0.conda: checksum", out)
         assert re.search(r"up/noarch: failed.*noarch/repodata.json.zst: corrupt zstd", out)
         # what was published is still there, byte for byte; the noarch index did not move
-        after = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+        after = served_bytes(tree)
         assert {p: after.get(p) for p in before if p.name.endswith(PACKAGE_SUFFIXES)} == {
             p: b for p, b in before.items() if p.name.endswith(PACKAGE_SUFFIXES)
         }

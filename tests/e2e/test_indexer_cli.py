@@ -330,7 +330,7 @@ def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: 
     channel = make_channel(tmp_path)
     assert index(channel).code == 0
     with sqlite3.connect(state_of(channel) / "catalog.sqlite") as db:
-        for table in ("channel_dirty", "closure_notes", "dangling", "repodata_source"):
+        for table in ("channel_dirty", "closure_notes", "dangling", "repodata_source", "guard_log"):
             db.execute(f"DROP TABLE {table}")
         db.execute("PRAGMA user_version=2")
     build_package(PackageSpec("late", "1.0"), channel / "noarch")

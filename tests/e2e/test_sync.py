@@ -14,6 +14,7 @@ from mirror.reports import Outcome
 from tests.conftest import Site
 from tests.support.builder import PackageSpec, build_channel
 from tests.support.rattler_client import solve_and_install
+from tests.support.served import served_bytes, served_paths
 from tests.support.upstream_server import UpstreamServer
 
 
@@ -71,7 +72,7 @@ def test_second_sync_transfers_no_package_and_parses_no_repodata(
 ) -> None:
     site = make_site(server.url)
     assert site.sync().ok
-    mtimes = {p: p.stat().st_mtime_ns for p in published_files(site.root)}
+    mtimes = {p: p.stat().st_mtime_ns for p in served_paths(site.root)}
     server.clear_log()
 
     report = site.sync()
@@ -81,7 +82,7 @@ def test_second_sync_transfers_no_package_and_parses_no_repodata(
     assert server.count("*.conda") == 0 and server.count("*.tar.bz2") == 0
     assert server.count("*repodata.json*", status=200) == 0
     assert server.count("*repodata.json.zst", status=304) == 2
-    assert {p: p.stat().st_mtime_ns for p in published_files(site.root)} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in served_paths(site.root)} == mtimes
 
 
 def test_published_repodata_keeps_upstream_records_verbatim_and_zst_matches_json(
@@ -247,7 +248,9 @@ def test_upstream_replacing_a_file_under_the_same_name_is_fetched_again(
             )
         ],
     )
-    report = site.sync()
+    guarded = site.sync()  # 1 of 1 published file: past the mass-replacement guard
+    assert guarded.subdirs[0].outcome == "guarded" and not guarded.ok
+    report = site.sync(allow_mass_replace=True)
     assert report.ok and report.subdirs[0].downloaded_files == 1
     assert (site.subdir("up", "linux-64") / "a-1.0-h_0.conda").read_bytes() == (
         up / "linux-64" / "a-1.0-h_0.conda"
@@ -423,7 +426,7 @@ def test_upstream_serving_something_that_is_not_json_leaves_the_tree_untouched(
 ) -> None:
     site = make_site(server.url)
     assert site.sync().ok
-    before = {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()}
+    before = served_bytes(site.root)
     server.add_fault("/linux-64/repodata.json.zst", "not_json", count=20)  # beyond the retries
     report = site.sync(subdirs=("linux-64",))
     assert not report.ok
@@ -435,9 +438,4 @@ def test_upstream_serving_something_that_is_not_json_leaves_the_tree_untouched(
     report = site.sync(subdirs=("linux-64",))
     assert "not valid repodata JSON" in (report.subdirs[0].message or "")
     assert report.subdirs[0].retries == {"invalid_repodata": 4}
-    assert {p: p.read_bytes() for p in site.root.rglob("*") if p.is_file()} == before
-
-
-def published_files(root: Path) -> list[Path]:
-    """What clients are served: not the dotfiles (the writer lock, the channel markers)."""
-    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert served_bytes(site.root) == before

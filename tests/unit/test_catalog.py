@@ -46,7 +46,7 @@ def test_a_version_3_catalog_gains_the_closure_notes_table_and_keeps_its_rows(
         catalog.set_closure_notes("cf", [note])
         assert catalog.closure_notes("cf") == [note]
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 5
+    assert version == SCHEMA_VERSION == 6
     assert catalog_tables(path) >= {"closure_notes", "dangling", "repodata_source"}
 
 

@@ -34,7 +34,6 @@ def channel(include: tuple[str, ...] = (), **changes: object) -> ChannelConfig:
         subdirs=("linux-64", "noarch"),
         filters=FilterRules(include=tuple(parse_spec(s) for s in include)),
         transfer=TransferSettings(),
-        max_delete_fraction=0.1,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 

@@ -17,6 +17,7 @@ from mirror.adapters.catalog.closure_notes import ClosureNote, ClosureNoteKind, 
 from mirror.adapters.catalog.connection import BUSY_TIMEOUT_S
 from mirror.adapters.catalog.dangling import DanglingTable
 from mirror.adapters.catalog.files import CHANNEL_ROOT, FileTable
+from mirror.adapters.catalog.guard_log import GuardLog
 from mirror.adapters.catalog.runs import RunHistory
 from mirror.adapters.catalog.sources import RepodataSources
 from mirror.adapters.catalog.subdir_state import SubdirState
@@ -31,7 +32,9 @@ from mirror.adapters.catalog.values import (
 CATALOG_NAME = "catalog.sqlite"  # under the state directory
 
 
-class Catalog(FileTable, SubdirState, RunHistory, ClosureNotes, DanglingTable, RepodataSources):
+class Catalog(
+    FileTable, SubdirState, RunHistory, ClosureNotes, DanglingTable, RepodataSources, GuardLog
+):
     """The state database, one table group per mixin (see their modules)."""
 
     @classmethod

@@ -1,8 +1,8 @@
 """The catalog's SQLite schema. Everything in it can be rebuilt from the tree and upstream."""
 
-SCHEMA_VERSION = 5
-# 3 added channel_dirty; 4 closure_notes and dangling; 5 repodata_source: versions only add
-# tables, so CREATE ... IF NOT EXISTS migrates them in place
+SCHEMA_VERSION = 6
+# 3 added channel_dirty; 4 closure_notes and dangling; 5 repodata_source; 6 guard_log: versions
+# only add tables, so CREATE ... IF NOT EXISTS migrates them in place
 FIRST_COMPATIBLE_VERSION = 2
 
 SCHEMA = """
@@ -123,4 +123,13 @@ CREATE TABLE IF NOT EXISTS repodata_source (
     index_missing_until REAL,         -- no shard index upstream (404): not asked until then
     PRIMARY KEY (channel, subdir)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS guard_log (
+    channel  TEXT NOT NULL,
+    subdir   TEXT NOT NULL,
+    at       REAL NOT NULL,     -- when the sync that made these changes ended
+    deleted  INTEGER NOT NULL,  -- published files it deleted
+    replaced INTEGER NOT NULL,  -- published files it gave new bytes under the same name
+    accepted INTEGER NOT NULL   -- 1: run with --allow-mass-delete/-replace past a limit
+);
+CREATE INDEX IF NOT EXISTS guard_log_by_subdir ON guard_log (channel, subdir, at);
 """
