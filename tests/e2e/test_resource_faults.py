@@ -427,6 +427,21 @@ def test_index_of_a_local_channel_on_a_full_disk_fails_clearly_and_recovers(
 # -- 2. a read-only tree ------------------------------------------------------------------------
 
 
+def test_a_sync_with_nothing_to_do_succeeds_on_a_read_only_tree(world: World) -> None:
+    """It used to exit 1: `cannot delete .../channeldata.json: Read-only file system`, for a
+    file that does not exist (unlink of a missing file fails with EROFS there)."""
+    with tmpfs_at(world.tree, 2048) as fs:
+        assert run_cli(["sync", "--config", str(world.config)]).code == 0
+        before = published(world)
+        fs.read_only(True)
+        try:
+            result = run_cli(["sync", "--config", str(world.config)])
+        finally:
+            fs.read_only(False)
+        assert result.code == 0, result.stderr
+        assert published(world) == before
+
+
 def test_a_read_only_tree_fails_sync_and_index_clearly_and_loses_nothing(
     world: World, tmp_path: Path
 ) -> None:
