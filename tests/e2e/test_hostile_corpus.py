@@ -178,6 +178,14 @@ RECORD_CASES: dict[str, RecordCase] = {
     "size-float": RecordCase(EVIL_FN, rec(size=1.5), "got `float` - at `$.size`"),
     "size-bool": RecordCase(EVIL_FN, rec(size=True), "got `bool` - at `$.size`"),
     "size-2-to-the-70": RecordCase(EVIL_FN, rec(size=2**70), "at `$.size`"),
+    # issue 11: each used to stall its subdir or be published where rattler cannot read it
+    "size-2-to-the-62": RecordCase(EVIL_FN, rec(size=2**62), "size"),
+    "timestamp-float": RecordCase(EVIL_FN, rec(timestamp=1700000000.5), "timestamp"),
+    "timestamp-1e300": RecordCase(
+        EVIL_FN, rec(timestamp=DROP)[:-1] + b', "timestamp": 1e300}', "'timestamp'"
+    ),
+    "version-bangs": RecordCase("evil-!!!==-0.conda", rec(version="!!!=="), "version"),
+    "name-253-chars": RecordCase("e" * 241 + "-1.0-0.conda", rec(name="e" * 241), "not a plain"),
     "sha256-not-hex": RecordCase(EVIL_FN, rec(sha256="z" * 64), "sha256 is not 64"),
     "sha256-63-digits": RecordCase(EVIL_FN, rec(sha256="a" * 63), "sha256 is not 64"),
     "sha256-uppercase": RecordCase(EVIL_FN, rec(sha256="A" * 64), "sha256 is not 64"),

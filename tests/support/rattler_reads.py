@@ -53,3 +53,11 @@ def rattler_refusal(channel_dir: Path, subdir: str, entries: Sequence[Entry]) ->
     except Exception as exc:  # rattler's own exception types
         return f"{type(exc).__name__}: {exc}"
     return None if count == len(entries) else f"rattler loaded {count} of {len(entries)}"
+
+
+def assert_rattler_reads(path: Path) -> None:
+    """py-rattler loads every record of a published repodata.json, whole and name by name."""
+    document = json.loads(path.read_bytes())
+    records = {**document.get("packages", {}), **document.get("packages.conda", {})}
+    names = [record["name"] for record in records.values()]
+    assert load_with_rattler(path, names) == len(records)
