@@ -54,6 +54,7 @@ from mirror.publish.side_files import (
     write_run_exports,
 )
 from mirror.publish.step import PublishRun, remember_output
+from mirror.publish.twins import warn_disagreeing_twins
 from mirror.reports import PublishResult
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def _write_all(
 ) -> tuple[int, int, bool]:
     """Every index file in the safe order -> (shards written, shards deleted, spliced)."""
     catalog, channel, subdir, settings = run.catalog, run.channel, run.subdir, run.settings
+    warn_disagreeing_twins(run, dirty)
     pieces = None
     if (
         intact

@@ -80,3 +80,18 @@ def test_a_local_package_cannot_claim_another_name_url_or_channel(tmp_path: Path
     record = document["packages.conda"]["pkg-1.0-0.conda"]
     assert "url" not in record and "channel" not in record
     assert record.get("fn", "pkg-1.0-0.conda") == "pkg-1.0-0.conda"
+
+
+def test_one_package_in_both_formats_with_different_metadata_is_a_warning(tmp_path: Path) -> None:
+    channel = tmp_path / "local"
+    build_package(PackageSpec("same", "1.0"), channel / "noarch")
+    build_package(PackageSpec("same", "1.0", fmt=".tar.bz2"), channel / "noarch")
+    build_package(PackageSpec("twin", "1.0", depends=("zlib >=1.3",)), channel / "noarch")
+    build_package(
+        PackageSpec("twin", "1.0", fmt=".tar.bz2", depends=("zlib >=1.2",)), channel / "noarch"
+    )
+    result = run_cli(["index", str(channel)])
+    assert result.code == 0
+    warnings = [line for line in result.stderr.splitlines() if "two formats" in line]
+    assert len(warnings) == 1
+    assert "twin-1.0-0.conda and twin-1.0-0.tar.bz2" in warnings[0] and "depends" in warnings[0]
