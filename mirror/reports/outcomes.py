@@ -22,6 +22,7 @@ class UpstreamStatus(StrEnum):
     FETCHED = "fetched"
     NOT_MODIFIED = "not_modified"
     ERROR = "error"
+    ABSENT = "absent"  # upstream has no such subdir (404): an empty index is published
 
 
 class DropResult(StrEnum):

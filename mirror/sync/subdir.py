@@ -28,7 +28,9 @@ from mirror.core.plan import (
     plan_sync,
 )
 from mirror.core.records import UpstreamRepodata
+from mirror.core.repodata_doc import published_records
 from mirror.errors import Interrupted, MirrorError, RepodataError, UpstreamError
+from mirror.publish.names import REPODATA_JSON
 from mirror.publish.settings import PublishSettings, settings_for
 from mirror.publish.subdir import publish_subdir
 from mirror.reports import FileFailure, Outcome, SubdirReport, UpstreamStatus
@@ -103,12 +105,18 @@ class SubdirSync:
                 Outcome.INTERRUPTED, message="stopped before finishing", **self.done
             )
         except (UpstreamError, RepodataError) as exc:  # the subdir's repodata
-            report = self.report(
-                Outcome.FAILED,
-                upstream_status=UpstreamStatus.ERROR,
-                error_reason=exc.reason if isinstance(exc, UpstreamError) else "invalid_repodata",
-                message=self.ctx.redactor(str(exc)),
-                **self.done,
+            report = (
+                self._empty_index(exc)
+                if self._absent_upstream(exc)
+                else self.report(
+                    Outcome.FAILED,
+                    upstream_status=UpstreamStatus.ERROR,
+                    error_reason=exc.reason
+                    if isinstance(exc, UpstreamError)
+                    else "invalid_repodata",
+                    message=self.ctx.redactor(str(exc)),
+                    **self.done,
+                )
             )
         except MirrorError as exc:  # the tree, the state database
             report = self.report(Outcome.FAILED, message=self._failed_after(str(exc)), **self.done)
@@ -119,6 +127,32 @@ class SubdirSync:
         if report.outcome != Outcome.PLANNED:
             self._record_run(report)
         return report
+
+    def _absent_upstream(self, exc: Exception) -> bool:
+        """Upstream has no such subdir (404), and what we publish of it lists nothing: a typo,
+        or a subdir the upstream does not carry (linux-aarch64 of a small channel). A subdir
+        that has records keeps them: upstream losing one is a failure to look at."""
+        if self.options.dry_run or not isinstance(exc, UpstreamError):
+            return False
+        if exc.reason != "not_found":
+            return False
+        path = self.ctx.tree.subdir_dir(self.name, self.subdir) / REPODATA_JSON
+        try:
+            return not published_records(path.read_bytes())
+        except FileNotFoundError:
+            return True
+
+    def _empty_index(self, exc: Exception) -> SubdirReport:
+        """An empty index, so that clients (and `mirror verify`) find a valid subdir, as for
+        noarch; a warning, not a failure: the channel's other subdirs are what it serves."""
+        ctx = self.ctx
+        publish_subdir(ctx.tree, ctx.catalog, self.name, self.subdir, self._publish_settings())
+        message = ctx.redactor(
+            f"upstream has no {self.subdir} ({exc}); published an empty index for it: remove "
+            f"{self.subdir} from the channel's subdirs if that is a typo"
+        )
+        log.warning("%s/%s: %s", self.name, self.subdir, message)
+        return self.report(Outcome.OK, upstream_status=UpstreamStatus.ABSENT, message=message)
 
     def _failed_after(self, reason: str) -> str:
         """What failed, after what was already done (shown and stored: redacted)."""

@@ -95,3 +95,17 @@ def test_one_package_in_both_formats_with_different_metadata_is_a_warning(tmp_pa
     warnings = [line for line in result.stderr.splitlines() if "two formats" in line]
     assert len(warnings) == 1
     assert "twin-1.0-0.conda and twin-1.0-0.tar.bz2" in warnings[0] and "depends" in warnings[0]
+
+
+def test_a_subdir_upstream_does_not_have_gets_an_empty_index_and_a_warning(tmp_path: Path) -> None:
+    """It used to leave an empty folder with no index, which `mirror verify` then flagged."""
+    build_channel(tmp_path / "up", [PackageSpec("a", "1.0", subdir="linux-64")])
+    channel = {"upstream": "up", "subdirs": ["linux-64", "linux-aarch64", "noarch"]}
+    config = write_config(tmp_path, {"c": channel})
+    result = run_cli(["sync", "--config", str(config)])
+    assert result.code == 0, result.stderr
+    assert "upstream has no linux-aarch64" in result.stderr
+    repodata = tmp_path / "tree" / "c" / "linux-aarch64" / "repodata.json"
+    assert json.loads(repodata.read_bytes())["packages.conda"] == {}
+    assert run_cli(["verify", "--config", str(config)]).code == 0
+    assert run_cli(["sync", "--config", str(config)]).code == 0
