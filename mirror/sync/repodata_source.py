@@ -129,7 +129,7 @@ class ShardOpener:
                 raise UpstreamError(
                     f"{self.label}: repodata_source is 'shards', but upstream has no shard index "
                     f"({shown}: 404); set repodata_source to auto or full",
-                    reason="not_found",
+                    reason="no_shard_index",  # not "not_found": the subdir itself may exist
                     retryable=False,
                 ) from None
             log.info(

@@ -49,6 +49,7 @@ class Sites:
         doc: dict[str, Any] = {
             "root": "tree", "state_dir": "state", "retry_backoff_s": 0.01,
             "max_delete_fraction": 0.5,
+            "max_replace_fraction": 1.0,  # the scenario rebuilds a published package
             "channels": {"up": {"subdirs": ["linux-64", "noarch"], **extra}},
         }  # fmt: skip
         if bundles:

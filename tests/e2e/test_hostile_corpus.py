@@ -182,7 +182,7 @@ RECORD_CASES: dict[str, RecordCase] = {
     "size-2-to-the-62": RecordCase(EVIL_FN, rec(size=2**62), "size"),
     "timestamp-float": RecordCase(EVIL_FN, rec(timestamp=1700000000.5), "timestamp"),
     "timestamp-1e300": RecordCase(
-        EVIL_FN, rec(timestamp=DROP)[:-1] + b', "timestamp": 1e300}', "'timestamp'"
+        EVIL_FN, rec(timestamp=DROP)[:-1] + b', "timestamp": 1e300}', "$.timestamp"
     ),
     "version-bangs": RecordCase("evil-!!!==-0.conda", rec(version="!!!=="), "version"),
     "name-253-chars": RecordCase("e" * 241 + "-1.0-0.conda", rec(name="e" * 241), "not a plain"),
