@@ -6,6 +6,7 @@ name, then renamed), so a one-way transfer system watching the outbox never ship
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -35,6 +36,7 @@ from mirror.core.bundle_manifest import (
 )
 from mirror.errors import BundleError
 from mirror.publish.snapshot import take_snapshot
+from mirror.publish.tree import open_tree
 from mirror.reports import ExportReport
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ def export_to_outbox(config: MirrorConfig, channel: str) -> ExportReport | None:
     bundle written there (the first one is full). None when nothing changed since."""
     assert config.bundles.outbox is not None
     with SnapshotStore(config.state_dir / SNAPSHOTS_NAME) as store:
-        target = take_snapshot(config.root, store, channel)
+        target = take_snapshot(open_tree(config), store, channel)
         since = store.last_export(channel)
     if target is None or since == target.id:
         return None
@@ -100,8 +102,9 @@ def _plan(config: MirrorConfig, store: SnapshotStore, options: ExportOptions) ->
             "lists them, `--full` needs none"
         )
     plans = []
+    tree = open_tree(config)
     for name in names:
-        target = take_snapshot(config.root, store, name)
+        target = take_snapshot(tree, store, name)
         if target is None:
             continue
         source = _source(store, name, options.since)
@@ -143,6 +146,7 @@ def _write(config: MirrorConfig, plans: Sequence[_Plan], options: ExportOptions)
         raise BundleError(f"{out} already exists; give a new folder for the bundle")
     partial = out.parent / f".{out.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
+    tree = open_tree(config)
     try:
         partial.mkdir(parents=True)
         writer = PartWriter(partial, options.split_size)
@@ -150,11 +154,12 @@ def _write(config: MirrorConfig, plans: Sequence[_Plan], options: ExportOptions)
             (plan.change.channel, path, state) for plan in plans for path, state in plan.files
         ]
         entries.sort(key=lambda e: (apply_rank(e[1]), e[0], e[1]))
-        items = [
-            (f"{channel}/{path}", config.root / channel / path, state.size, state.sha256)
-            for channel, path, state in entries
-        ]
-        offsets = writer.add_files(items)  # reads ahead across files: one call for them all
+        with contextlib.ExitStack() as held:  # files on this host (a bucket's: downloaded)
+            items = [
+                (key, held.enter_context(tree.local_file(key)), state.size, state.sha256)
+                for key, state in ((f"{c}/{path}", state) for c, path, state in entries)
+            ]
+            offsets = writer.add_files(items)  # reads ahead across files: one call for them all
         files = [
             BundleFile(name, size, sha256, offset)
             for (name, _, size, sha256), offset in zip(items, offsets, strict=True)

@@ -12,14 +12,11 @@ Afterwards each channel's snapshot must equal the bundle's target, byte for byte
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +32,7 @@ from mirror.adapters.snapshots import (
     SnapshotStore,
 )
 from mirror.adapters.state_files import write_atomically
-from mirror.adapters.store import ChannelMarker, ChannelTree, sha256_file
+from mirror.adapters.store import ChannelMarker, ChannelTree, FileStat
 from mirror.bundles.export import hook_paths
 from mirror.config.model import MirrorConfig
 from mirror.core.bundle_manifest import (
@@ -49,6 +46,7 @@ from mirror.core.bundle_manifest import (
 )
 from mirror.errors import BundleError
 from mirror.publish.snapshot import preview_snapshot, take_snapshot
+from mirror.publish.tree import open_tree
 from mirror.reports import ImportReport
 
 log = logging.getLogger(__name__)
@@ -56,7 +54,6 @@ log = logging.getLogger(__name__)
 JOURNAL = "import-journal.json"
 MAX_MANIFEST_BYTES = 1 << 30
 TEMP_PREFIX = ".mirror-import-"
-STAGING = ".mirror-import"  # under the tree's root: same file system, never published
 
 
 def run_import(config: MirrorConfig, bundle: Path, *, dry_run: bool = False) -> ImportReport:
@@ -87,26 +84,29 @@ def _apply(
 ) -> None:
     resuming = _journal_says(config, bundle, manifest_sha)
 
+    tree = open_tree(config)
+
     def snapshot_of(channel: str) -> Snapshot | None:
-        return take_snapshot(config.root, store, channel)
+        return take_snapshot(tree, store, channel)
 
     todo = _check_order(config, snapshot_of, manifest, resuming, report)
     if not todo:
         return
-    plan = _plan(config, manifest, todo, {c.channel: store.current_files(c.channel) for c in todo})
+    known = {c.channel: store.current_files(c.channel) for c in todo}
+    plan = _plan(tree, manifest, todo, known)
     report.skipped = plan.kept
-    staging = config.root / STAGING
-    shutil.rmtree(staging, ignore_errors=True)
+    staged: dict[str, tuple[Path, BundleFile]] = {}
     try:
-        staged = _stage(bundle, manifest, plan, staging)
+        staged = _stage(tree, bundle, manifest, plan)
         _write_journal(config, bundle, manifest_sha)
-        written = _install(config, staged, report)
-        _delete(config, plan, report)
+        written = _install(tree, staged, report)
+        _delete(tree, plan, report)
         os.sync()  # the journal goes only once every rename is durable
         for change in todo:
-            _finish(config, store, change, written)
+            _finish(config, tree, store, change, written)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for path, _ in staged.values():
+            path.unlink(missing_ok=True)
     (config.state_dir / JOURNAL).unlink(missing_ok=True)
 
 
@@ -117,12 +117,13 @@ def _preview(
     when it does not exist yet: a dry run creates nothing)."""
     path = config.state_dir / SNAPSHOTS_NAME
     store = SnapshotStore(path, read_only=True) if path.exists() else None
+    tree = open_tree(config)
     try:
         resuming = _journal_says(config, bundle, manifest_sha)
         previews: dict[str, tuple[Snapshot | None, dict[str, FileState]]] = {}
 
         def snapshot_of(channel: str) -> Snapshot | None:
-            previews[channel] = preview_snapshot(config.root, store, channel)
+            previews[channel] = preview_snapshot(tree, store, channel)
             return previews[channel][0]
 
         todo = _check_order(config, snapshot_of, manifest, resuming, report)
@@ -131,12 +132,12 @@ def _preview(
             store.close()
     if not todo:
         return
-    plan = _plan(config, manifest, todo, {c.channel: previews[c.channel][1] for c in todo})
+    plan = _plan(tree, manifest, todo, {c.channel: previews[c.channel][1] for c in todo})
     _check_contents(bundle, manifest, None)
     report.skipped = plan.kept
     report.written = len(plan.copy)
     report.written_bytes = sum(item.size for item in plan.copy)
-    report.deleted = sum(1 for path in plan.doomed if (config.root / path).is_file())
+    report.deleted = sum(1 for key in plan.doomed if tree.stat(key) is not None)
 
 
 def read_manifest(config: MirrorConfig, bundle: Path) -> tuple[Manifest, str]:
@@ -237,7 +238,7 @@ class _Plan:
 
 
 def _plan(
-    config: MirrorConfig,
+    tree: ChannelTree,
     manifest: Manifest,
     todo: list[ChannelChange],
     known: Mapping[str, Mapping[str, FileState]],
@@ -249,7 +250,7 @@ def _plan(
         channel, relative = item.path.split("/", 1)
         if channel not in known:
             continue
-        if _in_place(config.root / item.path, known[channel].get(relative), item):
+        if _in_place(tree, item.path, known[channel].get(relative), item):
             kept += 1
         else:
             copy.append(item)
@@ -267,87 +268,76 @@ def _plan(
 
 
 def _stage(
-    bundle: Path, manifest: Manifest, plan: _Plan, staging: Path
+    tree: ChannelTree, bundle: Path, manifest: Manifest, plan: _Plan
 ) -> dict[str, tuple[Path, BundleFile]]:
     """Check the whole bundle and, in the same read, copy each file not yet in place into a
-    staging folder at the tree's root (a dot folder: never published). Nothing under a
-    channel changes here; a damaged bundle leaves only the staging folder, then removed."""
-    staged = {item.path: (staging / f"{n:08d}", item) for n, item in enumerate(plan.copy)}
-    staging.mkdir(parents=True)
+    staging file beside its destination (a dotfile: never published; for a bucket, a local
+    temp file). Nothing published changes here; a damaged bundle leaves only staging files,
+    then removed."""
+    staged = {
+        item.path: (tree.store.staging_path(item.path.rpartition("/")[0]), item)
+        for item in plan.copy
+    }
 
     def stage(item: BundleFile) -> Path | None:
         entry = staged.get(item.path)
         return entry[0] if entry else None
 
-    _check_contents(bundle, manifest, stage)
+    try:
+        _check_contents(bundle, manifest, stage)
+    except BaseException:
+        for path, _ in staged.values():
+            path.unlink(missing_ok=True)
+        raise
     os.sync()  # staged bytes are durable before any of them takes its final name
     return staged
 
 
 def _install(
-    config: MirrorConfig, staged: dict[str, tuple[Path, BundleFile]], report: ImportReport
+    tree: ChannelTree, staged: dict[str, tuple[Path, BundleFile]], report: ImportReport
 ) -> dict[str, tuple[int, int, str]]:
-    """Rename the staged files into place in the safe order; their (size, mtime_ns, sha256),
+    """Give the staged files their names in the safe order; their (size, mtime_ns, sha256),
     checked while staging, spare the final snapshot from reading them again."""
     written: dict[str, tuple[int, int, str]] = {}
-    for path in sorted(staged, key=lambda p: (apply_rank(p), p)):
-        source, item = staged[path]
-        dest = config.root / path
-        dest.parent.mkdir(parents=True, exist_ok=True)
+    for key in sorted(staged, key=lambda p: (apply_rank(p), p)):
+        source, item = staged[key]
         source.chmod(0o644)
-        move_into_place(source, dest)
-        stat = dest.stat()
-        written[path] = (stat.st_size, stat.st_mtime_ns, item.sha256)
+        stat = install_staged(tree, source, key, item.sha256)
+        written[key] = (stat.size, stat.mtime_ns, item.sha256)
         report.written += 1
         report.written_bytes += item.size
     return written
 
 
-def move_into_place(source: Path, dest: Path) -> None:
-    """An atomic rename; across file systems (a channel folder mounted apart), a copy beside
-    the destination first, then the rename."""
-    try:
-        os.replace(source, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        temp = dest.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.tmp"
-        try:
-            shutil.copyfile(source, temp)
-            with temp.open("rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temp, dest)
-        finally:
-            temp.unlink(missing_ok=True)
+def install_staged(tree: ChannelTree, source: Path, key: str, sha256: str) -> FileStat:
+    """One staged file takes its name (a seam for tests that stop an import half way)."""
+    return tree.install(source, key, sha256=sha256)
 
 
-def _delete(config: MirrorConfig, plan: _Plan, report: ImportReport) -> None:
+def _delete(tree: ChannelTree, plan: _Plan, report: ImportReport) -> None:
     """Last, once nothing published names them: files the targets no longer have."""
-    for relative in plan.doomed:
-        path = config.root / relative
-        if path.is_file():
-            path.unlink()
+    for key in plan.doomed:
+        if tree.stat(key) is not None:
+            tree.remove(key)
             report.deleted += 1
 
 
-def _in_place(dest: Path, known: FileState | None, item: BundleFile) -> bool:
+def _in_place(tree: ChannelTree, key: str, known: FileState | None, item: BundleFile) -> bool:
     """Already the right bytes (a resumed or repeated import): trust the snapshot's hash when
     the stat matches it, else hash the file."""
-    try:
-        stat = dest.stat()
-    except FileNotFoundError:
-        return False
-    if stat.st_size != item.size:
+    stat = tree.stat(key)
+    if stat is None or stat.size != item.size:
         return False
     if known is not None and (known.size, known.mtime_ns, known.sha256) == (
-        item.size, stat.st_mtime_ns, item.sha256,
+        item.size, stat.mtime_ns, item.sha256,
     ):  # fmt: skip
         return True
-    return sha256_file(dest) == item.sha256
+    return tree.digest(key, with_md5=False)[1] == item.sha256
 
 
 def _finish(
     config: MirrorConfig,
+    tree: ChannelTree,
     store: SnapshotStore,
     change: ChannelChange,
     written: dict[str, tuple[int, int, str]],
@@ -355,9 +345,9 @@ def _finish(
     prefix = change.channel + "/"
     trusted = {p[len(prefix) :]: v for p, v in written.items() if p.startswith(prefix)}
     marker = ChannelMarker("imported", str(config.state_dir), str(config.source))
-    ChannelTree(config.root).mark_channel(change.channel, marker)
+    tree.mark_channel(change.channel, marker)
     snapshot = take_snapshot(
-        config.root,
+        tree,
         store,
         change.channel,
         origin=ORIGIN_IMPORT,

@@ -127,13 +127,15 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     from mirror.adapters.snapshots import SNAPSHOTS_NAME, SnapshotStore
     from mirror.config import load_config, resolve_config_path
     from mirror.publish.snapshot import take_snapshot
+    from mirror.publish.tree import open_tree
 
     config = load_config(resolve_config_path(args.config))
+    tree = open_tree(config)
     names = config.check_channels(args.channel) or [c.name for c in config.channels]
     rows: list[dict[str, Any]] = []
     with SnapshotStore(config.state_dir / SNAPSHOTS_NAME) as store:
         for name in names:
-            take_snapshot(config.root, store, name)  # what is published now is the newest
+            take_snapshot(tree, store, name)  # what is published now is the newest
             current = store.current(name)
             if current is None:
                 continue

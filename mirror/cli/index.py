@@ -112,7 +112,7 @@ def _add_output_arguments(index: argparse.ArgumentParser) -> None:
 def cmd_index(args: argparse.Namespace) -> int:
     from mirror.adapters.catalog import Catalog
     from mirror.adapters.lock import WriterLocks
-    from mirror.adapters.store import QUARANTINE_DIR, ChannelMarker, ChannelTree, Quarantine
+    from mirror.adapters.store import QUARANTINE_DIR, ChannelMarker, Quarantine, local_tree
     from mirror.config.model import IndexSettings
     from mirror.local.indexer import IndexContext, index_channel
     from mirror.publish.recompress import recompress
@@ -129,14 +129,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         run_exports=args.run_exports, channeldata=args.channeldata,
         shard_grace_days=args.shard_grace_days, patch_instructions=patch, deep_scan=args.deep,
     )  # fmt: skip
-    tree = ChannelTree(channel_dir.parent)
+    tree = local_tree(channel_dir.parent)
     try:
-        tree.channel_dir(channel_dir.name)
+        tree.channel_key(channel_dir.name)
     except MirrorError:
         raise UsageError(
             f"{channel_dir}: a channel folder name may hold only letters, digits, '.', '_', '-'"
         ) from None
-    with WriterLocks(tree.root, state_dir), Catalog.in_state_dir(state_dir) as catalog:
+    with WriterLocks(channel_dir.parent, state_dir), Catalog.in_state_dir(state_dir) as catalog:
         tree.mark_channel(channel_dir.name, ChannelMarker("local", str(state_dir)))
         ctx = IndexContext(
             tree=tree, catalog=catalog, quarantine=Quarantine(state_dir / QUARANTINE_DIR),

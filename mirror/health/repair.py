@@ -23,10 +23,12 @@ from mirror.adapters.store import QUARANTINE_DIR, ChannelTree, Quarantine
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.plan import ORIGIN_MIRROR
 from mirror.core.secrets import Redactor
+from mirror.core.tree_store import join
 from mirror.health.verify import verify
 from mirror.local.indexer import IndexContext, index_subdir
 from mirror.publish.settings import settings_for
 from mirror.publish.subdir import publish_subdir
+from mirror.publish.tree import open_tree
 from mirror.reports import Problem, ProblemKind, VerifyOutcome, VerifyReport
 from mirror.sync.run import SyncOptions, run_sync
 
@@ -44,7 +46,7 @@ def run_verify(
 ) -> VerifyOutcome:
     chosen = [c for c in config.channels if not channels or c.name in channels]
     targets = [(c.name, s) for c in chosen for s in c.subdirs]
-    tree = ChannelTree(config.root)
+    tree = open_tree(config)
     lock = WriterLocks(config.root, config.state_dir)
     if repair:
         lock.acquire()  # a repair writes; a plain verify only reads
@@ -82,7 +84,7 @@ def _fix(
         channel = by_name[problem.channel]
         target = (problem.channel, problem.subdir)
         if problem.kind == ProblemKind.TEMP_FILE:
-            tree.remove(tree.subdir_dir(*target) / problem.name)
+            tree.remove(join(tree.subdir_key(*target), problem.name))
         elif problem.kind in (ProblemKind.MISSING_FILE, ProblemKind.BAD_FILE):
             if _drop_file(tree, catalog, quarantine, channel, problem):
                 resync.add(problem.channel)
@@ -112,14 +114,15 @@ def _drop_file(
     problem: Problem,
 ) -> bool:
     """A record whose file is missing or wrong. True when upstream can supply it again."""
-    path = tree.subdir_dir(problem.channel, problem.subdir) / problem.name
+    key = join(tree.subdir_key(problem.channel, problem.subdir), problem.name)
     known = catalog.files_named(problem.channel, problem.subdir, [problem.name]).get(problem.name)
     mirrored = channel.mirrored and (known is None or known.origin == ORIGIN_MIRROR)
-    if path.exists():
+    if tree.stat(key) is not None:
         if mirrored:
-            tree.remove(path)  # upstream has the right bytes; these are worth nothing
+            tree.remove(key)  # upstream has the right bytes; these are worth nothing
         else:
-            quarantine.move(path, problem.channel, problem.subdir, f"verify: {problem.message}")
+            reason = f"verify: {problem.message}"
+            quarantine.take(tree, key, problem.channel, problem.subdir, reason)
     with catalog.transaction():
         catalog.remove_files(problem.channel, problem.subdir, [problem.name])
         if mirrored:
@@ -136,12 +139,12 @@ def _unindexed(
     problem: Problem,
 ) -> None:
     known = catalog.files_named(problem.channel, problem.subdir, [problem.name]).get(problem.name)
-    path = tree.subdir_dir(problem.channel, problem.subdir) / problem.name
+    key = join(tree.subdir_key(problem.channel, problem.subdir), problem.name)
     if known is not None and known.origin == ORIGIN_MIRROR:
-        tree.remove(path)  # retired from the index, its deletion interrupted: finish it
+        tree.remove(key)  # retired from the index, its deletion interrupted: finish it
         with catalog.transaction():
             catalog.remove_files(problem.channel, problem.subdir, [problem.name], mark_dirty=False)
     elif channel.mirrored and known is None:
         reason = "verify: a file in a mirrored channel that nothing selected or indexed"
-        quarantine.move(path, problem.channel, problem.subdir, reason)
+        quarantine.take(tree, key, problem.channel, problem.subdir, reason)
     # anything else (a local file) is picked up by re-indexing the subdir

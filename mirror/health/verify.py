@@ -16,16 +16,16 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import zstandard
 
 from mirror.adapters.catalog import Catalog, CatalogFile
-from mirror.adapters.store import TEMP_PREFIX, TEMP_SUFFIX, ChannelTree, hash_file
+from mirror.adapters.store import TEMP_PREFIX, TEMP_SUFFIX, ChannelTree
 from mirror.core.records import PACKAGE_GROUPS, name_from_filename
 from mirror.core.shards import SHARD_INDEX_NAME, SHARDS_DIR, read_shard, read_shard_index
+from mirror.core.tree_store import join
 from mirror.publish.names import (
     CURRENT_REPODATA,
     CURRENT_REPODATA_ZST,
@@ -50,9 +50,9 @@ def verify_subdir(
     tree: ChannelTree, catalog: Catalog, channel: str, subdir: str, *, full: bool
 ) -> SubdirCheck:
     check = SubdirCheck(channel, subdir)
-    directory = tree.subdir_dir(channel, subdir)
+    directory = tree.subdir_key(channel, subdir)
     try:
-        body = (directory / REPODATA_JSON).read_bytes()
+        body = tree.read(join(directory, REPODATA_JSON))
     except FileNotFoundError:
         check.problem(
             ProblemKind.BAD_REPODATA, REPODATA_JSON, "missing: clients of this subdir get a 404"
@@ -70,15 +70,17 @@ def verify_subdir(
         for filename, record in source.items():
             if checked.get(filename) != record:
                 checked[filename] = record
-                _check_file(check, directory, filename, record, known.get(filename), full=full)
+                _check_file(
+                    check, tree, directory, filename, record, known.get(filename), full=full
+                )
 
     check_records(records)
-    zst_records = _check_zst(check, directory, body, REPODATA_ZST, REPODATA_JSON)
+    zst_records = _check_zst(check, tree, directory, body, REPODATA_ZST, REPODATA_JSON)
     if zst_records is not None:
         check_records(zst_records)
-    for current in _check_current(check, directory):
+    for current in _check_current(check, tree, directory):
         check_records(current)
-    check_records(_check_shards(check, directory, records))
+    check_records(_check_shards(check, tree, directory, records))
     on_disk = tree.scan_packages(channel, subdir)
     for filename in sorted(set(on_disk) - set(checked)):
         check.problem(ProblemKind.UNINDEXED, filename, "a package file no index names")
@@ -111,37 +113,37 @@ def _records(check: SubdirCheck, body: bytes, name: str) -> dict[str, dict[str, 
 
 def _check_file(
     check: SubdirCheck,
-    directory: Path,
+    tree: ChannelTree,
+    directory: str,
     filename: str,
     record: dict[str, Any],
     known: CatalogFile | None,
     *,
     full: bool,
 ) -> None:
-    path = directory / filename
-    try:
-        stat = path.lstat()
-    except FileNotFoundError:
+    key = join(directory, filename)
+    stat = tree.stat(key)
+    if stat is None:
         check.problem(
             ProblemKind.MISSING_FILE, filename, "named by repodata.json but not in the subdir"
         )
         return
     want_size, want_sha, want_md5 = record.get("size"), record.get("sha256"), record.get("md5")
-    if isinstance(want_size, int) and stat.st_size != want_size:
+    if isinstance(want_size, int) and stat.size != want_size:
         check.problem(
-            ProblemKind.BAD_FILE, filename, f"{stat.st_size} bytes, its record says {want_size}"
+            ProblemKind.BAD_FILE, filename, f"{stat.size} bytes, its record says {want_size}"
         )
         return
     trusted = (
         not full
         and known is not None
-        and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+        and (known.size, known.mtime_ns) == (stat.size, stat.mtime_ns)
         and (known.sha256 == want_sha if want_sha else known.md5 == want_md5)
     )
     if trusted:
         return
     check.hashed += 1
-    _, sha256, md5 = hash_file(path)
+    _, sha256, md5 = tree.digest(key)
     if (want_sha and sha256 != want_sha) or (not want_sha and md5 != want_md5):
         check.problem(
             ProblemKind.BAD_FILE, filename, "its bytes do not hash to its record's checksum"
@@ -149,13 +151,17 @@ def _check_file(
 
 
 def _check_zst(
-    check: SubdirCheck, directory: Path, body: bytes, zst_name: str, json_name: str
+    check: SubdirCheck,
+    tree: ChannelTree,
+    directory: str,
+    body: bytes,
+    zst_name: str,
+    json_name: str,
 ) -> dict[str, dict[str, Any]] | None:
     """The records of the .zst when it differs from its .json (a crash between the two
     writes leaves it one step ahead: stale, not wrong, as long as its files are there)."""
-    try:
-        compressed = (directory / zst_name).read_bytes()
-    except FileNotFoundError:
+    compressed = tree.read_if_there(join(directory, zst_name))
+    if compressed is None:
         return None  # switched off: nothing to disagree with
     try:
         inflated = (
@@ -170,29 +176,29 @@ def _check_zst(
     return _records(check, inflated, zst_name)
 
 
-def _check_current(check: SubdirCheck, directory: Path) -> list[dict[str, dict[str, Any]]]:
+def _check_current(
+    check: SubdirCheck, tree: ChannelTree, directory: str
+) -> list[dict[str, dict[str, Any]]]:
     """The records of current_repodata.json and of its .zst when that differs: each must name
     only files that are there and right."""
-    try:
-        body = (directory / CURRENT_REPODATA).read_bytes()
-    except FileNotFoundError:
-        if (directory / CURRENT_REPODATA_ZST).exists():  # a crash between the two writes
+    body = tree.read_if_there(join(directory, CURRENT_REPODATA))
+    if body is None:
+        if tree.stat(join(directory, CURRENT_REPODATA_ZST)):  # a crash between the two writes
             message = f"there is no {CURRENT_REPODATA} beside it"
             check.problem(ProblemKind.STALE_INDEX, CURRENT_REPODATA_ZST, message)
         return []
     records = _records(check, body, CURRENT_REPODATA)
-    zst_records = _check_zst(check, directory, body, CURRENT_REPODATA_ZST, CURRENT_REPODATA)
+    zst_records = _check_zst(check, tree, directory, body, CURRENT_REPODATA_ZST, CURRENT_REPODATA)
     return [r for r in (records, zst_records) if r is not None]
 
 
 def _check_shards(
-    check: SubdirCheck, directory: Path, records: dict[str, dict[str, Any]]
+    check: SubdirCheck, tree: ChannelTree, directory: str, records: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """The shards' records; problems when the shard index or a shard is damaged (wrong) or
     when they hold other records than repodata.json (stale)."""
-    try:
-        index_bytes = (directory / SHARD_INDEX_NAME).read_bytes()
-    except FileNotFoundError:
+    index_bytes = tree.read_if_there(join(directory, SHARD_INDEX_NAME))
+    if index_bytes is None:
         return {}
     shard_map = read_shard_index(index_bytes)
     if not shard_map and records:
@@ -201,9 +207,8 @@ def _check_shards(
     found: dict[str, dict[str, Any]] = {}
     for name, digest in sorted(shard_map.items()):
         relative = f"{SHARDS_DIR}/{digest}.msgpack.zst"
-        try:
-            data = (directory / relative).read_bytes()
-        except FileNotFoundError:
+        data = tree.read_if_there(join(directory, relative))
+        if data is None:
             check.problem(
                 ProblemKind.BAD_REPODATA,
                 relative,

@@ -9,11 +9,8 @@ quarantined when they differ. Bad files go to quarantine with a reason; the rest
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -22,14 +19,15 @@ from pathlib import Path
 
 from mirror.adapters.archive import PackageInfo, read_package
 from mirror.adapters.catalog import Catalog, CatalogFile
-from mirror.adapters.store import ChannelTree, Quarantine, sha256_file
+from mirror.adapters.store import ChannelTree, Quarantine
 from mirror.config.model import ChannelConfig
 from mirror.core.package_records import InvalidPackage
 from mirror.core.records import is_safe_filename
+from mirror.core.tree_store import join
 from mirror.errors import ArchiveError, StoreError
 from mirror.local.indexer import local_row, package_record
 from mirror.publish.channel import publish_channeldata
-from mirror.publish.names import NOARCH
+from mirror.publish.names import NOARCH, REPODATA_JSON
 from mirror.publish.settings import channeldata_enabled, settings_for
 from mirror.publish.subdir import publish_subdir
 from mirror.reports import DropOutcome, DropReport, DropResult
@@ -70,7 +68,8 @@ def admit_drops(ctx: DropContext, channel: ChannelConfig, paths: Sequence[Path])
             published.append(publish_subdir(ctx.tree, ctx.catalog, channel.name, subdir, settings))
         if (
             NOARCH not in rows
-            and ctx.tree.stat(ctx.tree.subdir_dir(channel.name, NOARCH) / "repodata.json") is None
+            and ctx.tree.stat(join(ctx.tree.subdir_key(channel.name, NOARCH), REPODATA_JSON))
+            is None
         ):
             settings = settings_for(channel.index, NOARCH, local_channel=local)
             publish_subdir(ctx.tree, ctx.catalog, channel.name, NOARCH, settings, force=True)
@@ -154,60 +153,19 @@ def _install(
     info: PackageInfo,
     record: bytes,
 ) -> tuple[DropOutcome, CatalogFile | None]:
-    ctx.tree.ensure_subdir(channel.name, subdir)
-    target = ctx.tree.package_path(channel.name, subdir, path.name)
-    if target.exists():
-        return _collision(ctx, channel, path, subdir, target, info), None
+    key = ctx.tree.package_key(channel.name, subdir, path.name)
+    if ctx.tree.stat(key) is not None:
+        return _collision(ctx, channel, path, subdir, key, info), None
     try:
-        _link_into_place(ctx.tree, channel.name, subdir, path, target)
+        landed = ctx.tree.adopt(path, key)
     except FileExistsError:
-        return _collision(ctx, channel, path, subdir, target, info), None
+        return _collision(ctx, channel, path, subdir, key, info), None
     except OSError as exc:
-        raise StoreError(f"cannot move {path} into {target}: {exc.strerror}") from exc
-    landed = ctx.tree.stat(target)
-    if landed is None:
-        raise StoreError(f"{target} vanished right after it was put in place")
+        raise StoreError(
+            f"cannot move {path} into {ctx.tree.shown(key)}: {exc.strerror or exc}"
+        ) from exc
     row = local_row(path.name, landed, info, record, int(ctx.clock() * 1000))
     return DropOutcome(path, DropResult.PUBLISHED, subdir=subdir), row
-
-
-def _link_into_place(
-    tree: ChannelTree, channel: str, subdir: str, source: Path, target: Path
-) -> None:
-    """Give the file its published name without ever replacing an existing one (link(2) fails
-    if the name exists), then remove it from the drop folder. Across filesystems the bytes
-    are first copied beside the target and fsynced."""
-    if source.lstat().st_nlink > 1:
-        # a hardlink to a file elsewhere: linking would publish that very file (and chmod it,
-        # and let later edits of it reach clients), so its bytes are copied instead
-        _copy_into_place(tree, channel, subdir, source, target)
-    else:
-        try:
-            os.link(source, target)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise
-            _copy_into_place(tree, channel, subdir, source, target)
-    # published files must be readable by the web server, whatever the dropper's umask was
-    target.chmod(0o644)
-    tree.sync_dir(target.parent)
-    source.unlink()
-
-
-def _copy_into_place(
-    tree: ChannelTree, channel: str, subdir: str, source: Path, target: Path
-) -> None:
-    temp = tree.temp_path(channel, subdir)
-    try:
-        with open(source, "rb") as src, open(temp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        shutil.copystat(source, temp)
-        os.link(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
 
 
 def _collision(
@@ -215,10 +173,10 @@ def _collision(
     channel: ChannelConfig,
     path: Path,
     subdir: str,
-    target: Path,
+    key: str,
     info: PackageInfo,
 ) -> DropOutcome:
-    published_sha256 = sha256_file(target)
+    _, published_sha256, _ = ctx.tree.digest(key, with_md5=False)
     if published_sha256 == info.sha256:
         path.unlink()
         log.info(

@@ -10,23 +10,24 @@ subdir is still indexed. Then each changed subdir is published (publish.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import msgspec
 
 from mirror.adapters.archive import PackageInfo
 from mirror.adapters.archive.pool import ReadResult, read_packages
 from mirror.adapters.catalog import Catalog, CatalogFile
-from mirror.adapters.store import ChannelTree, FileStat, Quarantine, hash_file
+from mirror.adapters.store import ChannelTree, FileStat, Quarantine
 from mirror.config.model import IndexSettings
 from mirror.core.package_records import InvalidPackage, local_record
 from mirror.core.plan import ORIGIN_LOCAL, ORIGIN_MIRROR
 from mirror.core.repodata_doc import published_records
 from mirror.core.side_indexes import ABOUT_KEYS
+from mirror.core.tree_store import join
 from mirror.progress import NoProgress, Progress
 from mirror.publish.channel import publish_channeldata
 from mirror.publish.names import NOARCH, REPODATA_JSON
@@ -54,7 +55,7 @@ def index_channel(
     ctx: IndexContext, channel: str, subdirs: Sequence[str] | None = None, *, force: bool = False
 ) -> IndexReport:
     """Index the given subdirs (default: every subdir folder present, and always noarch)."""
-    chosen = list(subdirs) if subdirs else discover_subdirs(ctx.tree.channel_dir(channel))
+    chosen = list(subdirs) if subdirs else discover_subdirs(ctx.tree.folders(channel))
     reports = []
     for subdir in chosen:
         report = index_subdir(ctx, channel, subdir, force=force)
@@ -78,20 +79,16 @@ def _channeldata(ctx: IndexContext, channel: str) -> bool:
         ctx.tree,
         ctx.catalog,
         channel,
-        discover_subdirs(ctx.tree.channel_dir(channel)),
+        discover_subdirs(ctx.tree.folders(channel)),
         ctx.settings,
         enabled=channeldata_enabled(ctx.settings, ctx.local_channel),
     )
 
 
-def discover_subdirs(channel_dir: Path) -> list[str]:
-    """Folders that look like conda subdirs (linux-64, osx-arm64, noarch, ...), plus noarch."""
-    found = {NOARCH}
-    if channel_dir.is_dir():
-        for entry in channel_dir.iterdir():
-            if entry.is_dir() and not entry.is_symlink() and _looks_like_subdir(entry.name):
-                found.add(entry.name)
-    return sorted(found)
+def discover_subdirs(folders: Iterable[str]) -> list[str]:
+    """Of a channel's folders, those that look like conda subdirs (linux-64, osx-arm64,
+    noarch, ...), plus noarch."""
+    return sorted({NOARCH, *(name for name in folders if _looks_like_subdir(name))})
 
 
 # conda's platforms; a folder like `docs-old` in a channel is not a subdir
@@ -175,7 +172,7 @@ class _SubdirIndex:
     def unknown_published_subdir(self) -> bool:
         catalog = self.ctx.catalog
         return not catalog.outputs(self.channel, self.subdir) and bool(
-            self.ctx.tree.stat(self.directory / REPODATA_JSON)
+            self.ctx.tree.stat(join(self.directory, REPODATA_JSON))
         )
 
     def scan(
@@ -202,7 +199,9 @@ class _SubdirIndex:
     ) -> None:
         """Mirrored files keep their upstream record; touched ones are only re-hashed."""
         for filename in names:
-            verdict = _recheck_mirrored(self.directory / filename, known[filename])
+            verdict = _recheck_mirrored(
+                self.ctx.tree, join(self.directory, filename), known[filename]
+            )
             if verdict is None:
                 stat = on_disk[filename]
                 self.stats_only.append((filename, stat.size, stat.mtime_ns))
@@ -220,7 +219,7 @@ class _SubdirIndex:
             f"{self.channel}/{self.subdir}", len(names), sum(on_disk[f].size for f in names)
         )
         for filename, result in _read_all(
-            self.directory, names, ctx.workers, ctx.settings.deep_scan
+            ctx.tree, self.directory, names, ctx.workers, ctx.settings.deep_scan
         ):
             ctx.progress.advance(on_disk[filename].size)
             ctx.progress.file_done()
@@ -238,7 +237,9 @@ class _SubdirIndex:
     def commit(self, known: dict[str, CatalogFile], gone: list[str]) -> None:
         ctx = self.ctx
         if not ctx.local_channel and any(row.filename not in known for row in self.rows):
-            self.rows = _adopt_published(self.directory, self.rows, known)
+            self.rows = _adopt_published(
+                ctx.tree.read_if_there(join(self.directory, REPODATA_JSON)), self.rows, known
+            )
         with ctx.catalog.transaction():
             ctx.catalog.put_files(self.channel, self.subdir, self.rows)
             ctx.catalog.update_stats(self.channel, self.subdir, self.stats_only)
@@ -297,15 +298,14 @@ def _local_row(
 
 
 def _adopt_published(
-    directory: Path, rows: list[CatalogFile], known: dict[str, CatalogFile]
+    repodata: bytes | None, rows: list[CatalogFile], known: dict[str, CatalogFile]
 ) -> list[CatalogFile]:
     """A mirrored channel whose state database was lost: a file the published repodata.json
     describes (same sha256) keeps that record, which is upstream's (patches and keys the
     package's info/ lacks), and stays a mirrored file the next sync may prune or update."""
-    try:
-        published = published_records((directory / REPODATA_JSON).read_bytes())
-    except OSError:
+    if repodata is None:
         return rows
+    published = published_records(repodata)
     adopted = []
     for row in rows:
         stamp, raw = published.get(row.filename, (None, b""))
@@ -326,16 +326,17 @@ def _adopt_published(
     return adopted
 
 
-def _recheck_mirrored(path: Path, known: CatalogFile) -> str | None:
+def _recheck_mirrored(tree: ChannelTree, key: str, known: CatalogFile) -> str | None:
     """None when a touched mirrored file still hashes to its upstream record, else why not."""
+    name = key.rsplit("/", 1)[-1]
     try:
-        size, sha256, md5 = hash_file(path)
+        size, sha256, md5 = tree.digest(key)
     except OSError as exc:
-        return f"{path.name}: cannot be read ({exc.strerror})"
+        return f"{name}: cannot be read ({exc.strerror})"
     if (known.sha256 and sha256 == known.sha256) or (not known.sha256 and md5 == known.md5):
         return None
     return (
-        f"{path.name}: its bytes no longer match the upstream record it was mirrored with "
+        f"{name}: its bytes no longer match the upstream record it was mirrored with "
         f"(size {size}); the next `mirror sync` downloads it again"
     )
 
@@ -343,9 +344,9 @@ def _recheck_mirrored(path: Path, known: CatalogFile) -> str | None:
 def _quarantine(
     ctx: IndexContext, channel: str, subdir: str, filename: str, reason: str, message: str
 ) -> QuarantinedFile:
-    # a file name straight from the directory listing: one path component, never "../"
-    source = ctx.tree.subdir_dir(channel, subdir) / filename
-    moved = ctx.quarantine.move(source, channel, subdir, f"{reason}: {message}")
+    # a file name straight from the folder listing: one path component, never "../"
+    key = join(ctx.tree.subdir_key(channel, subdir), filename)
+    moved = ctx.quarantine.take(ctx.tree, key, channel, subdir, f"{reason}: {message}")
     log.warning(
         "%s/%s: quarantined %s (%s): %s -> %s", channel, subdir, filename, reason, message, moved
     )
@@ -353,7 +354,11 @@ def _quarantine(
 
 
 def _read_all(
-    directory: Path, filenames: list[str], workers: int, deep: bool
+    tree: ChannelTree, folder: str, filenames: list[str], workers: int, deep: bool
 ) -> Iterator[tuple[str, ReadResult]]:
-    results = read_packages([directory / fn for fn in filenames], workers=workers, deep=deep)
-    yield from zip(filenames, results, strict=True)
+    """Package files read in a process pool, as files on this host (an object store's are
+    downloaded for the read, and removed after)."""
+    with contextlib.ExitStack() as held:
+        paths = [held.enter_context(tree.local_file(join(folder, fn))) for fn in filenames]
+        results = read_packages(paths, workers=workers, deep=deep)
+        yield from zip(filenames, results, strict=True)

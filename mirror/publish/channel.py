@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -41,7 +40,7 @@ def publish_channeldata(
 
     Only the package names whose records changed since it was written are recomputed (the
     rest is taken from the file as written); removed when switched off, never left stale."""
-    path = tree.channel_dir(channel) / CHANNELDATA
+    path = f"{tree.channel_key(channel)}/{CHANNELDATA}"
     if not enabled:
         tree.remove(path)
         if CHANNELDATA in catalog.outputs(channel, CHANNEL_ROOT):
@@ -74,7 +73,7 @@ def publish_channeldata(
 
 
 def _written_channeldata(
-    tree: ChannelTree, catalog: Catalog, channel: str, path: Path, key: str
+    tree: ChannelTree, catalog: Catalog, channel: str, path: str, key: str
 ) -> dict[str, Any] | None:
     """The packages of the channeldata.json we last wrote, if it is still exactly that."""
     recorded = catalog.outputs(channel, CHANNEL_ROOT).get(CHANNELDATA)
@@ -84,7 +83,7 @@ def _written_channeldata(
     if (stat.size, stat.mtime_ns) != (recorded.size, recorded.mtime_ns):
         return None
     try:
-        document = msgspec.json.decode(path.read_bytes())
+        document = msgspec.json.decode(tree.read(path))
     except (OSError, msgspec.DecodeError):
         return None
     packages = document.get("packages") if isinstance(document, dict) else None

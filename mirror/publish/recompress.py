@@ -35,7 +35,7 @@ def recompress(tree: ChannelTree, catalog: Catalog, channel: str, subdir: str) -
     Only while the .json is exactly what was published (else a newer publish is due and
     will start over); the new .zst holds the same bytes, so readers see no change but size."""
     recorded = catalog.outputs(channel, subdir)
-    directory = tree.subdir_dir(channel, subdir)
+    folder = tree.subdir_key(channel, subdir)
     raised = False
     for zst_name, json_name in COMPRESSED_COPIES:
         zst, json_stat = recorded.get(zst_name), recorded.get(json_name)
@@ -44,11 +44,11 @@ def recompress(tree: ChannelTree, catalog: Catalog, channel: str, subdir: str) -
         target = final_zst_level(json_stat.size)
         if (zst.zst_level or 0) >= target:
             continue
-        before = tree.stat(directory / json_name)
+        before = tree.stat(f"{folder}/{json_name}")
         if before is None or (before.size, before.mtime_ns) != (json_stat.size, json_stat.mtime_ns):
             continue
-        body = (directory / json_name).read_bytes()
-        stat = tree.write_pieces(directory / zst_name, [body], zst_level=target)
+        body = tree.read(f"{folder}/{json_name}")
+        stat = tree.write_pieces(f"{folder}/{zst_name}", [body], zst_level=target)
         with catalog.transaction():
             new = OutputStat(stat.size, stat.mtime_ns, zst.render_key, target)
             catalog.put_outputs(channel, subdir, {zst_name: new})

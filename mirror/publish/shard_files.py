@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import msgspec
 
@@ -29,15 +28,15 @@ def write_shards(
     run: PublishRun, names: set[str], top: dict[str, bytes]
 ) -> tuple[dict[str, str | None], int]:
     """Build the shards of the given package names; write the new ones (never rewrite one)."""
-    folder = run.directory / SHARDS_DIR
-    run.tree.ensure_dir(folder)
+    folder = run.key(SHARDS_DIR)
     removed = removed_by_name(msgspec.json.decode(top.get("removed", b"[]")))
     changes: dict[str, str | None] = {}
-    new_files: list[Path] = []
+    new_files: list[str] = []
 
     def write(shard: Shard) -> None:
-        if run.tree.write_new(folder / shard.filename, shard.data, fsync=False):
-            new_files.append(folder / shard.filename)
+        key = f"{folder}/{shard.filename}"
+        if run.tree.write_new(key, shard.data, durable=False):
+            new_files.append(key)
 
     # creating thousands of small files is file-system latency, not CPU: overlap it
     futures: list[Future[None]] = []
@@ -75,7 +74,7 @@ def updated_shard_map(shard_map: dict[str, str], changes: dict[str, str | None])
 
 def write_shard_index(run: PublishRun, shard_map: dict[str, str], *, refresh: bool) -> None:
     """Written when a shard changed; `created_at` alone never causes a rewrite."""
-    path = run.directory / SHARD_INDEX_NAME
+    path = run.key(SHARD_INDEX_NAME)
     if not refresh and run.tree.stat(path) is not None:
         return
     created = dt.datetime.fromtimestamp(run.now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -90,7 +89,7 @@ def collect_shard_garbage(run: PublishRun, shard_map: dict[str, str]) -> int:
     Clients holding an older shard index may still ask for the shards it names, so a shard
     that drops out of the index becomes an orphan first and is deleted only once it has been
     one for `shard_grace_days`."""
-    folder = run.directory / SHARDS_DIR
+    folder = run.key(SHARDS_DIR)
     referenced = set(shard_map.values())
     on_disk = run.tree.list_names(folder, SHARD_SUFFIX)
     orphans = run.catalog.shard_orphans(run.channel, run.subdir)
@@ -102,7 +101,7 @@ def collect_shard_garbage(run: PublishRun, shard_map: dict[str, str]) -> int:
         if d in on_disk - referenced and run.now - since >= grace_s
     }
     for digest in expired:
-        run.tree.remove(folder / f"{digest}{SHARD_SUFFIX}")
+        run.tree.remove(f"{folder}/{digest}{SHARD_SUFFIX}")
     forget = expired | {d for d in orphans if d in referenced or d not in on_disk}
     run.catalog.set_shard_orphans(run.channel, run.subdir, new_orphans, forget)
     return len(expired)

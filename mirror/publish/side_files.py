@@ -27,7 +27,7 @@ from mirror.publish.step import PublishRun, remember_output
 def write_run_exports(run: PublishRun) -> None:
     """Written only when every package's run_exports is known (local packages carry them;
     mirrored records do not); otherwise a stale file would mislead, so it is removed."""
-    path = run.directory / RUN_EXPORTS_JSON
+    path = run.key(RUN_EXPORTS_JSON)
     entries = []
     for filename, run_exports, _ in run.catalog.extras(run.channel, run.subdir):
         if filename in run.settings.patches.remove:
@@ -50,10 +50,10 @@ def write_current_repodata(run: PublishRun, top: dict[str, bytes]) -> None:
     summaries = {fn: s for fn, raw in finals.items() if (s := summarize(raw)) is not None}
     chosen = current_selection(summaries)
     body = render_repodata(run.subdir, (PublishedRecord(f, finals[f]) for f in chosen), top)
-    json_path = run.directory / CURRENT_REPODATA
+    json_path = run.key(CURRENT_REPODATA)
     if _zst_stale(run, body):  # before the .json, as repodata.json.zst (DESIGN.md rule 2)
         level = zst_level_for(len(body))
-        stat = run.tree.write_pieces(run.directory / CURRENT_REPODATA_ZST, [body], zst_level=level)
+        stat = run.tree.write_pieces(run.key(CURRENT_REPODATA_ZST), [body], zst_level=level)
         run.outputs[CURRENT_REPODATA_ZST] = OutputStat(stat.size, stat.mtime_ns, None, level)
         run.changed.append(CURRENT_REPODATA_ZST)
     if run.tree.write_if_changed(json_path, body):
@@ -65,12 +65,12 @@ def _zst_stale(run: PublishRun, body: bytes) -> bool:
     """current_repodata.json.zst must be (re)written: the .json changes, or the .zst is not
     the file last written (missing, or changed by someone: a repair rewrites it)."""
     try:
-        if (run.directory / CURRENT_REPODATA).read_bytes() != body:
+        if run.tree.read(run.key(CURRENT_REPODATA)) != body:
             return True
     except FileNotFoundError:
         return True
     recorded = run.catalog.outputs(run.channel, run.subdir).get(CURRENT_REPODATA_ZST)
-    stat = run.tree.stat(run.directory / CURRENT_REPODATA_ZST)
+    stat = run.tree.stat(run.key(CURRENT_REPODATA_ZST))
     if recorded is None or stat is None:
         return True
     if (stat.size, stat.mtime_ns) != (recorded.size, recorded.mtime_ns):
@@ -94,5 +94,5 @@ def remove_disabled_outputs(run: PublishRun) -> None:
         if not enabled
     ]
     for name in disabled:
-        run.tree.remove(run.directory / name)
+        run.tree.remove(run.key(name))
     run.catalog.drop_outputs(run.channel, run.subdir, disabled)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,32 +22,10 @@ from mirror.adapters.snapshots import (
     Snapshot,
     SnapshotStore,
 )
-from mirror.adapters.store import sha256_file
+from mirror.adapters.store import ChannelTree
 from mirror.errors import MirrorError
 
 log = logging.getLogger(__name__)
-
-
-def scan_channel(channel_dir: Path) -> dict[str, tuple[int, int]]:
-    """Relative path -> (size, mtime_ns) of every published file; dotfiles (temp files, state)
-    and anything that is not a regular file are not part of what a channel publishes."""
-    found: dict[str, tuple[int, int]] = {}
-    stack = [(channel_dir, "")]
-    while stack:
-        directory, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((Path(entry.path), f"{prefix}{entry.name}/"))
-            elif entry.is_file(follow_symlinks=False):
-                stat = entry.stat(follow_symlinks=False)
-                found[prefix + entry.name] = (stat.st_size, stat.st_mtime_ns)
-    return found
 
 
 def tree_digest(files: dict[str, FileState]) -> str:
@@ -60,7 +37,7 @@ def tree_digest(files: dict[str, FileState]) -> str:
 
 
 def take_snapshot(
-    root: Path,
+    tree: ChannelTree,
     store: SnapshotStore,
     channel: str,
     *,
@@ -72,7 +49,7 @@ def take_snapshot(
     has never published anything. `trusted` (path -> size, mtime_ns, sha256, from the catalog)
     spares re-reading package files whose hash is already known."""
     current = store.current_files(channel)
-    survey = _survey(root / channel, current, trusted)
+    survey = _survey(tree, channel, current, trusted)
     if survey.touched:
         store.touch(channel, survey.touched)
     latest = store.current(channel)
@@ -94,13 +71,13 @@ def take_snapshot(
 
 
 def preview_snapshot(
-    root: Path, store: SnapshotStore | None, channel: str
+    tree: ChannelTree, store: SnapshotStore | None, channel: str
 ) -> tuple[Snapshot | None, dict[str, FileState]]:
     """What take_snapshot would return, and the files it would then list as current, with
     nothing recorded (a dry run); `store` None: no snapshot was ever taken."""
     current = store.current_files(channel) if store else {}
     latest = store.current(channel) if store else None
-    survey = _survey(root / channel, current, None)
+    survey = _survey(tree, channel, current, None)
     unchanged = not survey.changed and not survey.removed
     if unchanged and (latest is not None or not survey.files):
         return latest, survey.files
@@ -124,14 +101,18 @@ class _Survey:
 
 
 def _survey(
-    channel_dir: Path,
+    tree: ChannelTree,
+    channel: str,
     current: dict[str, FileState],
     trusted: Mapping[str, tuple[int, int, str]] | None,
 ) -> _Survey:
-    found = scan_channel(channel_dir)
+    """Dotfiles (temp files, the lock, markers) are not part of what a channel publishes."""
+    folder = tree.channel_key(channel)
+    found = tree.store.walk(folder)
     changed: list[FileState] = []
     touched: list[FileState] = []
-    for path, (size, mtime_ns) in found.items():
+    for path, stat in found.items():
+        size, mtime_ns = stat.size, stat.mtime_ns
         old = current.get(path)
         if old is not None and (old.size, old.mtime_ns) == (size, mtime_ns):
             continue
@@ -139,7 +120,8 @@ def _survey(
         if vouched is not None and vouched[:2] == (size, mtime_ns) and vouched[2]:
             state = FileState(path, size, mtime_ns, vouched[2])
         else:
-            state = FileState(path, size, mtime_ns, sha256_file(channel_dir / path))
+            _, sha256, _ = tree.digest(f"{folder}/{path}", with_md5=False)
+            state = FileState(path, size, mtime_ns, sha256)
         if old is not None and (old.size, old.sha256) == (size, state.sha256):
             touched.append(state)
         else:
@@ -151,7 +133,7 @@ def _survey(
 
 
 def snapshot_channel(
-    root: Path, state_dir: Path, catalog: Catalog, channel: str, *, changed: bool = True
+    tree: ChannelTree, state_dir: Path, catalog: Catalog, channel: str, *, changed: bool = True
 ) -> None:
     """After a publish: record the channel's snapshot, trusting the catalog's package hashes.
     A run that changed nothing skips the scan once a snapshot exists. A failure here never
@@ -167,6 +149,6 @@ def snapshot_channel(
     }
     try:
         with SnapshotStore(state_dir / SNAPSHOTS_NAME) as store:
-            take_snapshot(root, store, channel, trusted=trusted)
+            take_snapshot(tree, store, channel, trusted=trusted)
     except (MirrorError, OSError) as exc:
         log.warning("%s: could not record a snapshot: %s", channel, exc)

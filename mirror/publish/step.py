@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mirror.adapters.catalog import Catalog, OutputStat
 from mirror.adapters.store import ChannelTree
@@ -20,12 +19,16 @@ class PublishRun:
     subdir: str
     settings: PublishSettings
     now: float
-    directory: Path
+    folder: str  # the subdir's key: <channel>/<subdir>
     changed: list[str] = field(default_factory=list)
     outputs: dict[str, OutputStat] = field(default_factory=dict)
 
+    def key(self, name: str) -> str:
+        """The key of one of the subdir's files (`shards/<hash>.msgpack.zst` included)."""
+        return f"{self.folder}/{name}"
+
 
 def remember_output(run: PublishRun, name: str, render_key: str | None = None) -> None:
-    stat = run.tree.stat(run.directory / name)
+    stat = run.tree.stat(run.key(name))
     if stat is not None:
         run.outputs[name] = OutputStat(stat.size, stat.mtime_ns, render_key)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import bz2
 import logging
 import time
-from pathlib import Path
 
 import msgspec
 
@@ -82,7 +81,7 @@ def publish_subdir(
         now if now is not None else time.time(),
         tree.ensure_subdir(channel, subdir),
     )
-    tree.sync_dir(run.directory)  # package renames must be durable before an index names them
+    tree.sync_folder(run.folder)  # package renames must be durable before an index names them
     top = local_top_level(subdir, unpack_top_level(catalog.top_level(channel, subdir)))
     render_key = settings.render_key(top)
     dirty = catalog.dirty(channel, subdir)
@@ -160,7 +159,7 @@ def ensure_noarch(
     tree: ChannelTree, catalog: Catalog, channel: str, settings: PublishSettings
 ) -> None:
     """conda requires noarch/repodata.json in every channel, even when it lists nothing."""
-    if tree.stat(tree.subdir_dir(channel, NOARCH) / REPODATA_JSON) is None:
+    if tree.stat(f"{tree.subdir_key(channel, NOARCH)}/{REPODATA_JSON}") is None:
         publish_subdir(tree, catalog, channel, NOARCH, settings, force=True)
 
 
@@ -171,9 +170,9 @@ def published_intact(tree: ChannelTree, catalog: Catalog, channel: str, subdir: 
     recorded = catalog.outputs(channel, subdir)
     if REPODATA_JSON not in recorded:
         return False
-    directory = tree.subdir_dir(channel, subdir)
+    folder = tree.subdir_key(channel, subdir)
     for name, expected in recorded.items():
-        stat = tree.stat(directory / name)
+        stat = tree.stat(f"{folder}/{name}")
         if stat is None or (stat.size, stat.mtime_ns) != (expected.size, expected.mtime_ns):
             return False
     return True
@@ -181,7 +180,7 @@ def published_intact(tree: ChannelTree, catalog: Catalog, channel: str, subdir: 
 
 def _intact(run: PublishRun, recorded: dict[str, OutputStat], name: str, render_key: str) -> bool:
     expected = recorded.get(name)
-    stat = run.tree.stat(run.directory / name)
+    stat = run.tree.stat(run.key(name))
     return (
         expected is not None
         and stat is not None
@@ -199,14 +198,14 @@ def _optional_outputs_current(run: PublishRun, recorded: dict[str, OutputStat]) 
         CURRENT_REPODATA_ZST: run.settings.current_repodata,
     }
     for name, enabled in wanted.items():
-        present = run.tree.stat(run.directory / name) is not None
+        present = run.tree.stat(run.key(name)) is not None
         if enabled != present or (enabled and name not in recorded):
             return False
     return True
 
 
 def _spliced(run: PublishRun, dirty: set[str]) -> list[bytes | memoryview] | None:
-    old = (run.directory / REPODATA_JSON).read_bytes()
+    old = run.tree.read(run.key(REPODATA_JSON))
     stored = run.catalog.records_of(run.channel, run.subdir, dirty)
     changes = {
         filename: final_record(stored[filename], run.settings.patches)
@@ -243,18 +242,20 @@ def _write_repodata(
     run: PublishRun, pieces: list[bytes | memoryview], render_key: str, *, may_be_unchanged: bool
 ) -> None:
     """.zst (and .bz2) first, .json last: rattler over file:// reads only the .json."""
-    json_path = run.directory / REPODATA_JSON
+    json_path = run.key(REPODATA_JSON)
     size = sum(len(p) for p in pieces)
-    unchanged = may_be_unchanged and len(pieces) == 1 and _holds(json_path, pieces[0])
-    zst_path = run.directory / REPODATA_ZST
+    unchanged = (
+        may_be_unchanged and len(pieces) == 1 and run.tree.read_if_there(json_path) == pieces[0]
+    )
+    zst_path = run.key(REPODATA_ZST)
     if run.settings.zst and (not unchanged or run.tree.stat(zst_path) is None):
         level = zst_level_for(size)
         stat = run.tree.write_pieces(zst_path, pieces, zst_level=level)
         run.outputs[REPODATA_ZST] = OutputStat(stat.size, stat.mtime_ns, render_key, level)
         run.changed.append(REPODATA_ZST)
-    if run.settings.bz2 and (not unchanged or run.tree.stat(run.directory / REPODATA_BZ2) is None):
+    if run.settings.bz2 and (not unchanged or run.tree.stat(run.key(REPODATA_BZ2)) is None):
         data = bz2.compress(b"".join(pieces), 9)
-        run.tree.write_if_changed(run.directory / REPODATA_BZ2, data)
+        run.tree.write_if_changed(run.key(REPODATA_BZ2), data)
         run.changed.append(REPODATA_BZ2)
         remember_output(run, REPODATA_BZ2, render_key)
     existing = run.tree.stat(json_path) if unchanged else None
@@ -262,11 +263,4 @@ def _write_repodata(
         existing = run.tree.write_pieces(json_path, pieces)
         run.changed.append(REPODATA_JSON)
     run.outputs[REPODATA_JSON] = OutputStat(existing.size, existing.mtime_ns, render_key)
-    run.tree.sync_dir(run.directory)
-
-
-def _holds(path: Path, data: bytes | memoryview) -> bool:
-    try:
-        return path.read_bytes() == data
-    except FileNotFoundError:
-        return False
+    run.tree.sync_folder(run.folder)

@@ -18,16 +18,19 @@ from typing import Protocol
 import httpx
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.store import QUARANTINE_DIR, ChannelMarker, ChannelTree, Quarantine
+from mirror.adapters.store import QUARANTINE_DIR, ChannelMarker, Quarantine
 from mirror.bundles.export import export_to_outbox
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.secrets import Redactor
+from mirror.core.tree_store import join
 from mirror.errors import Interrupted, MirrorError
 from mirror.local.drops import DropContext, admit_drops
 from mirror.local.indexer import IndexContext, index_channel
 from mirror.local.watch_plan import FolderWatch
+from mirror.publish.names import REPODATA_JSON
 from mirror.publish.recompress import recompress
 from mirror.publish.snapshot import snapshot_channel
+from mirror.publish.tree import open_tree
 from mirror.reports import DropResult
 from mirror.service.metrics import MirrorMetrics
 from mirror.sync.run import SyncContext, SyncOptions, sync
@@ -156,7 +159,9 @@ class ChannelWorker:
                         self._snapshot_due = True
                     elif kind == "snapshot":
                         config = self.daemon.config
-                        snapshot_channel(config.root, config.state_dir, catalog, self.channel.name)
+                        snapshot_channel(
+                            open_tree(config), config.state_dir, catalog, self.channel.name
+                        )
                     else:
                         self._recompress(catalog)
                 except Interrupted:
@@ -172,7 +177,7 @@ class ChannelWorker:
         kind = "mirrored" if channel.mirrored else "local"
         marker = ChannelMarker(kind, str(config.state_dir), str(config.source))
         try:
-            ChannelTree(config.root).mark_channel(channel.name, marker)
+            open_tree(config).mark_channel(channel.name, marker)
         except MirrorError as exc:  # a read-only or full tree: the tasks will say so too
             log.warning("%s: %s", channel.name, exc)
 
@@ -181,7 +186,7 @@ class ChannelWorker:
         started = time.monotonic()
         ctx = SyncContext(
             config=daemon.config,
-            tree=ChannelTree(daemon.config.root),
+            tree=open_tree(daemon.config),
             catalog=catalog,
             http=daemon.http,
             redactor=daemon.redactor,
@@ -220,9 +225,9 @@ class ChannelWorker:
         drop can never publish an index that forgets what was there."""
         config = self.daemon.config
         channel = self.channel
-        tree = ChannelTree(config.root)
+        tree = open_tree(config)
         if channel.mirrored and not any(
-            tree.stat(tree.subdir_dir(channel.name, s) / "repodata.json") is not None
+            tree.stat(join(tree.subdir_key(channel.name, s), REPODATA_JSON)) is not None
             and not catalog.outputs(channel.name, s)
             for s in channel.subdirs
         ):
@@ -244,7 +249,7 @@ class ChannelWorker:
     def _drops(self, catalog: Catalog, drops: dict[Path, float]) -> None:
         daemon, channel = self.daemon, self.channel
         ctx = DropContext(
-            tree=ChannelTree(daemon.config.root),
+            tree=open_tree(daemon.config),
             catalog=catalog,
             quarantine=Quarantine(daemon.config.state_dir / QUARANTINE_DIR),
             fresh_s=self._fresh_s(),
@@ -290,7 +295,7 @@ class ChannelWorker:
     def _recompress(self, catalog: Catalog) -> None:
         """The subdir has been quiet: raise its .zst from the fast level to the final one."""
         self._recompressed = True
-        tree = ChannelTree(self.daemon.config.root)
+        tree = open_tree(self.daemon.config)
         for subdir in catalog.subdirs(self.channel.name):
             if self.daemon.stopping.is_set():
                 return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mirror.adapters.catalog import CatalogFile
-from mirror.adapters.store import ChannelTree, hash_file
+from mirror.adapters.store import ChannelTree
 from mirror.adapters.upstream import Upstream
 from mirror.core.plan import ORIGIN_MIRROR, WantedFile
 from mirror.errors import Interrupted, MirrorError, UpstreamError
@@ -91,11 +90,11 @@ class JobArgs:
 def _verify_then_fetch(args: JobArgs) -> FileOutcome:
     """A file already on disk but unknown to the catalog: hash it; fetch only if it is wrong."""
     job, want = args.job, args.want
-    path = job.tree.package_path(job.channel, job.subdir, want.filename)
+    key = job.tree.package_key(job.channel, job.subdir, want.filename)
     try:
-        size, sha256, md5 = hash_file(path)
-        stat = job.tree.stat(path)
-    except OSError:
+        stat = job.tree.stat(key)
+        size, sha256, md5 = job.tree.digest(key)
+    except (OSError, MirrorError):
         return _fetch(args)
     if stat is not None and want.same_content(size, sha256, md5):
         job.progress.advance(size)
@@ -117,16 +116,16 @@ def _verify_then_fetch(args: JobArgs) -> FileOutcome:
 
 def _fetch(args: JobArgs) -> FileOutcome:
     job, want = args.job, args.want
-    final = job.tree.package_path(job.channel, job.subdir, want.filename)
-    temp: Path = job.tree.temp_path(job.channel, job.subdir)
+    final = job.tree.package_key(job.channel, job.subdir, want.filename)
+    temp: Path = job.tree.staging_path(job.channel, job.subdir)
     try:
         got = job.upstream.download(job.subdir, want, temp, job.progress.advance)
-        if os.path.lexists(final):
+        if job.tree.stat(final) is not None:
             # replacing it here would make the record currently published for it lie
             job.progress.file_done()
             staged = CatalogFile(want.filename, got.size, 0, got.sha256, got.md5, ORIGIN_MIRROR)
             return FileOutcome(want.filename, staged, True, None, staged=temp)
-        stat = job.tree.install(temp, final)
+        stat = job.tree.install(temp, final, sha256=got.sha256)
     except Interrupted:
         raise
     except UpstreamError as exc:

@@ -85,7 +85,7 @@ class InPlace:
         and log what this run deleted and replaced for the guards over time."""
         tree, catalog = self.ctx.tree, self.ctx.catalog
         for present in plan.delete:
-            tree.remove(tree.package_path(self.name, self.subdir, present.filename))
+            tree.remove(tree.package_key(self.name, self.subdir, present.filename))
         with catalog.transaction():
             catalog.remove_files(
                 self.name, self.subdir, (p.filename for p in plan.delete), mark_dirty=False

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 
 from mirror.adapters.catalog import Catalog
 from mirror.adapters.lock import WriterLocks
-from mirror.adapters.store import ChannelMarker, ChannelTree
+from mirror.adapters.store import ChannelMarker
 from mirror.adapters.upstream import make_http_client
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.secrets import Redactor, url_secrets
@@ -26,6 +26,7 @@ from mirror.publish.recompress import recompress
 from mirror.publish.settings import channeldata_enabled, settings_for
 from mirror.publish.snapshot import snapshot_channel
 from mirror.publish.subdir import ensure_noarch
+from mirror.publish.tree import open_tree
 from mirror.reports import CheckResult, DanglingReport, SubdirReport, SyncReport
 from mirror.sync.check import run_checks
 from mirror.sync.closure import ClosurePlan, plan_closures
@@ -76,7 +77,7 @@ def sync_context(
             catalog = stack.enter_context(Catalog.in_state_dir(config.state_dir))
             yield SyncContext(
                 config=config,
-                tree=ChannelTree(config.root),
+                tree=open_tree(config),
                 catalog=catalog,
                 http=http,
                 redactor=redactor,
@@ -160,9 +161,7 @@ def _finish_channel(ctx: SyncContext, channel: ChannelConfig, reports: list[Subd
         ctx.tree, ctx.catalog, channel.name, channel.subdirs, channel.index, enabled=enabled
     )
     changed = any(r.repodata_changed or r.downloaded_files or r.deleted_files for r in reports)
-    snapshot_channel(
-        ctx.config.root, ctx.config.state_dir, ctx.catalog, channel.name, changed=changed
-    )
+    snapshot_channel(ctx.tree, ctx.config.state_dir, ctx.catalog, channel.name, changed=changed)
 
 
 __all__ = ["SyncContext", "SyncOptions", "run_sync", "sync"]

@@ -136,11 +136,9 @@ class SubdirSync:
             return False
         if exc.reason != "not_found":
             return False
-        path = self.ctx.tree.subdir_dir(self.name, self.subdir) / REPODATA_JSON
-        try:
-            return not published_records(path.read_bytes())
-        except FileNotFoundError:
-            return True
+        key = f"{self.ctx.tree.subdir_key(self.name, self.subdir)}/{REPODATA_JSON}"
+        published = self.ctx.tree.read_if_there(key)
+        return published is None or not published_records(published)
 
     def _empty_index(self, exc: Exception) -> SubdirReport:
         """An empty index, so that clients (and `mirror verify`) find a valid subdir, as for

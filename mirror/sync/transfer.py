@@ -12,6 +12,7 @@ from mirror.adapters.upstream import Upstream
 from mirror.core.plan import SyncPlan, WantedFile
 from mirror.core.records import Record
 from mirror.core.repodata_doc import indexed_times
+from mirror.errors import MirrorError
 from mirror.publish.names import REPODATA_JSON
 from mirror.publish.settings import PublishSettings
 from mirror.publish.subdir import publish_subdir
@@ -43,7 +44,10 @@ class Transfer:
     def _fit_in_space(self, plan: SyncPlan) -> tuple[SyncPlan, list[FileFailure]]:
         """The downloads that fit on the disk with the margin; each one that does not is a
         failure naming it, and the others go on (one huge record cannot block the rest)."""
-        free = self.ctx.tree.free_bytes() - self.ctx.config.free_space_margin_bytes
+        room = self.ctx.tree.free_bytes()
+        if room is None:  # an object store: no disk to fill
+            return plan, []
+        free = room - self.ctx.config.free_space_margin_bytes
         if plan.download_bytes <= free:
             return plan, []
         fits: list[WantedFile] = []
@@ -59,9 +63,10 @@ class Transfer:
                 FileFailure(
                     want.filename,
                     "no_space",
-                    f"{want.filename}: {size / 1e6:,.1f} MB do not fit: {max(free, 0) / 1e6:,.1f}"
-                    f" MB free under {self.ctx.tree.root} after the free_space_margin; free some"
-                    " space, narrow the filters or lower free_space_margin",
+                    f"{want.filename}: {size / 1e6:,.1f} MB do not fit: "
+                    f"{max(free, 0) / 1e6:,.1f} MB free under {self.ctx.tree.location} after the "
+                    "free_space_margin; free some space, narrow the filters or lower "
+                    "free_space_margin",
                 )
             )
         return replace(plan, download=tuple(fits)), failures
@@ -149,10 +154,10 @@ class Transfer:
         rebuild must not make every package look newly indexed."""
         if not found:
             return {}
-        path = self.ctx.tree.subdir_dir(self.name, self.subdir) / REPODATA_JSON
+        key = f"{self.ctx.tree.subdir_key(self.name, self.subdir)}/{REPODATA_JSON}"
         try:
-            return indexed_times(path.read_bytes())
-        except OSError:
+            return indexed_times(self.ctx.tree.read(key))
+        except (OSError, MirrorError):
             return {}
 
     def _swap_in(self, staged: list[tuple[CatalogFile, Path]]) -> None:
@@ -167,8 +172,8 @@ class Transfer:
         publish_subdir(ctx.tree, ctx.catalog, self.name, self.subdir, self.settings)
         rows = []
         for row, temp in staged:
-            final = ctx.tree.package_path(self.name, self.subdir, row.filename)
-            stat = ctx.tree.install(temp, final)
+            final = ctx.tree.package_key(self.name, self.subdir, row.filename)
+            stat = ctx.tree.install(temp, final, sha256=row.sha256)
             rows.append(replace(row, size=stat.size, mtime_ns=stat.mtime_ns))
         self._flush(rows)
 

@@ -649,7 +649,7 @@ def ensure_cf_state(workdir: Path, records: int, seed: int) -> CfState:
     """Build (once; cached) a channel whose linux-64 holds `records` mirrored files, as sparse
     placeholders, with mirror's catalog and full index written for them."""
     from mirror.adapters.catalog import Catalog, CatalogFile
-    from mirror.adapters.store import ChannelTree
+    from mirror.adapters.store import local_tree
     from mirror.config.model import IndexSettings
     from mirror.publish.channel import publish_channeldata
     from mirror.publish.settings import settings_for
@@ -696,7 +696,7 @@ def ensure_cf_state(workdir: Path, records: int, seed: int) -> CfState:
             )
     built = time.perf_counter()
     print(f"  {len(rows):,} placeholders in {built - started:.0f} s", flush=True)
-    tree = ChannelTree(base)
+    tree = local_tree(base)
     settings = IndexSettings(zst=True, shards=True, run_exports=True, channeldata=True)
     db_path = base / "state" / "catalog.sqlite"
     with Catalog(db_path) as catalog:

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.store import ChannelTree, Quarantine
+from mirror.adapters.store import Quarantine, local_tree
 from mirror.config import load_config
 from mirror.config.model import IndexSettings
 from mirror.errors import ConfigError
@@ -777,7 +777,7 @@ class LocalSite:
     def admit(self, paths: list[Path], fresh_s: float = 0.0) -> tuple[DropOutcome, ...]:
         with Catalog(self.state / "catalog.sqlite") as catalog:
             ctx = DropContext(
-                tree=ChannelTree(self.root),
+                tree=local_tree(self.root),
                 catalog=catalog,
                 quarantine=Quarantine(self.state / "quarantine"),
                 fresh_s=fresh_s,
@@ -862,7 +862,7 @@ def test_a_hostile_package_in_a_local_channel_is_quarantined_by_mirror_index(
     def index() -> Any:
         with Catalog(state / "catalog.sqlite") as catalog:
             ctx = IndexContext(
-                tree=ChannelTree(root),
+                tree=local_tree(root),
                 catalog=catalog,
                 quarantine=Quarantine(state / "quarantine"),
                 settings=IndexSettings(deep_scan=True),
@@ -907,7 +907,7 @@ def test_a_bz2_multistream_bomb_hiding_info_is_refused_by_a_shallow_index_fast(
     started = time.monotonic()
     with Catalog(tmp_path / "state" / "catalog.sqlite") as catalog:
         ctx = IndexContext(
-            tree=ChannelTree(tmp_path / "tree"),
+            tree=local_tree(tmp_path / "tree"),
             catalog=catalog,
             quarantine=Quarantine(tmp_path / "state" / "quarantine"),
             settings=IndexSettings(),

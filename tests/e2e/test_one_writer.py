@@ -102,9 +102,9 @@ def test_index_of_a_daemons_local_channel_works_through_the_daemons_catalog(
     assert run_cli(["index", str(channel)]).code == 0  # before any daemon: its own state
     state = tmp_path / "state"
     # what the daemon's worker writes for its channels when it starts
-    from mirror.adapters.store import ChannelMarker, ChannelTree
+    from mirror.adapters.store import ChannelMarker, local_tree
 
-    ChannelTree(tmp_path / "tree").mark_channel(
+    local_tree(tmp_path / "tree").mark_channel(
         "local", ChannelMarker("local", str(state), str(config))
     )
     build_package(PackageSpec("second", "1.0"), channel / "noarch")

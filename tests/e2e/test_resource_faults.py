@@ -29,7 +29,7 @@ import zstandard
 
 from mirror import cli
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.store import QUARANTINE_DIR, ChannelTree, Quarantine
+from mirror.adapters.store import QUARANTINE_DIR, Quarantine, local_tree
 from mirror.config import load_config
 from mirror.core.shards import SHARD_INDEX_NAME, read_shard_index
 from mirror.errors import CatalogError
@@ -590,7 +590,7 @@ def test_reindexing_a_mirrored_tree_after_the_state_database_is_lost_keeps_upstr
     config = load_config(world.config)
     with Catalog(world.state / "catalog.sqlite") as catalog:
         ctx = IndexContext(
-            tree=ChannelTree(config.root),
+            tree=local_tree(config.root),
             catalog=catalog,
             quarantine=Quarantine(world.state / QUARANTINE_DIR),
             settings=config.channels[0].index,

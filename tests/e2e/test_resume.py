@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.store import ChannelTree
+from mirror.adapters.store import local_tree
 from mirror.health.verify import verify
 from mirror.reports import VerifyReport
 from tests.conftest import REPO, run_cli, write_config
@@ -95,4 +95,4 @@ def test_a_killed_sync_resumes_without_fetching_any_finished_file_twice(tmp_path
 
 def _verify(base: Path) -> VerifyReport:
     with Catalog(base / "state" / "catalog.sqlite") as catalog:
-        return verify(ChannelTree(base / "tree"), catalog, [("up", "linux-64")], full=True)
+        return verify(local_tree(base / "tree"), catalog, [("up", "linux-64")], full=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.store import ChannelTree
+from mirror.adapters.store import local_tree
 from mirror.health.verify import verify
 from mirror.reports import VerifyReport
 from tests.support.builder import PackageSpec, build_channel, build_package, package_bytes
@@ -195,7 +195,7 @@ class Harness:
     def _verify(self) -> VerifyReport:
         targets = [(c, s) for c in ("up", "local") for s in SUBDIRS]
         with Catalog(self.state / "catalog.sqlite") as catalog:
-            return verify(ChannelTree(self.base / "tree"), catalog, targets, full=True)
+            return verify(local_tree(self.base / "tree"), catalog, targets, full=True)
 
 
 def run(

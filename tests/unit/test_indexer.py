@@ -19,7 +19,7 @@ import pytest
 import zstandard
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.store import ChannelTree, Quarantine
+from mirror.adapters.store import Quarantine, local_tree
 from mirror.config.model import IndexSettings
 from mirror.local.indexer import IndexContext, index_channel
 from mirror.reports import IndexReport, SubdirIndexReport
@@ -70,7 +70,7 @@ class Workspace:
     ) -> IndexReport:
         with Catalog(self.state / "catalog.sqlite") as catalog:
             ctx = IndexContext(
-                tree=ChannelTree(self.root),
+                tree=local_tree(self.root),
                 catalog=catalog,
                 quarantine=Quarantine(self.state / "quarantine"),
                 settings=settings or IndexSettings(),
@@ -404,7 +404,7 @@ def test_a_large_subdir_is_read_in_a_process_pool_with_the_same_records(tmp_path
     pooled.index()
     with Catalog(serial.state / "catalog.sqlite") as catalog:
         ctx = IndexContext(
-            ChannelTree(serial.root),
+            local_tree(serial.root),
             catalog,
             Quarantine(serial.state / "q"),
             IndexSettings(),

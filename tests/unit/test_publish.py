@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from mirror.adapters.catalog import Catalog, CatalogFile
-from mirror.adapters.store import ChannelTree, Quarantine
+from mirror.adapters.store import ChannelTree, Quarantine, local_tree
 from mirror.config.model import IndexSettings
 from mirror.core.patches import REVOKED_DEPENDENCY, parse_patch_instructions
 from mirror.core.plan import ORIGIN_LOCAL
@@ -71,7 +71,7 @@ class Workspace:
     def index(self, settings: IndexSettings | None = None, *, force: bool = False) -> IndexReport:
         with Catalog(self.state / "catalog.sqlite") as catalog:
             ctx = IndexContext(
-                tree=ChannelTree(self.base / "tree"),
+                tree=local_tree(self.base / "tree"),
                 catalog=catalog,
                 quarantine=Quarantine(self.state / "quarantine"),
                 settings=settings or IndexSettings(),
@@ -239,7 +239,7 @@ def generated_rows(
 def test_a_small_change_to_a_large_subdir_is_spliced_into_bytes_a_full_render_gives(
     tmp_path: Path,
 ) -> None:
-    tree = ChannelTree(tmp_path / "tree")
+    tree = local_tree(tmp_path / "tree")
     patches = parse_patch_instructions(
         json.dumps(
             {
@@ -272,7 +272,7 @@ def test_a_small_change_to_a_large_subdir_is_spliced_into_bytes_a_full_render_gi
                 ],
             )
             catalog.remove_files(CHANNEL, "linux-64", [rows[0].filename, rows[2999].filename])
-        directory = tree.subdir_dir(CHANNEL, "linux-64")
+        directory = tmp_path / "tree" / CHANNEL / "linux-64"
         spliced = publish_subdir(tree, catalog, CHANNEL, "linux-64", settings, now=1.8e9 + 60)
         assert spliced.spliced and spliced.records == 3001
         spliced_json = (directory / REPODATA_JSON).read_bytes()
@@ -299,12 +299,12 @@ def test_a_small_change_to_a_large_subdir_is_spliced_into_bytes_a_full_render_gi
 
 
 def test_a_document_edited_by_hand_is_rendered_again_not_spliced(tmp_path: Path) -> None:
-    tree = ChannelTree(tmp_path / "tree")
+    tree = local_tree(tmp_path / "tree")
     with Catalog(tmp_path / "catalog.sqlite") as catalog:
         with catalog.transaction():
             catalog.put_files(CHANNEL, "linux-64", generated_rows(50))
         publish_subdir(tree, catalog, CHANNEL, "linux-64", PublishSettings(), now=1.8e9)
-        path = tree.subdir_dir(CHANNEL, "linux-64") / REPODATA_JSON
+        path = tmp_path / "tree" / CHANNEL / "linux-64" / REPODATA_JSON
         path.write_text(json.dumps(json.loads(path.read_bytes()), indent=2))
         with catalog.transaction():
             catalog.put_files(CHANNEL, "linux-64", generated_rows(1, start=50))
@@ -317,14 +317,14 @@ def test_a_document_edited_by_hand_is_rendered_again_not_spliced(tmp_path: Path)
 def test_recompress_raises_a_fast_zst_to_the_final_level_with_the_same_content(
     tmp_path: Path,
 ) -> None:
-    tree = ChannelTree(tmp_path / "tree")
+    tree = local_tree(tmp_path / "tree")
     with Catalog(tmp_path / "catalog.sqlite") as catalog:
         with catalog.transaction():
             # a name each: every record is its name's newest, so current_repodata.json is large
             catalog.put_files(CHANNEL, "linux-64", generated_rows(4000, names=4000))
         settings = PublishSettings(shards=False, current_repodata=True)
         publish_subdir(tree, catalog, CHANNEL, "linux-64", settings, now=1.8e9)
-        directory = tree.subdir_dir(CHANNEL, "linux-64")
+        directory = tmp_path / "tree" / CHANNEL / "linux-64"
         pairs = ((REPODATA_ZST, REPODATA_JSON), (CURRENT_REPODATA_ZST, CURRENT_REPODATA))
         bodies = {zst: (directory / json_name).read_bytes() for zst, json_name in pairs}
         # large enough that the first .zst files were written at a fast level
@@ -493,14 +493,14 @@ def test_current_repodata_json_zst_holds_the_same_bytes_in_one_checked_frame_wri
     written: list[str] = []
     write_pieces, write_if_changed = ChannelTree.write_pieces, ChannelTree.write_if_changed
 
-    def spy_pieces(tree: ChannelTree, path: Path, *args: Any, **kwargs: Any) -> Any:
-        written.append(f"{path.parent.name}/{path.name}")
-        return write_pieces(tree, path, *args, **kwargs)
+    def spy_pieces(tree: ChannelTree, key: str, *args: Any, **kwargs: Any) -> Any:
+        written.append("/".join(key.split("/")[-2:]))
+        return write_pieces(tree, key, *args, **kwargs)
 
-    def spy_if_changed(tree: ChannelTree, path: Path, *args: Any, **kwargs: Any) -> bool:
-        changed = write_if_changed(tree, path, *args, **kwargs)
+    def spy_if_changed(tree: ChannelTree, key: str, *args: Any, **kwargs: Any) -> bool:
+        changed = write_if_changed(tree, key, *args, **kwargs)
         if changed:
-            written.append(f"{path.parent.name}/{path.name}")
+            written.append("/".join(key.split("/")[-2:]))
         return changed
 
     monkeypatch.setattr(ChannelTree, "write_pieces", spy_pieces)

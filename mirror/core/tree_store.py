@@ -1,0 +1,113 @@
+"""The seam between what is published and where it lives: the protocol every tree store follows
+(a local directory; an S3 bucket), and the values it hands out.
+
+Keys are '/'-separated and relative to the tree's root (`conda-forge/linux-64/x.conda`); the
+channel layout above a store (mirror/adapters/store/tree.py) builds and checks them, so a store
+never sees '..', an absolute path or an empty segment. Every write is atomic: a reader sees the
+old bytes or the new ones, never a part (a local store renames a fsynced temp file; an object
+store completes one PUT).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+Pieces = Sequence[bytes | memoryview]
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """A file's size and a token that changes whenever its bytes may have: the mtime in
+    nanoseconds on a disk; for an object, a number derived from its ETag (an object has no
+    finer mtime than a second, and a rewrite always gets a new ETag)."""
+
+    size: int
+    mtime_ns: int
+
+
+class TreeStore(Protocol):
+    """Where a channel tree's files live."""
+
+    @property
+    def location(self) -> str:
+        """The root as shown in messages (a path, or s3://bucket/prefix); never a secret."""
+        ...
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def stat(self, key: str) -> FileStat | None: ...
+
+    def list_files(self, folder: str) -> dict[str, FileStat]:
+        """Regular files directly in a folder ('' is the root), by name; none if absent."""
+        ...
+
+    def list_folders(self, folder: str) -> list[str]: ...
+
+    def walk(self, folder: str) -> dict[str, FileStat]:
+        """Every file below a folder, by path relative to it, dotfiles and dot-folders left out
+        (they are never published: temp files, locks, markers)."""
+        ...
+
+    def read(self, key: str) -> bytes:
+        """The whole file; FileNotFoundError when it is not there."""
+        ...
+
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A stream of the file's bytes, for large files read once in order."""
+        ...
+
+    def local_file(self, key: str) -> AbstractContextManager[Path]:
+        """The file as a path on this host (a download for an object store, removed after)."""
+        ...
+
+    def free_bytes(self) -> int | None:
+        """Room left for new files; None where there is no such limit (an object store)."""
+        ...
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def write(self, key: str, pieces: Pieces, *, durable: bool = True) -> FileStat:
+        """Replace (or create) the file with the concatenation of `pieces`, atomically.
+        `durable=False`: the caller makes a batch durable at once with make_durable()."""
+        ...
+
+    def staging_path(self, near: str) -> Path:
+        """A fresh local temp file to stream new bytes into before install(): beside the folder
+        `near` on a disk (the same file system: an atomic rename), elsewhere for a bucket."""
+        ...
+
+    def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
+        """Give the verified bytes in `staged` (a staging_path(), consumed) the name `key`,
+        replacing what was there."""
+        ...
+
+    def adopt(self, source: Path, key: str) -> FileStat:
+        """Publish a file from elsewhere on this host (a drop folder) as `key`, never over an
+        existing file: FileExistsError then, and `source` is left alone; once published,
+        `source` is removed."""
+        ...
+
+    def make_durable(self, keys: Iterable[str]) -> None:
+        """New files written with durable=False are on stable storage once this returns."""
+        ...
+
+    def sync_folder(self, folder: str) -> None:
+        """Renames into a folder are durable once this returns (nothing to do for a bucket)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the file if it is there."""
+        ...
+
+    def clean_staging(self, folder: str) -> int:
+        """Remove temp files an interrupted run left in a folder; how many."""
+        ...
+
+
+def join(*parts: str) -> str:
+    """A key from its parts, skipping empty ones ('' + 'x' is 'x', not '/x')."""
+    return "/".join(part.strip("/") for part in parts if part.strip("/"))
