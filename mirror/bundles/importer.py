@@ -23,7 +23,6 @@ from pathlib import Path
 
 from mirror.adapters.bundle_parts import verify_parts
 from mirror.adapters.hooks import run_hook
-from mirror.adapters.lock import WriterLocks
 from mirror.adapters.snapshots import (
     ORIGIN_IMPORT,
     SNAPSHOTS_NAME,
@@ -46,7 +45,7 @@ from mirror.core.bundle_manifest import (
 )
 from mirror.errors import BundleError
 from mirror.publish.snapshot import preview_snapshot, take_snapshot
-from mirror.publish.tree import open_tree
+from mirror.publish.tree import TreeWriter, open_tree
 from mirror.reports import ImportReport
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def run_import(config: MirrorConfig, bundle: Path, *, dry_run: bool = False) -> 
         _preview(config, bundle, manifest, manifest_sha, report)
     else:
         with (
-            WriterLocks(config.root, config.state_dir),
+            TreeWriter.for_config(config),
             SnapshotStore(config.state_dir / SNAPSHOTS_NAME) as store,
         ):
             _apply(config, bundle, manifest, manifest_sha, store, report)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mirror.cli.exit_codes import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK
 from mirror.cli.runtime import terminal_progress
-from mirror.errors import MirrorError, UsageError
+from mirror.errors import UsageError
 
 if TYPE_CHECKING:
     from mirror.cli.runtime import Subparsers
@@ -32,7 +30,19 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         epilog=EXIT_CODES_HELP.replace("some work failed", "some files were quarantined, or"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    index.add_argument("path", metavar="PATH", help="the channel directory")
+    index.add_argument(
+        "path",
+        metavar="PATH",
+        help="the channel directory, or s3://<bucket>[/<prefix>]/<channel> for one kept in "
+        "an object store (credentials from the AWS environment)",
+    )
+    index.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="for an s3:// PATH: take the endpoint, region and addressing from this config's "
+        "storage block (default: AWS_ENDPOINT_URL and AWS_REGION)",
+    )
     index.add_argument(
         "--subdir",
         action="append",
@@ -111,16 +121,14 @@ def _add_output_arguments(index: argparse.ArgumentParser) -> None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from mirror.adapters.catalog import Catalog
-    from mirror.adapters.lock import WriterLocks
-    from mirror.adapters.store import QUARANTINE_DIR, ChannelMarker, Quarantine, local_tree
+    from mirror.adapters.store import QUARANTINE_DIR, ChannelMarker, Quarantine
+    from mirror.cli.index_target import resolve_target
     from mirror.config.model import IndexSettings
     from mirror.local.indexer import IndexContext, index_channel
     from mirror.publish.recompress import recompress
 
-    channel_dir = Path(args.path).expanduser().absolute()
-    if not channel_dir.is_dir():
-        raise UsageError(f"{channel_dir}: not a directory; give the channel folder")
-    state_dir = index_state_dir(channel_dir, args.state_dir, os.environ)
+    target = resolve_target(args.path, args.state_dir, args.config, os.environ)
+    state_dir, tree, channel = target.state_dir, target.tree, target.channel
     patch = Path(args.patch_instructions).absolute() if args.patch_instructions else None
     if patch is not None and not patch.exists():
         raise UsageError(f"{patch}: patch instructions not found")
@@ -129,27 +137,20 @@ def cmd_index(args: argparse.Namespace) -> int:
         run_exports=args.run_exports, channeldata=args.channeldata,
         shard_grace_days=args.shard_grace_days, patch_instructions=patch, deep_scan=args.deep,
     )  # fmt: skip
-    tree = local_tree(channel_dir.parent)
-    try:
-        tree.channel_key(channel_dir.name)
-    except MirrorError:
-        raise UsageError(
-            f"{channel_dir}: a channel folder name may hold only letters, digits, '.', '_', '-'"
-        ) from None
-    with WriterLocks(channel_dir.parent, state_dir), Catalog.in_state_dir(state_dir) as catalog:
-        tree.mark_channel(channel_dir.name, ChannelMarker("local", str(state_dir)))
+    with target.writer, Catalog.in_state_dir(state_dir) as catalog:
+        tree.mark_channel(channel, ChannelMarker("local", str(state_dir)))
         ctx = IndexContext(
             tree=tree, catalog=catalog, quarantine=Quarantine(state_dir / QUARANTINE_DIR),
             settings=settings, workers=max(1, args.workers), progress=terminal_progress(),
             on_subdir=lambda report: log.info("%s", report.summary()),
         )  # fmt: skip
         if args.file:
-            report = index_some_files(ctx, channel_dir.name, args.file)
+            report = index_some_files(ctx, channel, args.file)
         else:
-            report = index_channel(ctx, channel_dir.name, args.subdir or None, force=args.force)
+            report = index_channel(ctx, channel, args.subdir or None, force=args.force)
         if args.final_zst:
             for subdir in report.subdirs:
-                recompress(tree, catalog, channel_dir.name, subdir.subdir)
+                recompress(tree, catalog, channel, subdir.subdir)
     if report.quarantined:
         log.warning("%d files quarantined under %s (see the .reason files)",
                     report.quarantined, state_dir / QUARANTINE_DIR)  # fmt: skip
@@ -171,34 +172,3 @@ def index_some_files(ctx: IndexContext, channel: str, files: list[str]) -> Index
             )
         by_subdir.setdefault(subdir, []).append(name)
     return index_files(ctx, channel, by_subdir)
-
-
-def index_state_dir(channel_dir: Path, given: str | None, env: Mapping[str, str]) -> Path:
-    """Where `mirror index` keeps its catalog: never inside the published tree, and for a
-    channel a sync, the daemon or an import keeps, nowhere: those are refused (their records
-    are not the packages' own, and rebuilding them from files would lose upstream's)."""
-    from mirror.adapters.store import read_marker
-
-    marker = read_marker(channel_dir)
-    if marker is not None and marker.kind != "local":
-        keeper = f" with the config {marker.config}" if marker.config else ""
-        raise UsageError(
-            f"{channel_dir} is a {marker.kind} channel, kept{keeper} (state in "
-            f"{marker.state_dir}); its records come from upstream or a bundle, not from the "
-            "package files, so `mirror index` would lose them: use `mirror sync` or "
-            "`mirror verify --repair` with that config instead"
-        )
-    chosen = Path(given).expanduser().absolute() if given else None
-    kept = Path(marker.state_dir) if marker is not None else None
-    if chosen is not None and kept is not None and chosen != kept:
-        raise UsageError(
-            f"{channel_dir} is indexed with the state in {kept}; run without --state-dir, or "
-            f"with --state-dir {kept} (another catalog would not know what is published)"
-        )
-    if chosen is not None:
-        return chosen
-    if kept is not None:
-        return kept
-    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    digest = hashlib.sha256(str(channel_dir.resolve()).encode()).hexdigest()[:8]
-    return base / "mirror" / "index" / f"{channel_dir.name}-{digest}"

@@ -10,7 +10,7 @@ from mirror.config.yaml_view import YamlView
 BUNDLE_KEYS = ("outbox", "split_size", "sign_command", "verify_command")
 
 
-def read_bundles(view: YamlView, base: Path, private: tuple[Path, Path]) -> BundleSettings:
+def read_bundles(view: YamlView, base: Path, private: tuple[Path, ...]) -> BundleSettings:
     fields = view.mapping(BUNDLE_KEYS)
     outbox = None
     if "outbox" in fields:

@@ -25,9 +25,11 @@ from mirror.config.model import (
     IndexSettings,
     MirrorConfig,
     ServiceSettings,
+    StorageSettings,
     TransferSettings,
 )
 from mirror.config.service import read_drop_folders, read_schedule, read_service
+from mirror.config.storage import is_bucket_root, read_bucket_root, refuse_storage_for_local_root
 from mirror.config.yaml_view import YamlView, load_document
 from mirror.core.filters import FilterRules
 from mirror.core.guards import GuardLimits
@@ -41,6 +43,7 @@ DEFAULT_CONFIG = Path("/etc/mirror/config.yaml")
 _TRANSFER_KEYS = ("workers", "retries", "retry_backoff_s", "connect_timeout_s", "read_timeout_s")
 _TOP_KEYS = (
     "root",
+    "storage",
     "state_dir",
     "channels",
     "free_space_margin",
@@ -103,9 +106,15 @@ def load_config(path: Path) -> MirrorConfig:
     for required in ("root", "state_dir", "channels"):
         if required not in top:
             raise doc.error(f"missing required key '{required}'")
-    root = _directory(top["root"], base)
+    root: Path | None = None
+    bucket, storage = None, StorageSettings()
+    if is_bucket_root(top["root"]):
+        bucket, storage = read_bucket_root(top["root"], top.get("storage"))
+    else:
+        root = _directory(top["root"], base)
+        refuse_storage_for_local_root(root, top.get("storage"))
     state_dir = _directory(top["state_dir"], base)
-    if _overlaps(root, state_dir):
+    if root is not None and _overlaps(root, state_dir):
         raise top["state_dir"].error(
             f"state_dir {state_dir} and root {root} overlap; the state directory holds "
             "temporary and private files and must live outside the published tree"
@@ -129,6 +138,8 @@ def load_config(path: Path) -> MirrorConfig:
     return MirrorConfig(
         source=path,
         root=root,
+        bucket=bucket,
+        storage=storage,
         state_dir=state_dir,
         channels=channels,
         free_space_margin_bytes=(
@@ -139,7 +150,7 @@ def load_config(path: Path) -> MirrorConfig:
         ),
         service=service,
         bundles=(
-            read_bundles(top["bundles"], base, (root, state_dir))
+            read_bundles(top["bundles"], base, tuple(p for p in (root, state_dir) if p))
             if "bundles" in top
             else BundleSettings()
         ),
@@ -147,7 +158,10 @@ def load_config(path: Path) -> MirrorConfig:
 
 
 def _check_drop_folders(
-    channels: tuple[ChannelConfig, ...], views: dict[str, YamlView], root: Path, state_dir: Path
+    channels: tuple[ChannelConfig, ...],
+    views: dict[str, YamlView],
+    root: Path | None,
+    state_dir: Path,
 ) -> None:
     """A drop folder inside the published tree would publish half-copied files; one shared
     by two channels would make the destination a coin toss."""
@@ -161,7 +175,7 @@ def _check_drop_folders(
                 if _overlaps(folder, other):
                     raise view.error(f"drop folder {folder} overlaps {other} of channel {name}")
             for private, what in ((root, "root"), (state_dir, "state_dir")):
-                if _overlaps(folder, private):
+                if private is not None and _overlaps(folder, private):
                     raise view.error(
                         f"drop folder {folder} overlaps {what} {private}; drops must arrive "
                         "outside the published tree and the state directory"

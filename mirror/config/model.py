@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mirror.core.bucket_location import BucketLocation
 from mirror.core.filters import FilterRules
 from mirror.core.guards import GuardLimits
 from mirror.core.secrets import redact_url
@@ -154,15 +155,33 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """For a tree in an object store: how long the writer lease binds between renewals (a
+    writer that dies frees the tree after this long)."""
+
+    lease_ttl_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class MirrorConfig:
+    """`root` is the published tree's directory (<root>/<channel>/<subdir>/) or, when the
+    tree lives in an object store, None and `bucket` says where."""
+
     source: Path  # the file this was read from
-    root: Path  # published tree: <root>/<channel>/<subdir>/
-    state_dir: Path  # catalog, lock, upstream cache, temp: never inside root
+    root: Path | None
+    state_dir: Path  # catalog, lock, upstream cache, temp: never inside root, always local
     channels: tuple[ChannelConfig, ...]
     free_space_margin_bytes: int
     max_repodata_bytes: int
     service: ServiceSettings = ServiceSettings()
     bundles: BundleSettings = BundleSettings()
+    bucket: BucketLocation | None = None
+    storage: StorageSettings = StorageSettings()
+
+    @property
+    def tree_location(self) -> str:
+        """The tree's root as messages show it: a path, or s3://bucket/prefix."""
+        return self.bucket.url if self.bucket is not None else str(self.root)
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -185,7 +204,19 @@ def describe(
     `watched`: how each drop folder (channel, index) is watched, decided outside the config."""
     return {
         "source": str(config.source),
-        "root": str(config.root),
+        "root": config.tree_location,
+        "storage": (
+            {
+                "endpoint_url": redact_url(config.bucket.endpoint_url)
+                if config.bucket.endpoint_url
+                else None,
+                "region": config.bucket.region,
+                "addressing": config.bucket.addressing,
+                "lease_ttl_s": config.storage.lease_ttl_s,
+            }
+            if config.bucket is not None
+            else None
+        ),
         "state_dir": str(config.state_dir),
         "free_space_margin_bytes": config.free_space_margin_bytes,
         "max_repodata_bytes": config.max_repodata_bytes,

@@ -64,6 +64,15 @@ class TreeStore(Protocol):
         """The file as a path on this host (a download for an object store, removed after)."""
         ...
 
+    def local_files(self, keys: Sequence[str]) -> AbstractContextManager[list[Path]]:
+        """Many files as paths on this host at once (an object store fetches them in
+        parallel)."""
+        ...
+
+    def same_bytes(self, key: str, data: bytes) -> bool:
+        """Whether the file holds exactly `data` (False when it is not there)."""
+        ...
+
     def free_bytes(self) -> int | None:
         """Room left for new files; None where there is no such limit (an object store)."""
         ...

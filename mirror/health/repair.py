@@ -18,7 +18,6 @@ import logging
 from collections.abc import Mapping
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.lock import WriterLocks
 from mirror.adapters.store import QUARANTINE_DIR, ChannelTree, Quarantine
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.plan import ORIGIN_MIRROR
@@ -28,7 +27,7 @@ from mirror.health.verify import verify
 from mirror.local.indexer import IndexContext, index_subdir
 from mirror.publish.settings import settings_for
 from mirror.publish.subdir import publish_subdir
-from mirror.publish.tree import open_tree
+from mirror.publish.tree import TreeWriter, open_tree
 from mirror.reports import Problem, ProblemKind, VerifyOutcome, VerifyReport
 from mirror.sync.run import SyncOptions, run_sync
 
@@ -47,7 +46,7 @@ def run_verify(
     chosen = [c for c in config.channels if not channels or c.name in channels]
     targets = [(c.name, s) for c in chosen for s in c.subdirs]
     tree = open_tree(config)
-    lock = WriterLocks(config.root, config.state_dir)
+    lock = TreeWriter.for_config(config)
     if repair:
         lock.acquire()  # a repair writes; a plain verify only reads
     try:

@@ -10,11 +10,11 @@ subdir is still indexed. Then each changed subdir is published (publish.py).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import msgspec
 
@@ -36,6 +36,8 @@ from mirror.publish.subdir import publish_subdir
 from mirror.reports import IndexReport, QuarantinedFile, SubdirIndexReport
 
 log = logging.getLogger(__name__)
+
+_READ_BATCH = 256  # package files fetched at once from an object store before they are read
 
 
 @dataclass
@@ -357,8 +359,13 @@ def _read_all(
     tree: ChannelTree, folder: str, filenames: list[str], workers: int, deep: bool
 ) -> Iterator[tuple[str, ReadResult]]:
     """Package files read in a process pool, as files on this host (an object store's are
-    downloaded for the read, and removed after)."""
-    with contextlib.ExitStack() as held:
-        paths = [held.enter_context(tree.local_file(join(folder, fn))) for fn in filenames]
-        results = read_packages(paths, workers=workers, deep=deep)
-        yield from zip(filenames, results, strict=True)
+    fetched a batch at a time, and removed once read)."""
+    batches = [filenames[i : i + _READ_BATCH] for i in range(0, len(filenames), _READ_BATCH)]
+
+    def paths() -> Iterator[list[Path]]:
+        for batch in batches:
+            with tree.local_files([join(folder, fn) for fn in batch]) as fetched:
+                yield fetched
+
+    results = read_packages(paths(), total=len(filenames), workers=workers, deep=deep)
+    yield from zip(filenames, results, strict=True)

@@ -1,11 +1,116 @@
-"""Opening the tree a configuration names: a directory on this host (an s3:// root comes with
-the object store)."""
+"""Opening the tree a configuration names (a directory on this host, or a bucket) and taking
+its one-writer lock (an flock beside the tree, or a lease object in the bucket)."""
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from mirror.adapters.lock import WriterLock, WriterLocks, state_lock
+from mirror.adapters.objectstore import Bucket, Lease, LeaseTiming
+from mirror.adapters.objectstore.tree_store import BucketStore
 from mirror.adapters.store import ChannelTree, local_tree
 from mirror.config.model import MirrorConfig
+from mirror.core.bucket_location import BucketLocation
+from mirror.errors import LeaseLostError
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = "staging"  # under the state directory: bytes on their way into a bucket
 
 
 def open_tree(config: MirrorConfig) -> ChannelTree:
+    if config.bucket is not None:
+        return ChannelTree(bucket_store(config.bucket, config.state_dir))
+    assert config.root is not None
     return local_tree(config.root)
+
+
+@functools.lru_cache(maxsize=8)
+def bucket_store(location: BucketLocation, state_dir: Path) -> BucketStore:
+    """One store (one connection pool, one record of what the writer saw) per bucket and
+    state directory in a process, shared by every use case that opens the tree."""
+    return BucketStore(Bucket(location), state_dir / STAGING_DIR)
+
+
+def lease_timing(ttl_s: float) -> LeaseTiming:
+    """Renewed three times per term; host clocks may disagree by a tenth of it (at most 5 s)."""
+    return LeaseTiming(ttl_s=ttl_s, renew_every_s=ttl_s / 3, clock_skew_s=min(5.0, ttl_s / 10))
+
+
+class TreeWriter:
+    """What every command that writes a tree holds: the state directory's lock, and the
+    tree's (an flock on a disk, the lease in a bucket: released by the kernel, or expiring,
+    when the holder dies). `on_lost`: a bucket's lease was taken over or lapsed."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        root: Path | None = None,
+        bucket: BucketLocation | None = None,
+        lease_ttl_s: float = 60.0,
+        on_lost: Callable[[LeaseLostError], None] | None = None,
+    ) -> None:
+        self.state_dir, self.bucket, self.lease_ttl_s = state_dir, bucket, lease_ttl_s
+        self._on_lost = on_lost
+        self._local: WriterLocks | None = None
+        self._state: WriterLock | None = None
+        self._lease: Lease | None = None
+        if bucket is None:
+            assert root is not None
+            self._local = WriterLocks(root, state_dir)
+        else:
+            self._state = state_lock(state_dir)
+
+    @classmethod
+    def for_config(
+        cls, config: MirrorConfig, on_lost: Callable[[LeaseLostError], None] | None = None
+    ) -> TreeWriter:
+        return cls(
+            config.state_dir,
+            root=config.root,
+            bucket=config.bucket,
+            lease_ttl_s=config.storage.lease_ttl_s,
+            on_lost=on_lost,
+        )
+
+    def acquire(self) -> None:
+        if self._local is not None:
+            self._local.acquire()
+            return
+        assert self._state is not None and self.bucket is not None
+        self._state.acquire()
+        try:
+            store = bucket_store(self.bucket, self.state_dir)
+            lease = Lease(store.bucket, timing=lease_timing(self.lease_ttl_s))
+            lease.acquire()
+        except BaseException:
+            self._state.release()
+            raise
+        lease.keep_renewed(on_lost=self._on_lost)
+        store.begin_writing(lease.check)
+        self._lease = lease
+
+    def release(self) -> None:
+        if self._local is not None:
+            self._local.release()
+            return
+        if self._lease is not None and self.bucket is not None:
+            bucket_store(self.bucket, self.state_dir).end_writing()
+            self._lease.release()
+            self._lease = None
+        if self._state is not None:
+            self._state.release()
+
+    def __enter__(self) -> TreeWriter:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()

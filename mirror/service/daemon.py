@@ -24,16 +24,16 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.lock import WriterLocks
 from mirror.adapters.systemd_notify import Notifier
 from mirror.adapters.upstream import make_http_client
 from mirror.adapters.watcher import DropWatcher, WatchedFolder
 from mirror.config import MirrorConfig, load_config
 from mirror.config.model import ChannelConfig
 from mirror.core.secrets import Redactor, url_secrets
-from mirror.errors import MirrorError
+from mirror.errors import LeaseLostError, LockBusyError, MirrorError
 from mirror.health.status import collect_status
 from mirror.local.watch_plan import FolderWatch, plan_watch
+from mirror.publish.tree import TreeWriter
 from mirror.service.channel_worker import ChannelWorker
 from mirror.service.http import StatusApp, serve_status
 from mirror.service.metrics import MirrorMetrics
@@ -66,7 +66,8 @@ class Daemon:
         self.http: httpx.Client | None = None
         self._scheduler: Any = None
         self._metrics_server: Any = None
-        self._lock = WriterLocks(self.config.root, self.config.state_dir)
+        self.lease_lost = False
+        self._lock = TreeWriter.for_config(self.config, on_lost=self._lease_lost)
         self._notifier = Notifier(self.env)
         self._control = threading.Lock()
 
@@ -74,11 +75,12 @@ class Daemon:
 
     def run(self, install_signals: bool = True) -> int:
         """Serve until SIGTERM/SIGINT (or `stop()`); SIGHUP reloads the config."""
-        self._lock.acquire()
+        if install_signals:
+            self._install_signals()
+        if not self._take_tree():
+            return 0
         try:
             self._start()
-            if install_signals:
-                self._install_signals()
             self._notifier.send("READY=1")
             log.info("mirror daemon ready: %d channels", len(self.config.channels))
             self._serve()
@@ -86,9 +88,31 @@ class Daemon:
             self._notifier.send("STOPPING=1")
             self._shutdown()
             self._lock.release()
-        return 0
+        return 1 if self.lease_lost else 0  # a non-zero exit: systemd starts it again
 
     def stop(self) -> None:
+        self.stopping.set()
+
+    def _take_tree(self) -> bool:
+        """The tree's writer lock. A tree in a bucket may be written by a daemon on another
+        host: this one stands by, saying who holds the lease, until it is free (or it is
+        stopped: False). A local tree's lock held by another process is an error."""
+        while True:
+            try:
+                self._lock.acquire()
+                return True
+            except LockBusyError as exc:
+                if self.config.bucket is None:
+                    raise
+                log.warning("standing by: %s", exc)
+                if self.stopping.wait(min(30.0, self.config.storage.lease_ttl_s / 3)):
+                    return False
+
+    def _lease_lost(self, exc: LeaseLostError) -> None:
+        """Another host took the tree over: stop at once (systemd starts this daemon again,
+        and it stands by until the lease is free)."""
+        log.error("stopping: %s", exc)
+        self.lease_lost = True
         self.stopping.set()
 
     def reload(self) -> None:
@@ -289,7 +313,7 @@ class Daemon:
                 "reload refused, keeping the running configuration: %s", self.redactor(str(exc))
             )
             return
-        if (new.root, new.state_dir) != (self.config.root, self.config.state_dir):
+        if (new.tree_location, new.state_dir) != (self.config.tree_location, self.config.state_dir):
             log.error("reload refused: root and state_dir change only with a restart")
             return
         with self._control:

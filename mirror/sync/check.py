@@ -18,7 +18,11 @@ from pathlib import Path
 from mirror.adapters.catalog import CATALOG_NAME, Catalog, ClosureNoteKind
 from mirror.adapters.solver import SolveError, SolveSource, default_virtual_packages, solve
 from mirror.adapters.state_files import write_atomically
+from mirror.adapters.store import ChannelTree
 from mirror.config.model import ChannelConfig, MirrorConfig
+from mirror.core.tree_store import join
+from mirror.publish.names import REPODATA_JSON
+from mirror.publish.tree import open_tree
 from mirror.reports import CheckResult
 
 log = logging.getLogger(__name__)
@@ -109,33 +113,40 @@ def _check(
     virtual: Iterable[str],
 ) -> CheckResult:
     started = time.monotonic()
-    sources = _published_sources(config, channel, platform)
-    try:
-        if not sources:
-            raise SolveError("nothing is published for this platform yet")
-        solved = solve(sources, specs, virtual)
-        ok, message = True, f"{len(solved)} packages"
-    except SolveError as exc:
-        ok, message = False, str(exc)
+    tree = open_tree(config)
+    keys = _published_keys(tree, config, channel, platform)
+    with tree.local_files([key for _, _, key in keys]) as paths:
+        sources = [
+            SolveSource(name, subdir, path)
+            for (name, subdir, _), path in zip(keys, paths, strict=True)
+        ]
+        try:
+            if not sources:
+                raise SolveError("nothing is published for this platform yet")
+            solved = solve(sources, specs, virtual)
+            ok, message = True, f"{len(solved)} packages"
+        except SolveError as exc:
+            ok, message = False, str(exc)
     return CheckResult(
         channel.name, platform, specs, ok, message, time.monotonic() - started, time.time()
     )
 
 
-def _published_sources(
-    config: MirrorConfig, channel: ChannelConfig, platform: str
-) -> list[SolveSource]:
-    """The published repodata a client of this channel reads, in channel priority order."""
+def _published_keys(
+    tree: ChannelTree, config: MirrorConfig, channel: ChannelConfig, platform: str
+) -> list[tuple[str, str, str]]:
+    """(channel, subdir, key) of the published repodata a client of this channel reads, in
+    channel priority order."""
     members = [channel, *(config.channel(n) for n in channel.dependencies.channels)]
-    sources = []
+    found = []
     for member in members:
         if member is None:
             continue
         for subdir in dict.fromkeys((platform, "noarch")):
-            path = config.root / member.name / subdir / "repodata.json"
-            if path.is_file():
-                sources.append(SolveSource(member.name, subdir, path))
-    return sources
+            key = join(tree.subdir_key(member.name, subdir), REPODATA_JSON)
+            if tree.stat(key) is not None:
+                found.append((member.name, subdir, key))
+    return found
 
 
 def _save(path: Path, results: list[CheckResult]) -> None:

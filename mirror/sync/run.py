@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from mirror.adapters.catalog import Catalog
-from mirror.adapters.lock import WriterLocks
 from mirror.adapters.store import ChannelMarker
 from mirror.adapters.upstream import make_http_client
 from mirror.config.model import ChannelConfig, MirrorConfig
@@ -26,7 +25,7 @@ from mirror.publish.recompress import recompress
 from mirror.publish.settings import channeldata_enabled, settings_for
 from mirror.publish.snapshot import snapshot_channel
 from mirror.publish.subdir import ensure_noarch
-from mirror.publish.tree import open_tree
+from mirror.publish.tree import TreeWriter, open_tree
 from mirror.reports import CheckResult, DanglingReport, SubdirReport, SyncReport
 from mirror.sync.check import run_checks
 from mirror.sync.closure import ClosurePlan, plan_closures
@@ -65,7 +64,7 @@ def sync_context(
     redactor = redactor or Redactor()
     for channel in config.channels:
         redactor.add(url_secrets(channel.upstream or ""))
-    lock = WriterLocks(config.root, config.state_dir)
+    lock = TreeWriter.for_config(config)
     if write:
         lock.acquire()
     try:

@@ -15,7 +15,7 @@ import msgspec
 import zstandard
 
 from mirror.adapters.lock import tree_lock
-from mirror.cli.index import index_state_dir
+from mirror.cli.index_target import index_state_dir
 from tests.conftest import CliResult, run_cli
 from tests.support.builder import PackageSpec, build_package, package_bytes
 from tests.support.rattler_client import solve_and_install
@@ -55,7 +55,7 @@ def index(channel: Path, *flags: str) -> CliResult:
 
 def state_of(channel: Path) -> Path:
     """Where `mirror index` keeps a channel's state by default (outside the tree)."""
-    return index_state_dir(channel, None, os.environ)
+    return index_state_dir(str(channel.resolve()), None, None, os.environ)
 
 
 def unzstd(data: bytes) -> bytes:

@@ -18,9 +18,9 @@ from mirror.adapters.objectstore.connect import (
 )
 from mirror.adapters.objectstore.credentials import choose_credentials
 from mirror.adapters.objectstore.failures import Context, diagnose, translate
-from mirror.adapters.objectstore.location import BucketLocation, check_key
 from mirror.adapters.objectstore.objects import etag_names
 from mirror.adapters.objectstore.retry import Retrier, RetryPolicy
+from mirror.core.bucket_location import BucketLocation, check_key
 from mirror.core.secrets import Redactor
 from mirror.errors import ConfigError, StoreConflictError, StoreError, StoreMissingError
 

@@ -14,7 +14,7 @@ import ctypes.util
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -26,12 +26,15 @@ ReadResult = PackageInfo | tuple[str, str]  # the package's metadata, or (reason
 _PR_SET_PDEATHSIG = 1
 
 
-def read_packages(paths: Sequence[Path], *, workers: int, deep: bool) -> Iterator[ReadResult]:
-    """Each package's metadata (or why it is refused), in the order given."""
+def read_packages(
+    batches: Iterable[Sequence[Path]], *, total: int, workers: int, deep: bool
+) -> Iterator[ReadResult]:
+    """Each package's metadata (or why it is refused), in the order given. The files come in
+    batches (an object store's are fetched a batch at a time), all read by one pool."""
     read = read_deep if deep else read_info
-    names = [str(path) for path in paths]
-    if len(names) < POOL_THRESHOLD or workers <= 1:
-        yield from map(read, names)
+    if total < POOL_THRESHOLD or workers <= 1:
+        for batch in batches:
+            yield from (read(str(path)) for path in batch)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
@@ -40,7 +43,8 @@ def read_packages(paths: Sequence[Path], *, workers: int, deep: bool) -> Iterato
         initializer=die_with_parent,
         initargs=(os.getpid(),),
     ) as pool:
-        yield from pool.map(read, names, chunksize=32)
+        for batch in batches:
+            yield from pool.map(read, [str(path) for path in batch], chunksize=32)
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -26,9 +26,9 @@ and one writer at a time: `with Lease(bucket):` ... `lease.check()` before each 
 from mirror.adapters.objectstore.bucket import Bucket
 from mirror.adapters.objectstore.lease import Lease, LeaseKeeper, LeaseTiming
 from mirror.adapters.objectstore.lease_record import LEASE_KEY, LeaseRecord
-from mirror.adapters.objectstore.location import Addressing, BucketLocation
 from mirror.adapters.objectstore.objects import Listing, ObjectStat
 from mirror.adapters.objectstore.retry import RetryPolicy
+from mirror.core.bucket_location import Addressing, BucketLocation
 
 __all__ = [
     "LEASE_KEY",

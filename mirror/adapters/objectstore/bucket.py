@@ -21,7 +21,6 @@ from mirror.adapters.objectstore.connect import (
 )
 from mirror.adapters.objectstore.credentials import choose_credentials, make_provider
 from mirror.adapters.objectstore.failures import Context, Diagnosis, diagnose
-from mirror.adapters.objectstore.location import BucketLocation, check_key, check_prefix
 from mirror.adapters.objectstore.objects import (
     SHA256_METADATA,
     Listing,
@@ -32,6 +31,7 @@ from mirror.adapters.objectstore.objects import (
 )
 from mirror.adapters.objectstore.reader import ObjectReader, resuming_chunks
 from mirror.adapters.objectstore.retry import Retrier, RetryPolicy
+from mirror.core.bucket_location import BucketLocation, check_key, check_prefix
 from mirror.core.object_headers import ObjectHeaders, headers_for
 from mirror.core.secrets import Redactor
 from mirror.errors import StoreConflictError, StoreError, StoreMissingError

@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mirror import __version__
-from mirror.adapters.objectstore.location import BucketLocation
 from mirror.adapters.objectstore.retry import RetryPolicy
+from mirror.core.bucket_location import BucketLocation
 from mirror.core.secrets import redact_url
 from mirror.errors import ConfigError
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import stat as stat_module
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -100,6 +100,19 @@ class LocalStore:
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path]:
         yield self.path(key)
+
+    @contextlib.contextmanager
+    def local_files(self, keys: Sequence[str]) -> Iterator[list[Path]]:
+        yield [self.path(key) for key in keys]
+
+    def same_bytes(self, key: str, data: bytes) -> bool:
+        stat = self.stat(key)
+        if stat is None or stat.size != len(data):
+            return False
+        try:
+            return self.read(key) == data
+        except FileNotFoundError:
+            return False
 
     def free_bytes(self) -> int | None:
         probe = self.root

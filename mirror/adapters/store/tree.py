@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -143,6 +143,11 @@ class ChannelTree:
         with self.store.local_file(key) as path:
             yield path
 
+    @contextlib.contextmanager
+    def local_files(self, keys: Sequence[str]) -> Iterator[list[Path]]:
+        with self.store.local_files(keys) as paths:
+            yield paths
+
     def free_bytes(self) -> int | None:
         return self.store.free_bytes()
 
@@ -151,8 +156,7 @@ class ChannelTree:
     def write_if_changed(self, key: str, data: bytes, *, durable: bool = True) -> bool:
         """Atomically write `data` unless the file already holds exactly these bytes: an
         unchanged file keeps its mtime (or ETag), so web caches stay valid."""
-        stat = self.store.stat(key)
-        if stat is not None and stat.size == len(data) and self.read_if_there(key) == data:
+        if self.store.same_bytes(key, data):
             return False
         self.store.write(key, [data], durable=durable)
         return True

@@ -1,0 +1,240 @@
+"""A channel tree kept in a bucket: the TreeStore (mirror/core/tree_store.py) over a Bucket.
+
+Object keys and bytes are what a local tree would hold at the same paths. What a disk gives by
+renames, a bucket gives per object: a PUT is atomic, so nothing is ever visible half-written
+under its final key. New bytes are staged in local temp files (under the state directory)
+and uploaded from there once verified.
+
+Index writes are conditional: each carries the ETag this writer last saw for the key (from
+its first look at it, then from its own writes), so a writer that lost its lease can never
+replace an index a newer writer published (StoreConflictError, nothing written). Before every
+write the writer's guard (the lease's check) is asked, so a writer whose lease lapsed stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from mirror.adapters.objectstore.bucket import Bucket
+from mirror.adapters.objectstore.objects import ObjectStat, etag_names
+from mirror.core.tree_store import FileStat, Pieces
+from mirror.errors import StoreConflictError, StoreMissingError
+
+STAGING_PREFIX = ".mirror-"
+STAGING_SUFFIX = ".tmp"
+_DOWNLOADERS = 8  # parallel GETs when many package files are read at once (an index)
+_ABSENT = ""  # seen: the writer looked and there was no object
+
+
+def version_token(etag: str) -> int:
+    """A FileStat's mtime_ns for an object: a number that changes with its ETag (objects have
+    no finer modification time than a second, and a rewrite always gets a new ETag)."""
+    return int.from_bytes(hashlib.blake2b(etag.encode(), digest_size=7).digest(), "big")
+
+
+def _stat(stat: ObjectStat) -> FileStat:
+    return FileStat(stat.size, version_token(stat.etag))
+
+
+class BucketStore:
+    """The tree at a bucket's prefix. `staging` is a local directory for bytes on their way
+    in (one folder per subdir, like a local tree's temp files beside their targets)."""
+
+    def __init__(self, bucket: Bucket, staging: Path) -> None:
+        self.bucket = bucket
+        self.staging = staging
+        self._seen: dict[str, str] = {}  # key -> ETag this writer last saw ("" = none)
+        self._seen_lock = threading.Lock()
+        self._guard: Callable[[], None] | None = None
+
+    @property
+    def location(self) -> str:
+        return self.bucket.location.url
+
+    def begin_writing(self, guard: Callable[[], None]) -> None:
+        """A writer holds the tree from now: `guard` (the lease's check) runs before each
+        write. What was seen before belongs to another session and is forgotten."""
+        with self._seen_lock:
+            self._seen.clear()
+        self._guard = guard
+
+    def end_writing(self) -> None:
+        self._guard = None
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def stat(self, key: str) -> FileStat | None:
+        found = self.bucket.head(key)
+        self._saw(key, found.etag if found else _ABSENT)
+        return _stat(found) if found is not None else None
+
+    def list_files(self, folder: str) -> dict[str, FileStat]:
+        listing = self.bucket.list_dir(folder)
+        prefix = f"{folder}/" if folder else ""
+        for name, stat in listing.objects.items():
+            self._saw(prefix + name, stat.etag)
+        return {name: _stat(stat) for name, stat in listing.objects.items()}
+
+    def list_folders(self, folder: str) -> list[str]:
+        return sorted(self.bucket.list_dir(folder).folders)
+
+    def walk(self, folder: str) -> dict[str, FileStat]:
+        return {
+            path: _stat(stat)
+            for path, stat in self.bucket.walk(folder).items()
+            if not any(part.startswith(".") for part in path.split("/"))
+        }
+
+    def read(self, key: str) -> bytes:
+        try:
+            data, stat = self.bucket.get_object(key)
+        except StoreMissingError as exc:
+            self._saw(key, _ABSENT)
+            raise FileNotFoundError(str(exc)) from None
+        self._saw(key, stat.etag)
+        return data
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            reader = self.bucket.open_read(key, buffer_bytes=8 << 20)
+        except StoreMissingError as exc:
+            raise FileNotFoundError(str(exc)) from None
+        with reader:
+            yield cast(BinaryIO, reader)
+
+    @contextlib.contextmanager
+    def local_file(self, key: str) -> Iterator[Path]:
+        with self.local_files([key]) as paths:
+            yield paths[0]
+
+    @contextlib.contextmanager
+    def local_files(self, keys: Sequence[str]) -> Iterator[list[Path]]:
+        """Downloaded to staging files (several at once), removed afterwards."""
+        paths = [self.staging_path(key.rpartition("/")[0]) for key in keys]
+        try:
+            with ThreadPoolExecutor(min(_DOWNLOADERS, max(1, len(keys)))) as pool:
+                for _ in pool.map(self._download, keys, paths):
+                    pass
+            yield paths
+        finally:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+    def _download(self, key: str, path: Path) -> None:
+        try:
+            with open(path, "wb") as out:
+                for chunk in self.bucket.iter_bytes(key):
+                    out.write(chunk)
+        except StoreMissingError as exc:
+            raise FileNotFoundError(str(exc)) from None
+
+    def free_bytes(self) -> int | None:
+        return None
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def same_bytes(self, key: str, data: bytes) -> bool:
+        """Whether the object holds exactly `data`: an ETag that is the MD5 of `data` says so
+        without a download."""
+        found = self.bucket.head(key)
+        self._saw(key, found.etag if found else _ABSENT)
+        if found is None or found.size != len(data):
+            return False
+        return etag_names(found.etag, data) or self.read(key) == data
+
+    def write(self, key: str, pieces: Pieces, *, durable: bool = True) -> FileStat:
+        """One conditional PUT: on the ETag this writer last saw, or create-only."""
+        self._check()
+        data = b"".join(pieces)
+        last = self._last_seen(key)
+        try:
+            etag = self.bucket.put_bytes(
+                key, data, create_only=last == _ABSENT, if_match=last or None
+            )
+        except StoreConflictError:
+            raise StoreConflictError(
+                f"{self.bucket.url_of(key)} was not written: it changed since this writer last "
+                "saw it, so another writer has published since (did this one lose the writer "
+                "lease?); nothing was overwritten, run again"
+            ) from None
+        self._wrote(key, etag)
+        return FileStat(len(data), version_token(etag))
+
+    def staging_path(self, near: str) -> Path:
+        folder = self.staging / near if near else self.staging
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{STAGING_PREFIX}{uuid.uuid4().hex}{STAGING_SUFFIX}"
+
+    def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
+        """Upload the verified staging file (multipart when large), then remove it."""
+        self._check()
+        size = staged.stat().st_size
+        etag = self.bucket.put_file(key, staged, sha256_hex=sha256)
+        staged.unlink(missing_ok=True)
+        self._wrote(key, etag)
+        return FileStat(size, version_token(etag))
+
+    def adopt(self, source: Path, key: str) -> FileStat:
+        self._check()
+        size = source.stat().st_size
+        try:
+            etag = self.bucket.put_file(key, source, create_only=True)
+        except StoreConflictError:
+            raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
+        source.unlink()
+        self._wrote(key, etag)
+        return FileStat(size, version_token(etag))
+
+    def make_durable(self, keys: Iterable[str]) -> None:
+        """A completed PUT is durable."""
+
+    def sync_folder(self, folder: str) -> None:
+        """Objects have no folder to sync."""
+
+    def delete(self, key: str) -> None:
+        self._check()
+        self.bucket.delete(key)
+        self._wrote(key, _ABSENT)
+
+    def clean_staging(self, folder: str) -> int:
+        """Staging files an interrupted run left for this folder (on this host)."""
+        removed = 0
+        directory = self.staging / folder
+        if directory.is_dir():
+            for path in directory.glob(f"{STAGING_PREFIX}*{STAGING_SUFFIX}"):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    # -- what this writer saw -------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._guard is not None:
+            self._guard()
+
+    def _saw(self, key: str, etag: str) -> None:
+        """Only the first look counts: later looks must not bless a version another writer
+        put there meanwhile (this writer's own writes update it)."""
+        with self._seen_lock:
+            self._seen.setdefault(key, etag)
+
+    def _wrote(self, key: str, etag: str) -> None:
+        with self._seen_lock:
+            self._seen[key] = etag
+
+    def _last_seen(self, key: str) -> str:
+        with self._seen_lock:
+            last = self._seen.get(key)
+        if last is None:
+            self.stat(key)
+            with self._seen_lock:
+                last = self._seen[key]
+        return last
