@@ -294,7 +294,8 @@ class HttpUpstream:
     def _slot(self, url: str) -> contextlib.AbstractContextManager[Slot]:
         """A slot of the URL's host (scheme, name and port: never credentials)."""
         parts = urlsplit(url)
-        host = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+        port = f":{parts.port}" if parts.port else ""
+        host = f"{parts.scheme}://{parts.hostname}{port}"
         if self._pacer is None:
             return contextlib.nullcontext(Slot(host, time.monotonic(), saturated=False))
         return self._pacer.slot(host, self._policy, self._retry.stop)
