@@ -24,8 +24,9 @@ MIN_WINDOW = 4
 # than the noise floor below: a step that bought less is taken back.
 GAIN_SHARE = 0.25
 MIN_GAIN = 0.03
-# Windows in which fewer than half the requests found every slot taken measure demand (the
-# end of a subdir, a pause between syncs), not the upstream: they are not judged.
+# A window whose slots were busy less than half its time (requests x seconds against limit x
+# seconds) measured demand (the end of a subdir, a pause between syncs), not the upstream:
+# it is not judged.
 SATURATED_SHARE = 0.5
 HOLD_WINDOWS = 2  # after taking a step back, stay this many windows before probing again
 # Just below the limit that was last pushed back, stay longer before trying it again: a
@@ -40,7 +41,7 @@ class Window:
 
     start_s: float
     done: int = 0
-    saturated: int = 0  # of those, requests that started with every slot taken
+    busy_s: float = 0.0  # the time those requests spent in flight within the window
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,23 @@ class Aimd:
         cap = max(1, cap)
         return replace(self, cap=cap, limit=min(self.limit, cap))
 
-    def completed(self, now_s: float, started_s: float, saturated: bool) -> Aimd:
-        """A request answered and read in full. `saturated`: it found every slot taken."""
+    def rested(self) -> Aimd:
+        """The host was idle (between two syncs): the window being measured spans the pause,
+        so it is dropped; the limit and what it was based on stay."""
+        return replace(self, window=None)
+
+    def completed(self, now_s: float, started_s: float) -> Aimd:
+        """A request sent at `started_s` was answered and read in full."""
         window = self.window or Window(start_s=min(started_s, now_s))
-        window = replace(window, done=window.done + 1, saturated=window.saturated + int(saturated))
+        busy_s = max(0.0, now_s - max(started_s, window.start_s))
+        window = replace(window, done=window.done + 1, busy_s=window.busy_s + busy_s)
         if window.done < max(MIN_WINDOW, WINDOW_ROUNDS * self.limit):
             return replace(self, window=window)
         fresh = Window(start_s=now_s)
-        if window.saturated < SATURATED_SHARE * window.done:
+        elapsed_s = max(now_s - window.start_s, 1e-6)
+        if window.busy_s < SATURATED_SHARE * self.limit * elapsed_s:
             return replace(self, window=fresh)
-        measured = Measured(self.limit, window.done / max(now_s - window.start_s, 1e-6))
+        measured = Measured(self.limit, window.done / elapsed_s)
         return replace(self._judged(measured), window=fresh, previous=measured)
 
     def congested(self, now_s: float, started_s: float) -> Aimd:

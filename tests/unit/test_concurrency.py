@@ -34,17 +34,17 @@ class SimulatedUpstream:
         """Send `requests` requests, as many at once as the controller allows; the controller
         and the simulated seconds it took."""
         now = 0.0
-        in_flight: list[tuple[float, int, float, bool, bool]] = []  # (end, seq, start, sat, 503)
+        in_flight: list[tuple[float, int, float, bool]] = []  # (end, seq, start, 503)
         sent = seq = 0
         while sent < requests or in_flight:
             while sent < requests and len(in_flight) < control.limit:
                 n = len(in_flight) + 1
                 shed = self.sheds is not None and n > self.sheds
                 took = 0.001 if shed else self.round_trip_s * max(1.0, n / (self.serves or n))
-                heapq.heappush(in_flight, (now + took, seq, now, n >= control.limit, shed))
+                heapq.heappush(in_flight, (now + took, seq, now, shed))
                 sent += 1
                 seq += 1
-            end, _, start, saturated, shed = heapq.heappop(in_flight)
+            end, _, start, shed = heapq.heappop(in_flight)
             now = end
             self.answered += 1
             if shed:
@@ -52,7 +52,7 @@ class SimulatedUpstream:
                 control = control.congested(now, start)
                 sent -= 1  # retried
             else:
-                control = control.completed(now, start, saturated)
+                control = control.completed(now, start)
             self.limits.append(control.limit)
         return control, now
 
@@ -112,22 +112,23 @@ def test_after_pushback_the_limit_grows_one_at_a_time() -> None:
 
 
 def test_windows_where_demand_did_not_fill_the_slots_are_not_judged() -> None:
-    """The tail of a subdir, or a pause between syncs, is not the upstream getting slower."""
+    """The tail of a subdir, or a pause between syncs, is not the upstream getting slower:
+    one request at a time, each 50 ms, one a second, with 4 slots."""
     control = Aimd.starting(4, 32)
     for i in range(100):
-        control = control.completed(now_s=i * 1.0, started_s=i * 1.0 - 0.05, saturated=False)
+        control = control.completed(now_s=i * 1.0, started_s=i * 1.0 - 0.05)
     assert control.limit == 4
 
 
 def test_growth_that_buys_nothing_is_taken_back() -> None:
     control = Aimd.starting(4, 32)
     for i in range(8):  # 8 per second at 4
-        control = control.completed(now_s=(i + 1) / 8, started_s=0.0, saturated=True)
+        control = control.completed(now_s=(i + 1) / 8, started_s=0.0)
     assert control.limit == 8
     t = 1.0
     for _ in range(16):  # still 8 per second at 8
         t += 1 / 8
-        control = control.completed(now_s=t, started_s=t - 0.5, saturated=True)
+        control = control.completed(now_s=t, started_s=t - 1.0)
     assert control.limit == 4
     assert not control.slow_start
 
@@ -137,7 +138,6 @@ events = st.lists(
         st.sampled_from(["done", "done", "done", "pushback"]),
         st.floats(0.0, 0.5),  # time since the previous event
         st.floats(0.0, 2.0),  # how long the request took
-        st.booleans(),  # saturated
     ),
     max_size=300,
 )
@@ -146,15 +146,15 @@ events = st.lists(
 @settings(derandomize=True, max_examples=200)
 @given(start=st.integers(-2, 80), cap=st.integers(-2, 80), events=events)
 def test_any_sequence_of_events_keeps_the_limit_between_one_and_the_cap(
-    start: int, cap: int, events: list[tuple[str, float, float, bool]]
+    start: int, cap: int, events: list[tuple[str, float, float]]
 ) -> None:
     control = Aimd.starting(start, cap)
     now = 0.0
-    for kind, gap, took, saturated in events:
+    for kind, gap, took in events:
         now += gap
         before = control.limit
         if kind == "done":
-            control = control.completed(now, now - took, saturated)
+            control = control.completed(now, now - took)
             assert control.limit <= 2 * before
         else:
             control = control.congested(now, now - took)

@@ -4,6 +4,7 @@ cap holds when channels disagree, and that waiting for a slot gives way to a sto
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -56,8 +57,8 @@ def test_slots_in_use_are_counted_and_given_back_whatever_happens() -> None:
     pacer = HostPacer()
     stop = threading.Event()
     policy = HostPolicy(2, 2)
-    with pacer.slot(HOST, policy, stop), pacer.slot(HOST, policy, stop) as second:
-        assert second.saturated  # the second of two took the last slot
+    with pacer.slot(HOST, policy, stop), pacer.slot(HOST, policy, stop):
+        assert pacer.peak(HOST) == 2
     with pytest.raises(RuntimeError), pacer.slot(HOST, policy, stop):
         raise RuntimeError("the request failed")
     assert pacer.peak(HOST) == 2
@@ -83,3 +84,29 @@ def test_a_paused_host_gives_way_to_a_stop_request() -> None:
     stop.set()
     with pytest.raises(Interrupted), pacer.slot(HOST, HostPolicy(4, 4), stop):
         pass
+
+
+def test_a_pause_between_syncs_is_not_taken_for_a_slow_upstream() -> None:
+    """A window of completions interrupted by an idle hour would measure a few requests an
+    hour and take back the last growth: the window restarts instead."""
+    clock = Clock()
+    pacer = HostPacer(clock=clock)
+    stop = threading.Event()
+    policy = HostPolicy(start=2, cap=32)
+
+    def at_once(n: int) -> None:
+        """n requests sent together, answered 50 ms later."""
+        with contextlib.ExitStack() as stack:
+            slots = [stack.enter_context(pacer.slot(HOST, policy, stop)) for _ in range(n)]
+            clock.now += 0.05
+            for slot in slots:
+                slot.done()
+
+    at_once(2)
+    at_once(2)  # a window at 2: four completions in 0.1 s
+    assert pacer.limit(HOST) == 4
+    at_once(4)  # half a window at 4 ...
+    clock.now += 3600  # ... the sync ends, the next starts an hour later
+    at_once(4)
+    at_once(4)
+    assert pacer.limit(HOST) == 8  # twice the completions per second of 2: worth growing

@@ -297,7 +297,7 @@ class HttpUpstream:
         port = f":{parts.port}" if parts.port else ""
         host = f"{parts.scheme}://{parts.hostname}{port}"
         if self._pacer is None:
-            return contextlib.nullcontext(Slot(host, time.monotonic(), saturated=False))
+            return contextlib.nullcontext(Slot(host, time.monotonic()))
         return self._pacer.slot(host, self._policy, self._retry.stop)
 
     def _judge(self, slot: Slot, response: httpx.Response) -> None:

@@ -21,6 +21,7 @@ from mirror.errors import Interrupted
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # how often a waiting request looks at the stop signal
+IDLE_S = 2.0  # a host with nothing in flight for this long was idle, not slow
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class _Host:
     in_flight: int = 0
     paused_until: float = 0.0  # on the monotonic clock
     peak: int = 0
+    last_done_s: float = 0.0
 
 
 @dataclass
@@ -46,7 +48,6 @@ class Slot:
 
     host: str
     started_s: float
-    saturated: bool
     outcome: str = "failed"  # "done" | "congested" | "failed" (neither: not judged)
     pause_s: float | None = None
 
@@ -109,18 +110,21 @@ class HostPacer:
                     state.wakeup.wait(POLL_S)
                 else:
                     break
+            if state.in_flight == 0 and now - state.last_done_s > IDLE_S:
+                state.control = state.control.rested()
             state.in_flight += 1
             state.peak = max(state.peak, state.in_flight)
-            return Slot(host, now, saturated=state.in_flight >= state.control.limit)
+            return Slot(host, now)
 
     def _give_back(self, slot: Slot) -> None:
         with self._lock:
             state = self._hosts[slot.host]
             state.in_flight -= 1
             now = self.clock()
+            state.last_done_s = now
             before = state.control.limit
             if slot.outcome == "done":
-                state.control = state.control.completed(now, slot.started_s, slot.saturated)
+                state.control = state.control.completed(now, slot.started_s)
             elif slot.outcome == "congested":
                 state.control = state.control.congested(now, slot.started_s)
             if slot.pause_s is not None and now + slot.pause_s > state.paused_until:
