@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from mirror.errors import SpecError
 CONFIG_ENV = "MIRROR_CONFIG"
 DEFAULT_CONFIG = Path("/etc/mirror/config.yaml")
 
-_TRANSFER_KEYS = ("workers", "retries", "retry_backoff_s", "connect_timeout_s", "read_timeout_s")
+_TRANSFER_KEYS = tuple(f.name for f in dataclass_fields(TransferSettings))
 _TOP_KEYS = (
     "root",
     "storage",
@@ -304,6 +305,12 @@ def _transfer(fields: dict[str, YamlView], defaults: TransferSettings) -> Transf
             "connect_timeout_s", lambda v: v.number(0.1), defaults.connect_timeout_s
         ),
         read_timeout_s=pick("read_timeout_s", lambda v: v.number(0.1), defaults.read_timeout_s),
+        max_connections_per_host=pick(
+            "max_connections_per_host", lambda v: v.integer(1), defaults.max_connections_per_host
+        ),
+        max_retry_after_s=pick(
+            "max_retry_after_s", lambda v: v.number(0.0), defaults.max_retry_after_s
+        ),
     )
 
 

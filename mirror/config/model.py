@@ -18,11 +18,13 @@ from mirror.errors import UsageError
 class TransferSettings:
     """How a channel's upstream is talked to. Set at top level, overridable per channel."""
 
-    workers: int = 4
+    workers: int = 4  # requests at once to a host when a sync starts (file://: always)
     retries: int = 4
     retry_backoff_s: float = 1.0
     connect_timeout_s: float = 15.0
     read_timeout_s: float = 60.0
+    max_connections_per_host: int = 32  # the adaptive limit never goes above it
+    max_retry_after_s: float = 300.0  # a longer Retry-After is cut to this
 
 
 @dataclass(frozen=True)

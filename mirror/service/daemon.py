@@ -121,7 +121,7 @@ class Daemon:
     def _start(self) -> None:
         self.redactor.add(s for c in self.config.channels for s in url_secrets(c.upstream or ""))
         self.http = make_http_client(
-            max((c.transfer.workers for c in self.config.channels), default=4)
+            max((c.transfer.max_connections_per_host for c in self.config.channels), default=32)
         )
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         Catalog.in_state_dir(self.config.state_dir).close()  # create it before the threads do

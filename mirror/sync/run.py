@@ -68,11 +68,11 @@ def sync_context(
     if write:
         lock.acquire()
     try:
-        workers = max(c.transfer.workers for c in config.channels)
+        per_host = max(c.transfer.max_connections_per_host for c in config.channels)
         # a file://-only config never pays for TLS set-up
         needs_http = any(c.upstream and not c.upstream.startswith("file:") for c in config.channels)
         with contextlib.ExitStack() as stack:
-            http = stack.enter_context(make_http_client(workers)) if needs_http else None
+            http = stack.enter_context(make_http_client(per_host)) if needs_http else None
             catalog = stack.enter_context(Catalog.in_state_dir(config.state_dir))
             yield SyncContext(
                 config=config,

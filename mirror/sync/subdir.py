@@ -277,9 +277,7 @@ class SubdirSync:
         """Download, publish, prune, remember: the plan carried out."""
         ctx = self.ctx
         by_filename = {r.filename: r for r in selection.records}
-        transfer = Transfer(
-            ctx, self.name, self.subdir, self.channel.transfer.workers, self._publish_settings()
-        )
+        transfer = Transfer(ctx, self.name, self.subdir, self._publish_settings())
         moved = transfer.run(upstream, plan, by_filename)
         self.done.update(
             downloaded_files=len(moved.downloaded),

@@ -35,10 +35,9 @@ class Transfer:
     """The download step of one channel/subdir sync."""
 
     def __init__(
-        self, ctx: SyncContext, channel: str, subdir: str, workers: int, settings: PublishSettings
+        self, ctx: SyncContext, channel: str, subdir: str, settings: PublishSettings
     ) -> None:
         self.ctx, self.name, self.subdir = ctx, channel, subdir
-        self.workers = workers
         self.settings = settings
 
     def _fit_in_space(self, plan: SyncPlan) -> tuple[SyncPlan, list[FileFailure]]:
@@ -111,7 +110,7 @@ class Transfer:
             ctx.tree,
             self.name,
             self.subdir,
-            self.workers,
+            upstream.transfer_threads(),
             ctx.stop,
             ctx.progress,
         )

@@ -21,6 +21,7 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ __all__ = ["FAULT_KINDS", "RequestRecord", "UpstreamServer"]
 #   "not_json": 200 with b"<html>oops" (text/html), whatever the path.
 #   "empty_repodata": 200 with a valid repodata.json listing no packages (info.subdir from
 #       the parent folder); zstd-compressed when the path ends in .zst.
+# add_refusal(glob, status, retry_after) answers 429 or 503 with a Retry-After header (seconds
+# or an HTTP-date, as given) to the next matching requests: an upstream pushing back. With
+# shed_above=N the server refuses (503, Retry-After shed_retry_after if set) any request that
+# arrives while N others are in flight: an upstream at capacity.
 # Body faults (truncate, corrupt, wrong_length, not_json, empty_repodata) ignore
 # conditional headers so that the fault is always delivered; on a missing file the
 # server answers 404 as usual (the fault is still consumed and logged).
@@ -81,6 +86,8 @@ class RequestRecord:
     matched against: URL-decoded, without query and without the /t/<token> prefix.
     status is 0 for a "reset" (no response was sent). body_bytes_sent is what the
     server sent (or was about to send) as body. headers has lower-cased names.
+    arrived_s is the wall-clock time the request arrived; in_flight counts the requests the
+    server was handling at that moment, this one included.
     """
 
     method: str
@@ -90,6 +97,8 @@ class RequestRecord:
     body_bytes_sent: int
     headers: dict[str, str]
     fault: str | None = None
+    arrived_s: float = 0.0
+    in_flight: int = 0
 
 
 _LogFn = Callable[[int, int, "str | None"], None]
@@ -100,6 +109,7 @@ class _Fault:
     glob: str
     kind: str
     remaining: int
+    retry_after: str | None = None  # a refusal's Retry-After header
 
 
 @dataclass
@@ -121,6 +131,8 @@ class _State:
     etags: dict[str, tuple[tuple[int, int, int], str]] = field(default_factory=dict)
     connections: set[socket.socket] = field(default_factory=set)
     errors: list[BaseException] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,13 +201,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, *, head: bool) -> None:
         owner = self.server.owner
+        arrived_s, in_flight = time.time(), owner._arrive()
+        try:
+            self._serve_counted(head, arrived_s, in_flight)
+        finally:
+            owner._leave()
+
+    def _serve_counted(self, head: bool, arrived_s: float, in_flight: int) -> None:
+        owner = self.server.owner
         headers = {k.lower(): v for k, v in self.headers.items()}
         raw_path = urllib.parse.urlsplit(self.path).path
         match_path = urllib.parse.unquote(raw_path)
 
         def log(status: int, sent: int, fault: str | None = None) -> None:
             owner._log(
-                RequestRecord(self.command, self.path, match_path, status, sent, headers, fault)
+                RequestRecord(
+                    self.command,
+                    self.path,
+                    match_path,
+                    status,
+                    sent,
+                    headers,
+                    fault,
+                    arrived_s,
+                    in_flight,
+                )
             )
 
         if owner.token is not None:
@@ -212,7 +242,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         if owner.latency_s:
             owner._stopping.wait(owner.latency_s)  # a remote upstream's round trip
-        fault = owner._take_fault(match_path)
+        if owner.shed_above is not None and in_flight > owner.shed_above:
+            self._send(_refusal(503, owner.shed_retry_after), head, log, "shed")
+            return
+        fault, retry_after = owner._take_fault(match_path)
+        if fault in ("refuse_429", "refuse_503"):
+            self._send(_refusal(int(fault[-3:]), retry_after), head, log, fault)
+            return
         if fault == "reset":
             log(0, 0, fault)
             self._reset()
@@ -309,6 +345,13 @@ def _text(status: int, message: str) -> _Response:
     return _Response(status, {"Content-Type": "text/plain"}, f"{message}\n".encode())
 
 
+def _refusal(status: int, retry_after: str | None) -> _Response:
+    response = _text(status, "busy, come back later")
+    if retry_after is not None:
+        response.headers["Retry-After"] = retry_after
+    return response
+
+
 def _etag(sha256_hex: str) -> str:
     return f'"{sha256_hex}"'
 
@@ -367,12 +410,16 @@ class UpstreamServer:
         bearer: str | None = None,
         slow_delay: float = 2.0,
         latency_s: float = 0.0,
+        shed_above: int | None = None,
+        shed_retry_after: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.token = token
         self.bearer = bearer
         self.slow_delay = slow_delay
         self.latency_s = latency_s
+        self.shed_above = shed_above
+        self.shed_retry_after = shed_retry_after
         self._state = _State()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -451,6 +498,18 @@ class UpstreamServer:
         with self._state.lock:
             self._state.faults.append(_Fault(path_glob, kind, count))
 
+    def add_refusal(
+        self, path_glob: str, status: int, retry_after: str | None = None, count: int = 1
+    ) -> None:
+        """Answer the next count requests matching path_glob with status (429 or 503) and,
+        when given, this Retry-After header (delta-seconds or an HTTP-date, sent as is)."""
+        if status not in (429, 503):
+            raise ValueError("a refusal is 429 or 503")
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        with self._state.lock:
+            self._state.faults.append(_Fault(path_glob, f"refuse_{status}", count, retry_after))
+
     def set_fault_rate(
         self,
         rate: float,
@@ -479,22 +538,33 @@ class UpstreamServer:
             self._state.faults.clear()
             self._state.rate = None
 
-    def _take_fault(self, match_path: str) -> str | None:
+    def _take_fault(self, match_path: str) -> tuple[str | None, str | None]:
+        """The fault kind for this request, and a refusal's Retry-After."""
         with self._state.lock:
             for fault in self._state.faults:
                 if fnmatch.fnmatchcase(match_path, fault.glob):
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._state.faults.remove(fault)
-                    return fault.kind
+                    return fault.kind, fault.retry_after
             rate = self._state.rate
             if (
                 rate is not None
                 and fnmatch.fnmatchcase(match_path, rate.glob)
                 and rate.rng.random() < rate.rate
             ):
-                return rate.rng.choice(rate.kinds)
-        return None
+                return rate.rng.choice(rate.kinds), None
+        return None, None
+
+    def _arrive(self) -> int:
+        with self._state.lock:
+            self._state.in_flight += 1
+            self._state.peak_in_flight = max(self._state.peak_in_flight, self._state.in_flight)
+            return self._state.in_flight
+
+    def _leave(self) -> None:
+        with self._state.lock:
+            self._state.in_flight -= 1
 
     # -- request log ---------------------------------------------------------------
 
@@ -510,10 +580,17 @@ class UpstreamServer:
         with self._state.lock:
             return list(self._state.errors)
 
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests the server handled at once since start or clear_log."""
+        with self._state.lock:
+            return self._state.peak_in_flight
+
     def clear_log(self) -> None:
-        """Forget logged requests, so a test can count only what follows."""
+        """Forget logged requests (and the peak in flight), so a test counts what follows."""
         with self._state.lock:
             self._state.log.clear()
+            self._state.peak_in_flight = self._state.in_flight
 
     def count(self, path_glob: str, status: int | None = None) -> int:
         """How many logged requests have a match_path matching path_glob (and status)."""

@@ -41,6 +41,9 @@ class FileUpstream:
         self._max_repodata = max_repodata_bytes
         self.shown_url = root.as_uri()
 
+    def transfer_threads(self) -> int:
+        return self._retry.settings.workers
+
     def fetch_repodata(
         self, subdir: str, previous: Validators | None, skip_zst: bool
     ) -> NotModified | Fetched:

@@ -7,13 +7,16 @@ import dataclasses
 import hashlib
 import os
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from mirror import __version__
+from mirror.adapters.upstream.pacing import HostPacer, HostPolicy, Slot
 from mirror.adapters.upstream.retry import Retrier
 from mirror.adapters.upstream.values import (
     Downloaded,
@@ -32,6 +35,7 @@ from mirror.adapters.upstream.verified import (
 )
 from mirror.config.model import TransferSettings
 from mirror.core.plan import WantedFile
+from mirror.core.retry_after import retry_after_s
 from mirror.core.secrets import Redactor, redact_url
 from mirror.errors import (
     UpstreamError,
@@ -42,11 +46,21 @@ REPODATA_ZST = "repodata.json.zst"
 _CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
-def make_http_client(max_connections: int) -> httpx.Client:
+class PacedClient(httpx.Client):
+    """The process's httpx client with the per-host request slots every upstream shares."""
+
+    def __init__(self, pacer: HostPacer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pacer = pacer
+
+
+def make_http_client(max_connections_per_host: int) -> httpx.Client:
     """The one httpx client of a process: User-Agent, proxy and CA-bundle environment honoured.
 
     httpx reads HTTP(S)_PROXY / NO_PROXY itself; for the CA bundle we also honour the variables
-    requests and curl users already set on their machines.
+    requests and curl users already set on their machines. How many connections a host gets is
+    the pacer's business (its slots are never more than the host's cap); httpx only keeps that
+    many alive for reuse, for the upstream's host and one other (where shards may live).
     """
     verify: ssl.SSLContext | bool = True
     for name in _CA_ENV:
@@ -54,13 +68,14 @@ def make_http_client(max_connections: int) -> httpx.Client:
         if cafile:
             verify = ssl.create_default_context(cafile=cafile)
             break
-    return httpx.Client(
+    return PacedClient(
+        HostPacer(),
         headers={"User-Agent": f"mirror/{__version__} httpx/{httpx.__version__}"},
         follow_redirects=True,
         trust_env=True,
         verify=verify,
         limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+            max_connections=None, max_keepalive_connections=2 * max_connections_per_host
         ),
     )
 
@@ -86,6 +101,16 @@ class HttpUpstream:
         self._retry = retry
         self._max_repodata = max_repodata_bytes
         self.shown_url = redact_url(self._base)
+        self._pacer = http.pacer if isinstance(http, PacedClient) else None
+        self._policy = HostPolicy(settings.workers, settings.max_connections_per_host)
+        self._max_retry_after_s = settings.max_retry_after_s
+
+    def transfer_threads(self) -> int:
+        """Enough download threads to fill the host's cap: those beyond its current limit
+        wait for a slot (no request is sent without one)."""
+        if self._pacer is None:
+            return self._policy.start
+        return max(self._policy.start, self._policy.cap)
 
     def fetch_repodata(
         self, subdir: str, previous: Validators | None, skip_zst: bool
@@ -241,30 +266,51 @@ class HttpUpstream:
     def _stream(self, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
         """A streamed GET whose failures arrive as classified, redacted UpstreamErrors."""
         shown = self._shown(url)
-        try:
-            with self._http.stream("GET", url, headers=headers, timeout=self._timeout) as response:
-                raise_for_status(response, shown)
-                yield response
-        except httpx.TimeoutException as exc:
-            raise UpstreamError(
-                f"{shown}: timed out ({type(exc).__name__})", reason="timeout"
-            ) from None
-        except httpx.ConnectError as exc:
-            raise UpstreamError(
-                f"{shown}: cannot connect ({self._redact(str(exc))})", reason="connect"
-            ) from None
-        except httpx.TransportError as exc:
-            text = self._redact(str(exc))
-            reason = "truncated" if "incomplete" in text or "expected" in text else "connection"
-            raise UpstreamError(
-                f"{shown}: connection failed mid-transfer ({text})", reason=reason
-            ) from None
+        with self._slot(url) as slot:
+            try:
+                with self._http.stream(
+                    "GET", url, headers=headers, timeout=self._timeout
+                ) as response:
+                    self._judge(slot, response)
+                    raise_for_status(response, shown, slot.pause_s)
+                    yield response
+                slot.done()
+            except httpx.TimeoutException as exc:
+                slot.congested()
+                raise UpstreamError(
+                    f"{shown}: timed out ({type(exc).__name__})", reason="timeout"
+                ) from None
+            except httpx.ConnectError as exc:
+                raise UpstreamError(
+                    f"{shown}: cannot connect ({self._redact(str(exc))})", reason="connect"
+                ) from None
+            except httpx.TransportError as exc:
+                text = self._redact(str(exc))
+                reason = "truncated" if "incomplete" in text or "expected" in text else "connection"
+                raise UpstreamError(
+                    f"{shown}: connection failed mid-transfer ({text})", reason=reason
+                ) from None
+
+    def _slot(self, url: str) -> contextlib.AbstractContextManager[Slot]:
+        """A slot of the URL's host (scheme, name and port: never credentials)."""
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        host = f"{parts.scheme}://{parts.hostname}{port}"
+        if self._pacer is None:
+            return contextlib.nullcontext(Slot(host, time.monotonic()))
+        return self._pacer.slot(host, self._policy, self._retry.stop)
+
+    def _judge(self, slot: Slot, response: httpx.Response) -> None:
+        """429 and 503 are the upstream pushing back; Retry-After says for how long."""
+        if response.status_code in (429, 503):
+            header = response.headers.get("Retry-After")
+            slot.congested(retry_after_s(header, time.time(), self._max_retry_after_s))
 
     def _shown(self, url: str) -> str:
         return self._redact(redact_url(url))
 
 
-def raise_for_status(response: httpx.Response, shown: str) -> None:
+def raise_for_status(response: httpx.Response, shown: str, wait_s: float | None = None) -> None:
     status = response.status_code
     if status in (200, 304):
         return
@@ -279,7 +325,10 @@ def raise_for_status(response: httpx.Response, shown: str) -> None:
             retryable=False,
         )
     if status >= 500 or status == 429:
-        raise UpstreamError(f"{shown}: upstream error (HTTP {status})", reason=f"http_{status}")
+        asked = "" if wait_s is None else f"; it asks to wait {wait_s:.0f} s (Retry-After)"
+        raise UpstreamError(
+            f"{shown}: upstream error (HTTP {status}{asked})", reason=f"http_{status}"
+        )
     raise UpstreamError(
         f"{shown}: unexpected HTTP {status}", reason=f"http_{status}", retryable=False
     )

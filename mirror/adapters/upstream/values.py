@@ -62,6 +62,11 @@ class Upstream(Protocol):
         self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes
     ) -> Downloaded: ...
 
+    def transfer_threads(self) -> int:
+        """How many downloads a pool should run at once (an http upstream paces the requests
+        themselves per host, and threads beyond a host's current limit wait their turn)."""
+        ...
+
     def file_url(self, subdir: str, name: str) -> str:
         """The URL of a file of a subdir (unredacted: it may hold a token)."""
         ...
