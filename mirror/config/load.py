@@ -26,11 +26,10 @@ from mirror.config.model import (
     IndexSettings,
     MirrorConfig,
     ServiceSettings,
-    StorageSettings,
     TransferSettings,
 )
 from mirror.config.service import read_drop_folders, read_schedule, read_service
-from mirror.config.storage import is_bucket_root, read_bucket_root, refuse_storage_for_local_root
+from mirror.config.storage import read_root
 from mirror.config.yaml_view import YamlView, load_document
 from mirror.core.filters import FilterRules
 from mirror.core.guards import GuardLimits
@@ -107,13 +106,7 @@ def load_config(path: Path) -> MirrorConfig:
     for required in ("root", "state_dir", "channels"):
         if required not in top:
             raise doc.error(f"missing required key '{required}'")
-    root: Path | None = None
-    bucket, storage = None, StorageSettings()
-    if is_bucket_root(top["root"]):
-        bucket, storage = read_bucket_root(top["root"], top.get("storage"))
-    else:
-        root = _directory(top["root"], base)
-        refuse_storage_for_local_root(root, top.get("storage"))
+    root, bucket, storage = read_root(top["root"], top.get("storage"), base, _directory)
     state_dir = _directory(top["state_dir"], base)
     if root is not None and _overlaps(root, state_dir):
         raise top["state_dir"].error(

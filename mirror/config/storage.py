@@ -13,6 +13,7 @@ instance role).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mirror.config.model import StorageSettings
@@ -25,8 +26,18 @@ STORAGE_KEYS = ("endpoint_url", "region", "addressing", "lease_ttl_s")
 _SECRET_KEYS = ("access_key", "secret", "password", "token", "credentials")
 
 
-def is_bucket_root(view: YamlView) -> bool:
-    return view.string().startswith("s3://")
+def read_root(
+    root: YamlView,
+    storage: YamlView | None,
+    base: Path,
+    directory: Callable[[YamlView, Path], Path],
+) -> tuple[Path | None, BucketLocation | None, StorageSettings]:
+    """(a local root, or None and the bucket, with its settings)."""
+    if root.string().startswith("s3://"):
+        return None, *read_bucket_root(root, storage)
+    path = directory(root, base)
+    refuse_storage_for_local_root(path, storage)
+    return path, None, StorageSettings()
 
 
 def read_bucket_root(
