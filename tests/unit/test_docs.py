@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.config import bundles, closure, load, service
+from mirror.config import bundles, closure, load, service, storage
 from tests.conftest import REPO
 
 CONFIG_DOC = REPO / "docs" / "configuration.md"
@@ -20,6 +20,7 @@ NESTED_KEYS = {
     f"{CHANNEL}.index": load._INDEX_KEYS,
     "watch": service.WATCH_KEYS,
     "bundles": bundles.BUNDLE_KEYS,
+    "storage": storage.STORAGE_KEYS,
     f"{CHANNEL}.schedule": service.SCHEDULE_KEYS,
     f"{CHANNEL}.drop_folders": service.DROP_FOLDER_KEYS,  # an item written as a mapping
     f"{CHANNEL}.dependencies": closure.DEPENDENCY_KEYS,
