@@ -14,7 +14,7 @@ import zstandard
 from mirror.core.object_headers import is_served
 from mirror.core.shards import read_shard
 from tests.conftest import run_cli, write_config
-from tests.support.builder import PackageSpec, build_channel
+from tests.support.builder import PackageSpec, build_channel, build_package
 from tests.support.rattler_client import solve_and_install
 from tests.support.s3_server import S3Bucket
 
@@ -95,3 +95,50 @@ def test_a_sync_into_a_bucket_is_the_local_tree_byte_for_byte_and_installs_over_
         tmp_path / "env", tmp_path / "cache",
     )  # fmt: skip
     assert installed == {"alpha", "beta"}
+
+
+def upload_channel(s3: S3Bucket, folder: Path, channel: str) -> None:
+    """Package files put into the bucket by someone else (a CI job), as a local channel."""
+    bucket = s3.bucket(PREFIX)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name.endswith((".conda", ".tar.bz2")):
+            bucket.put_file(f"{channel}/{path.parent.name}/{path.name}", path)
+
+
+def test_mirror_index_of_a_channel_in_a_bucket_matches_the_local_index(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    for spec in PACKAGES:
+        build_package(spec, tmp_path / "local" / "chan" / spec.subdir)
+    upload_channel(s3, tmp_path / "local" / "chan", "chan")
+    url = f"s3://{s3.name}/{PREFIX}/chan"
+    env = {"AWS_ENDPOINT_URL": s3.url}
+    first = run_cli(["index", url, "--state-dir", str(tmp_path / "state")], env=env)
+    assert first.code == 0, first.stderr
+    assert run_cli(["index", str(tmp_path / "local" / "chan")]).code == 0
+    in_bucket = {k[len("chan/") :]: v for k, v in objects(s3).items() if is_served(k)}
+    assert same_tree(in_bucket, local_files(tmp_path / "local" / "chan"))
+
+    build_package(PackageSpec("gamma", "1.0"), tmp_path / "more" / "noarch")
+    upload_channel(s3, tmp_path / "more", "chan")
+    again = run_cli(["index", url, "--state-dir", str(tmp_path / "state")], env=env)
+    assert again.code == 0, again.stderr
+    names = json.loads(s3.bucket(PREFIX).get_bytes("chan/noarch/repodata.json"))
+    assert "gamma-1.0-0.conda" in names["packages.conda"]
+
+
+def test_a_resync_with_nothing_new_writes_nothing_to_the_bucket(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    build_channel(tmp_path / "up", PACKAGES)
+    channel = {"up": {"upstream": str(tmp_path / "up"), "subdirs": ["linux-64", "noarch"]}}
+    config = bucket_config(tmp_path, s3, channel)
+    assert run_cli(["sync", "--config", str(config)]).code == 0
+    s3.gateway.clear()
+    again = run_cli(["sync", "--config", str(config)])
+    assert again.code == 0, again.stderr
+    writes = [r for r in s3.gateway.requests if r.method in ("PUT", "POST", "DELETE")]
+    # the lease is taken and given back; nothing of the tree is written
+    assert {r.path.rsplit("/", 1)[-1] for r in writes} <= {".mirror-lease.json"}, writes
+    verify = run_cli(["verify", "--full", "--config", str(config)])
+    assert verify.code == 0, verify.stdout + verify.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -76,10 +77,9 @@ class BucketStore:
         return _stat(found) if found is not None else None
 
     def list_files(self, folder: str) -> dict[str, FileStat]:
+        # not remembered as seen: a subdir lists thousands of packages, and only index
+        # writes are conditional
         listing = self.bucket.list_dir(folder)
-        prefix = f"{folder}/" if folder else ""
-        for name, stat in listing.objects.items():
-            self._saw(prefix + name, stat.etag)
         return {name: _stat(stat) for name, stat in listing.objects.items()}
 
     def list_folders(self, folder: str) -> list[str]:
@@ -117,16 +117,19 @@ class BucketStore:
 
     @contextlib.contextmanager
     def local_files(self, keys: Sequence[str]) -> Iterator[list[Path]]:
-        """Downloaded to staging files (several at once), removed afterwards."""
-        paths = [self.staging_path(key.rpartition("/")[0]) for key in keys]
+        """Downloaded (several at once) into a staging folder, under their own names (a
+        package reader judges a file by its name), removed afterwards."""
+        folder = self.staging_path("")
+        paths = [folder / str(n) / key.rpartition("/")[2] for n, key in enumerate(keys)]
         try:
+            for path in paths:
+                path.parent.mkdir(parents=True)
             with ThreadPoolExecutor(min(_DOWNLOADERS, max(1, len(keys)))) as pool:
                 for _ in pool.map(self._download, keys, paths):
                     pass
             yield paths
         finally:
-            for path in paths:
-                path.unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _download(self, key: str, path: Path) -> None:
         try:
@@ -200,6 +203,9 @@ class BucketStore:
         """Objects have no folder to sync."""
 
     def delete(self, key: str) -> None:
+        """Asked first (a HEAD is a read; a DELETE of nothing would still be a write)."""
+        if self._last_seen(key) == _ABSENT:
+            return
         self._check()
         self.bucket.delete(key)
         self._wrote(key, _ABSENT)
@@ -210,7 +216,10 @@ class BucketStore:
         directory = self.staging / folder
         if directory.is_dir():
             for path in directory.glob(f"{STAGING_PREFIX}*{STAGING_SUFFIX}"):
-                path.unlink(missing_ok=True)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
                 removed += 1
         return removed
 
