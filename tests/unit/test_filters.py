@@ -256,5 +256,5 @@ def test_specs_looked_up_by_name_are_exactly_the_specs_whose_name_matches(
     from mirror.core.specs import SpecsByName, parse_spec
 
     specs = tuple(parse_spec(p) for p in patterns)
-    expected = [s for s in specs if s.matches_name(name)]
-    assert sorted(SpecsByName(specs).for_name(name), key=specs.index) == expected
+    expected = sorted(s.text for s in specs if s.matches_name(name))
+    assert sorted(s.text for s in SpecsByName(specs).for_name(name)) == expected
