@@ -18,6 +18,7 @@ import os
 import random
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -412,8 +413,11 @@ class UpstreamServer:
         latency_s: float = 0.0,
         shed_above: int | None = None,
         shed_retry_after: str | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """`tls`: (certificate, key) files in PEM: serve https instead of http."""
         self.root = Path(root).resolve()
+        self.tls = tls
         self.token = token
         self.bearer = bearer
         self.slow_delay = slow_delay
@@ -433,6 +437,10 @@ class UpstreamServer:
             raise RuntimeError("already started")
         self._stopping.clear()
         self._httpd = _HTTPServer(self)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -478,8 +486,8 @@ class UpstreamServer:
 
     @property
     def base_url(self) -> str:
-        """http://127.0.0.1:PORT, without the token part."""
-        return f"http://127.0.0.1:{self.port}"
+        """http(s)://127.0.0.1:PORT, without the token part."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:

@@ -18,6 +18,7 @@ import httpx
 from mirror import __version__
 from mirror.adapters.upstream.pacing import HostPacer, HostPolicy, Slot
 from mirror.adapters.upstream.retry import Retrier
+from mirror.adapters.upstream.transport import plain_transport, transports
 from mirror.adapters.upstream.values import (
     Downloaded,
     Fetched,
@@ -68,15 +69,20 @@ def make_http_client(max_connections_per_host: int) -> httpx.Client:
         if cafile:
             verify = ssl.create_default_context(cafile=cafile)
             break
+    limits = httpx.Limits(
+        max_connections=None, max_keepalive_connections=2 * max_connections_per_host
+    )
+    mounts = transports(verify, limits)
     return PacedClient(
         HostPacer(),
         headers={"User-Agent": f"mirror/{__version__} httpx/{httpx.__version__}"},
         follow_redirects=True,
         trust_env=True,
         verify=verify,
-        limits=httpx.Limits(
-            max_connections=None, max_keepalive_connections=2 * max_connections_per_host
-        ),
+        limits=limits,
+        mounts=mounts,
+        # with mounts for both schemes the default transport serves no URL: a cheap one
+        transport=plain_transport() if mounts else None,
     )
 
 
