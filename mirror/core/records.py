@@ -241,17 +241,26 @@ _TOP_LEVEL_TYPES: dict[str, object] = {
 }
 
 
-def _check_top_level(top: Mapping[str, msgspec.Raw], source: str) -> None:
+def _check_top_level(top: dict[str, msgspec.Raw], source: str) -> None:
     for key, kind in _TOP_LEVEL_TYPES.items():
         if key not in top:
             continue
         try:
-            msgspec.json.decode(top[key], type=kind)
+            value = msgspec.json.decode(top[key], type=kind)
         except msgspec.ValidationError as exc:
             raise RepodataError(
                 f"{source}: '{key}' is malformed ({exc}); clients would refuse this repodata, "
                 "so nothing was changed."
             ) from exc
+        if key == "removed" and len(kept := package_file_names(value)) != len(value):
+            top[key] = msgspec.Raw(msgspec.json.encode(kept))
+
+
+def package_file_names(names: list[str]) -> list[str]:
+    """The entries of a `removed` list that can name a package file. rattler reads each as
+    <name>-<version>-<build>.conda/.tar.bz2 and refuses the whole repodata.json for one that
+    is not; no such file can be in a channel, so dropping it loses nothing."""
+    return [name for name in names if is_safe_filename(name) and name_from_filename(name)]
 
 
 def is_safe_filename(filename: str) -> bool:

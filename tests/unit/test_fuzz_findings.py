@@ -1,0 +1,53 @@
+"""What the end-to-end fuzzers (tests/e2e/test_fuzz_*.py) found, each minimised into a plain case.
+
+Every test here failed on the code before its fix; docs/reliability.md lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import msgspec
+import zstandard
+
+from mirror.core.records import parse_repodata
+from mirror.core.repodata_doc import render_repodata
+from mirror.core.upstream_shard_records import decode_shard
+from tests.support.rattler_reads import load_with_rattler
+
+# -- 1. upstream `removed` entries that are no package file name -----------------------------
+# rattler reads each entry of `removed` as an archive identifier (<name>-<version>-<build> plus
+# .conda or .tar.bz2) and refuses the whole repodata.json for one that is not; mirror published
+# upstream's list verbatim, so one odd entry made every client of the subdir fail.
+
+ODD_REMOVED = ["../x", "a\u0000b", "\u00e9", "x.conda", "x-1-0.zip", "x"]
+GOOD_REMOVED = ["gone-1.0-0.conda", "old-2-1.tar.bz2"]
+
+
+def test_removed_entries_that_name_no_package_file_are_not_published(tmp_path: Path) -> None:
+    body = json.dumps(
+        {"info": {"subdir": "noarch"}, "packages": {}, "removed": [*ODD_REMOVED, *GOOD_REMOVED]}
+    ).encode()
+
+    top = parse_repodata(body, source="upstream").top_level
+    published = render_repodata("noarch", [], top)
+
+    assert json.loads(published)["removed"] == sorted(GOOD_REMOVED)
+    (tmp_path / "noarch").mkdir()
+    (tmp_path / "noarch" / "repodata.json").write_bytes(published)
+    assert load_with_rattler(tmp_path / "noarch" / "repodata.json", []) == 0
+
+
+def test_removed_entries_of_an_upstream_shard_that_name_no_package_file_are_dropped() -> None:
+    shard = zstandard.ZstdCompressor().compress(
+        msgspec.msgpack.encode(
+            {"packages": {}, "packages.conda": {}, "removed": [*ODD_REMOVED, *GOOD_REMOVED]}
+        )
+    )
+    digest = hashlib.sha256(shard).hexdigest()
+
+    read = decode_shard(shard, name="gone", sha256_hex=digest, source="shard of gone")
+
+    assert sorted(read.removed) == sorted(GOOD_REMOVED)
