@@ -51,3 +51,19 @@ def test_removed_entries_of_an_upstream_shard_that_name_no_package_file_are_drop
     read = decode_shard(shard, name="gone", sha256_hex=digest, source="shard of gone")
 
     assert sorted(read.removed) == sorted(GOOD_REMOVED)
+
+
+# -- 2. a top-level value our own JSON reader cannot hold ----------------------------------------
+# `"zz": 1e400` passes msgspec.Raw (and rattler, which ignores the key) but msgspec refuses it
+# when decoding: published verbatim, it made `mirror verify` call the tree broken ("not valid
+# JSON") and mirror's own readers of the published repodata.json see nothing in it.
+
+
+def test_an_unknown_top_level_key_our_reader_refuses_is_not_published() -> None:
+    body = b'{"info": {"subdir": "noarch"}, "packages": {}, "zz": 1e400, "kept": [1e300]}'
+
+    top = parse_repodata(body, source="upstream").top_level
+    published = render_repodata("noarch", [], top)
+
+    assert set(top) == {"info", "kept"}
+    assert msgspec.json.decode(published)["kept"] == [1e300]
