@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from mirror.core.json_split import SplitError, object_members
+from mirror.core.json_split import UNBOUNDED, SplitError, object_members, value_end_at
 from mirror.errors import RepodataError
 
 PACKAGE_GROUPS: tuple[str, ...] = ("packages", "packages.conda")
@@ -181,7 +181,7 @@ def _tolerant_split(
 ) -> tuple[dict[str, msgspec.Raw], dict[str, tuple[str, msgspec.Raw]]]:
     """The members of a document the strict decoder refused; its structure must still hold."""
     try:
-        members, end = object_members(body)
+        members, end = object_members(body, max_depth=UNBOUNDED)  # records: the gate's to judge
         if body[end:].strip():
             raise SplitError(f"data after the document at byte {end}")
         top: dict[str, msgspec.Raw] = {}
@@ -191,7 +191,9 @@ def _tolerant_split(
             if key in PACKAGE_GROUPS:
                 for raw_filename, raw_record in _group_members(raw_value, key, source):
                     entries[_member_name(raw_filename)] = (key, msgspec.Raw(raw_record))
-            elif _is_json(raw_value):
+                continue
+            value_end_at(raw_value, 0)  # any other key nested past MAX_DEPTH refuses it all
+            if _is_json(raw_value):
                 top[key] = msgspec.Raw(raw_value)
             elif key in _TOP_LEVEL_TYPES or key == "info":
                 raise SplitError(f"'{printable_name(key)}' is not valid JSON")
@@ -206,7 +208,7 @@ def _tolerant_split(
 
 def _group_members(raw: bytes, group: str, source: str) -> list[tuple[bytes, bytes]]:
     try:
-        members, end = object_members(raw)
+        members, end = object_members(raw, max_depth=UNBOUNDED)
         if raw[end:].strip():
             raise SplitError(f"data after the object at byte {end}")
     except SplitError as exc:

@@ -10,11 +10,14 @@ import json
 from pathlib import Path
 
 import msgspec
+import pytest
 import zstandard
 
-from mirror.core.records import parse_repodata
+from mirror.core.filters import FilterRules, select
+from mirror.core.records import RefusalReason, parse_repodata
 from mirror.core.repodata_doc import render_repodata
 from mirror.core.upstream_shard_records import decode_shard
+from mirror.errors import RepodataError
 from tests.support.rattler_reads import load_with_rattler
 
 # -- 1. upstream `removed` entries that are no package file name -----------------------------
@@ -67,3 +70,37 @@ def test_an_unknown_top_level_key_our_reader_refuses_is_not_published() -> None:
 
     assert set(top) == {"info", "kept"}
     assert msgspec.json.decode(published)["kept"] == [1e300]
+
+
+# -- 3. one record nested deeper than the JSON decoder recurses -------------------------------
+# msgspec gives up on the document past ~1,000 levels and the tolerant splitter took over, but
+# it refused anything nested deeper than 256 as a broken document: one such record failed its
+# whole subdir on every run, where the gate refuses it alone (too_deep).
+
+
+def test_a_record_nested_thousands_deep_is_refused_alone() -> None:
+    good = {
+        "name": "good", "version": "1.0", "build": "0", "build_number": 0, "depends": [],
+        "sha256": "a" * 64, "size": 10, "subdir": "noarch",
+    }  # fmt: skip
+    deep = json.dumps({**good, "name": "deep"}).encode()[:-1] + b', "zz": '
+    deep += b"[" * 5000 + b"]" * 5000 + b"}"
+    body = (
+        b'{"info": {"subdir": "noarch"}, "packages.conda": {"deep-1.0-0.conda": '
+        + deep
+        + b', "good-1.0-0.conda": '
+        + json.dumps(good).encode()
+        + b"}}"
+    )
+
+    selection = select(parse_repodata(body, source="upstream"), FilterRules(), 0, subdir="noarch")
+
+    assert [r.filename for r in selection.records] == ["good-1.0-0.conda"]
+    [(filename, reason)] = [(r.filename, r.reason) for r in selection.refused]
+    assert (filename, reason) == ("deep-1.0-0.conda", RefusalReason.TOO_DEEP)
+
+
+def test_a_top_level_key_nested_thousands_deep_still_refuses_the_document() -> None:
+    body = b'{"info": {"subdir": "noarch"}, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    with pytest.raises(RepodataError, match="not valid repodata JSON"):
+        parse_repodata(body, source="upstream")
