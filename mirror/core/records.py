@@ -8,7 +8,7 @@ slices of the document) beside the typed fields the record gate (mirror/core/gat
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -163,7 +163,7 @@ def parse_repodata(body: bytes | bytearray, *, source: str) -> UpstreamRepodata:
         entries = _strict_entries(groups)
     except (msgspec.DecodeError, RecursionError) as exc:  # a value nested 1,000 deep recurses
         top, entries = _tolerant_split(bytes(body), source, exc)
-    _check_top_level(top, source)
+    _check_top_level(top, source, entries)
     return UpstreamRepodata(entries=entries, top_level=top, body=body)
 
 
@@ -243,7 +243,9 @@ _TOP_LEVEL_TYPES: dict[str, object] = {
 }
 
 
-def _check_top_level(top: dict[str, msgspec.Raw], source: str) -> None:
+def _check_top_level(
+    top: dict[str, msgspec.Raw], source: str, entries: Mapping[str, object]
+) -> None:
     for key in [key for key in top if key not in _TOP_LEVEL_TYPES]:
         if not _is_json(top[key]):  # `1e400`: msgspec.Raw passes it, our own readers do not
             del top[key]  # an unknown key is read by nobody: dropped, as the tolerant split does
@@ -257,15 +259,22 @@ def _check_top_level(top: dict[str, msgspec.Raw], source: str) -> None:
                 f"{source}: '{key}' is malformed ({exc}); clients would refuse this repodata, "
                 "so nothing was changed."
             ) from exc
-        if key == "removed" and len(kept := package_file_names(value)) != len(value):
+        if key == "removed" and len(kept := removed_names(value, entries)) != len(value):
             top[key] = msgspec.Raw(msgspec.json.encode(kept))
 
 
-def package_file_names(names: list[str]) -> list[str]:
-    """The entries of a `removed` list that can name a package file. rattler reads each as
+def removed_names(names: list[str], listed: Container[str]) -> list[str]:
+    """The entries of a `removed` list worth publishing. rattler reads each as
     <name>-<version>-<build>.conda/.tar.bz2 and refuses the whole repodata.json for one that
-    is not; no such file can be in a channel, so dropping it loses nothing."""
-    return [name for name in names if is_safe_filename(name) and name_from_filename(name)]
+    is not (no such file can be in a channel: dropping it loses nothing); and its sparse
+    reader hides a record whose file name is in `removed` while its whole-file reader and
+    conda install it, so a name the document also lists as a record is dropped (the record,
+    kept verbatim, wins) lest clients of one tree disagree on what it holds."""
+    return [
+        name
+        for name in names
+        if is_safe_filename(name) and name_from_filename(name) and name not in listed
+    ]
 
 
 def is_safe_filename(filename: str) -> bool:

@@ -26,7 +26,7 @@ from mirror.core.records import (
     Refusal,
     RefusalReason,
     name_from_filename,
-    package_file_names,
+    removed_names,
 )
 from mirror.core.upstream_shards import (
     FALLBACK,
@@ -148,7 +148,7 @@ def _removed(value: Any, source: str) -> tuple[str, ...]:
     strings that name no package file are dropped."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _malformed(source, "'removed' is not a list of file names")
-    return tuple(sorted(set(package_file_names(value))))
+    return tuple(sorted(set(removed_names(value, ()))))
 
 
 def _record_json(shard_name: str, filename: str, record: Any) -> bytes | Refusal:

@@ -15,9 +15,10 @@ import zstandard
 
 from mirror.core.filters import FilterRules, select
 from mirror.core.records import RefusalReason, parse_repodata
-from mirror.core.repodata_doc import render_repodata
+from mirror.core.repodata_doc import PublishedRecord, render_repodata
 from mirror.core.upstream_shard_records import decode_shard
 from mirror.errors import RepodataError
+from mirror.sync.shard_session import ShardSession
 from tests.support.rattler_reads import load_with_rattler
 
 # -- 1. upstream `removed` entries that are no package file name -----------------------------
@@ -104,3 +105,60 @@ def test_a_top_level_key_nested_thousands_deep_still_refuses_the_document() -> N
     body = b'{"info": {"subdir": "noarch"}, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     with pytest.raises(RepodataError, match="not valid repodata JSON"):
         parse_repodata(body, source="upstream")
+
+
+# -- 4. a record upstream lists in `removed` as well ------------------------------------------
+# rattler's sparse reader (pixi, the gateway) hides a record whose file name is in `removed`;
+# its whole-file reader and conda do not. Published verbatim, such a contradiction made
+# clients of the same tree disagree on what it holds. The record wins: `removed` loses it.
+
+
+def test_a_record_also_listed_in_removed_is_read_alike_by_every_reader(tmp_path: Path) -> None:
+    record = {
+        "name": "both", "version": "1.0", "build": "0", "build_number": 0, "depends": [],
+        "sha256": "a" * 64, "size": 10, "subdir": "noarch",
+    }  # fmt: skip
+    body = json.dumps(
+        {
+            "info": {"subdir": "noarch"},
+            "packages.conda": {"both-1.0-0.conda": record},
+            "removed": ["both-1.0-0.conda", "gone-1.0-0.conda"],
+        }
+    ).encode()
+
+    parsed = parse_repodata(body, source="upstream")
+    published = render_repodata(
+        "noarch",
+        [PublishedRecord(fn, raw) for fn, (_, raw) in parsed.entries.items()],
+        parsed.top_level,
+    )
+
+    assert json.loads(published)["removed"] == ["gone-1.0-0.conda"]
+    (tmp_path / "noarch").mkdir()
+    (tmp_path / "noarch" / "repodata.json").write_bytes(published)
+    assert load_with_rattler(tmp_path / "noarch" / "repodata.json", ["both"]) == 1
+
+
+def test_a_record_also_in_its_upstream_shards_removed_list_is_published_alike() -> None:
+    record = {"name": "both", "version": "1.0", "build": "0", "build_number": 0,
+              "depends": [], "sha256": bytes(32), "size": 10}  # fmt: skip
+    data = zstandard.ZstdCompressor().compress(
+        msgspec.msgpack.encode(
+            {
+                "packages": {},
+                "packages.conda": {"both-1.0-0.conda": record},
+                "removed": ["both-1.0-0.conda", "both-0.9-0.conda"],
+            }
+        )
+    )
+    shard = decode_shard(
+        data, name="both", sha256_hex=hashlib.sha256(data).hexdigest(), source="shard of both"
+    )
+    session = ShardSession(
+        label="c/noarch", subdir="noarch", upstream=None, index=None, index_url="",
+        validators=None, cache=None, workers=1, redact=str, shards={"both": shard},
+    )  # fmt: skip
+
+    top = session.repodata().top_level
+
+    assert json.loads(bytes(top["removed"])) == ["both-0.9-0.conda"]
