@@ -327,9 +327,12 @@ class Quarantine:
         """Move `source` out of the tree (or out of a drop folder); returns where it went."""
         folder = self.root / channel / subdir
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / source.name
+        name = _quarantine_name(source.name)
+        if name != source.name:
+            reason = f"{reason.rstrip()}\n(quarantined as {name!r}; its name was {source.name!r})"
+        target = folder / name
         if target.exists() or target.is_symlink():
-            target = folder / f"{source.name}.{uuid.uuid4().hex[:8]}"
+            target = folder / f"{name}.{uuid.uuid4().hex[:8]}"
         try:
             os.replace(source, target)
         except OSError:
@@ -341,6 +344,24 @@ class Quarantine:
         if not self.root.exists():
             return 0
         return sum(1 for p in self.root.rglob("*.reason") if p.is_file())
+
+
+_NAME_MAX_BYTES = 255  # every filesystem we write to
+_QUARANTINE_SUFFIX_BYTES = len(".12345678" + ".reason")  # a clash suffix, then the .reason
+
+
+def _quarantine_name(name: str) -> str:
+    """`name`, or when `<name>.<clash>.reason` would not fit NAME_MAX (a file refused for a
+    name too long for our temp names), its first bytes and a digest of the whole."""
+    raw = os.fsencode(name)
+    if len(raw) + _QUARANTINE_SUFFIX_BYTES <= _NAME_MAX_BYTES:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    keep = _NAME_MAX_BYTES - _QUARANTINE_SUFFIX_BYTES - len(digest) - 1
+    prefix = name
+    while len(os.fsencode(prefix)) > keep:  # cut between characters, never inside one
+        prefix = prefix[: -max(1, (len(os.fsencode(prefix)) - keep) // 4)]
+    return f"{prefix}~{digest}"
 
 
 def hash_file(

@@ -13,13 +13,17 @@ import msgspec
 import pytest
 import zstandard
 
+from mirror.adapters.store import Quarantine
+from mirror.cli import run
 from mirror.core.filters import FilterRules, select
 from mirror.core.records import RefusalReason, parse_repodata
 from mirror.core.repodata_doc import PublishedRecord, render_repodata
 from mirror.core.upstream_shard_records import decode_shard
 from mirror.errors import RepodataError
 from mirror.sync.shard_session import ShardSession
+from tests.support.builder import PackageSpec, package_bytes
 from tests.support.rattler_reads import load_with_rattler
+from tests.support.tree_checks import LogTrap
 
 # -- 1. upstream `removed` entries that are no package file name -----------------------------
 # rattler reads each entry of `removed` as an archive identifier (<name>-<version>-<build> plus
@@ -162,3 +166,58 @@ def test_a_record_also_in_its_upstream_shards_removed_list_is_published_alike() 
     top = session.repodata().top_level
 
     assert json.loads(bytes(top["removed"])) == ["both-0.9-0.conda"]
+
+
+# -- 5. a file whose name leaves no room for its `.reason` beside it in quarantine --------------
+# A package file named with 249-255 bytes is refused (unsafe_name: too long for our temp names)
+# and moved to quarantine, but `<name>.reason` is over NAME_MAX: the write failed after the
+# move. `mirror index` died with an internal error (the other subdirs never indexed), and a
+# drop was reported "ignored" though it had been moved, with no reason written.
+
+LONG_NAME = "x" * 236 + "fz-a-1.0-0.tar.bz2"  # 254 bytes
+
+
+def test_a_file_named_too_long_for_its_reason_is_quarantined_with_one(tmp_path: Path) -> None:
+    source = tmp_path / LONG_NAME
+    source.write_bytes(b"data")
+
+    moved = Quarantine(tmp_path / "quarantine").move(source, "chan", "noarch", "unsafe_name: x")
+
+    assert moved.read_bytes() == b"data" and not source.exists()
+    reason = moved.with_name(moved.name + ".reason").read_text()
+    assert reason.startswith("unsafe_name: x") and LONG_NAME in reason
+
+
+@pytest.mark.parametrize("cut", range(6))
+def test_a_long_name_shortened_in_quarantine_is_never_cut_inside_a_character(
+    tmp_path: Path, cut: int
+) -> None:
+    name = (
+        "x" * (215 + cut) + "dL\x84=\x18\u00e6\U000e150b\u00d3\u00c0-1.0-0.conda"
+    )  # up to 4-byte chars
+    source = tmp_path / name
+    source.write_bytes(b"data")
+
+    moved = Quarantine(tmp_path / "quarantine").move(source, "chan", "noarch", "unsafe_name: x")
+
+    assert moved.name.encode("utf-8") and moved.read_bytes() == b"data"
+    assert repr(name) in moved.with_name(moved.name + ".reason").read_text()
+
+
+def test_mirror_index_quarantines_a_file_named_too_long_and_indexes_the_rest(
+    tmp_path: Path,
+) -> None:
+    channel = tmp_path / "tree" / "chan"
+    (channel / "noarch").mkdir(parents=True)
+    (channel / "linux-64").mkdir()
+    (channel / "linux-64" / LONG_NAME).write_bytes(b"data")  # indexed first
+    good = PackageSpec("fz-good", "1.0", subdir="noarch")
+    (channel / "noarch" / good.filename).write_bytes(package_bytes(good))
+
+    with LogTrap() as trap:
+        code = run(["index", str(channel), "--state-dir", str(tmp_path / "state")])
+
+    assert code == 1 and not trap.failures(), trap.failures()
+    assert not (channel / "linux-64" / LONG_NAME).exists()
+    published = json.loads((channel / "noarch" / "repodata.json").read_bytes())
+    assert list(published["packages.conda"]) == [good.filename]
