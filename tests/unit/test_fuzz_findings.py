@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import tarfile
 from pathlib import Path
 
 import msgspec
 import pytest
 import zstandard
+from conda_package_streaming.package_streaming import stream_conda_component
 
+from mirror.adapters.archive import read_package
 from mirror.adapters.store import Quarantine
 from mirror.cli import run
 from mirror.core.filters import FilterRules, select
 from mirror.core.records import RefusalReason, parse_repodata
 from mirror.core.repodata_doc import PublishedRecord, render_repodata
 from mirror.core.upstream_shard_records import decode_shard
-from mirror.errors import RepodataError
+from mirror.errors import ArchiveError, RepodataError
 from mirror.sync.shard_session import ShardSession
 from tests.support.builder import PackageSpec, package_bytes
+from tests.support.hostile import conda_bytes, file, info_members, special, tar_bytes, zstd
 from tests.support.rattler_reads import load_with_rattler
 from tests.support.tree_checks import LogTrap
 
@@ -221,3 +226,40 @@ def test_mirror_index_quarantines_a_file_named_too_long_and_indexes_the_rest(
     assert not (channel / "linux-64" / LONG_NAME).exists()
     published = json.loads((channel / "noarch" / "repodata.json").read_bytes())
     assert list(published["packages.conda"]) == [good.filename]
+
+
+# -- 6. a .conda whose pkg tar is named so that conda reads it and the gate does not ----------
+# conda-package-streaming (conda's reader) takes the zip entry whose name *starts with*
+# pkg-<stem> as the package's payload, whatever follows; the package gate checked only entries
+# ending in .tar.zst. A payload named `pkg-<stem>.tar.zst.orig` (or `.Tar.zst`, or no suffix)
+# was thus never checked: '../' members and device files were published, --deep and drops too.
+
+
+@pytest.mark.parametrize(
+    "entry", ["pkg-evil-1.0-0.tar.zst.orig", "pkg-evil-1.0-0.Tar.zst", "pkg-evil-1.0-0"]
+)
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_pkg_tar_under_a_name_conda_reads_is_checked_or_refused(
+    tmp_path: Path, entry: str, deep: bool
+) -> None:
+    payload = zstd(tar_bytes([file("../escaped", b"x"), special("dev/sda", tarfile.BLKTYPE)]))
+    data = conda_bytes("evil-1.0-0", zstd(tar_bytes(info_members())), None, extra={entry: payload})
+    path = tmp_path / "evil-1.0-0.conda"
+    path.write_bytes(data)
+    conda_reads = [m.name for _, m in stream_conda_component(str(path), component="pkg")]
+    assert conda_reads == ["../escaped", "dev/sda"]  # what makes it hostile
+
+    with pytest.raises(ArchiveError) as refused:
+        read_package(path, deep=deep)
+
+    assert refused.value.reason == "unsafe_member" and entry in str(refused.value)
+
+
+def test_a_second_info_tar_under_a_longer_name_is_refused(tmp_path: Path) -> None:
+    info = zstd(tar_bytes(info_members()))
+    data = conda_bytes("evil-1.0-0", info, None, extra={"info-evil-1.0-0.tar.zst.x": info})
+    path = tmp_path / "evil-1.0-0.conda"
+    path.write_bytes(data)
+
+    with pytest.raises(ArchiveError, match=re.escape("info-evil-1.0-0.tar.zst.x")):
+        read_package(path)
