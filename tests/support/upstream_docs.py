@@ -226,6 +226,23 @@ _BREAKERS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+def _maybe_stale(
+    draw: Draw, package: WorldPackage, packages: Sequence[WorldPackage]
+) -> tuple[bytes, tuple[str, ...]]:
+    """Sometimes the record with another file's size and checksums (well formed, so the gate
+    admits it): what an upstream that replaced a file, or a stale index, serves. The download
+    must then fail verification, be named, and leave any published record as it was."""
+    if draw(st.sampled_from((False,) * 5 + (True,))):
+        other = json.loads(draw(st.sampled_from(packages)).raw)
+        record = json.loads(package.raw)
+        for key in ("size", "sha256", "md5"):
+            record.pop(key, None)
+            if key in other:
+                record[key] = other[key]
+        return json.dumps(record).encode(), ("checksums of another file",)
+    return package.raw, ()
+
+
 @st.composite
 def upstream_docs(draw: Draw, world: World) -> UpstreamDoc:
     """A document for one subdir: real records, several of them mutated, plus tricks."""
@@ -238,9 +255,10 @@ def upstream_docs(draw: Draw, world: World) -> UpstreamDoc:
     entries: list[Entry] = []
     for index, package in enumerate(chosen):
         if index < mutated:
-            base = Base(package.filename, package.group, subdir, package.raw)
+            raw, stale = _maybe_stale(draw, package, packages)
+            base = Base(package.filename, package.group, subdir, raw)
             mutant = draw(mutants((base,), structural=STRUCTURAL, raw_ops=STRUCTURE_KEEPING_RAW))
-            applied = mutant.applied[1:] or ("re-serialised",)
+            applied = stale + (mutant.applied[1:] or ("re-serialised",))
             entries.append(Entry(mutant.group, mutant.filename, mutant.raw, applied))
         else:
             entries.append(Entry(package.group, package.filename, package.raw))
