@@ -93,15 +93,16 @@ def _verify_then_fetch(args: JobArgs) -> FileOutcome:
     key = job.tree.package_key(job.channel, job.subdir, want.filename)
     try:
         stat = job.tree.stat(key)
-        size, sha256, md5 = job.tree.digest(key)
+        size, sha256, md5 = job.tree.digest(key, with_md5=want.sha256 is None)
     except (OSError, MirrorError):
         return _fetch(args)
     if stat is not None and want.same_content(size, sha256, md5):
         job.progress.advance(size)
         job.progress.file_done()
+        known_md5 = md5 or None  # "" when not computed
         return FileOutcome(
             want.filename,
-            CatalogFile(want.filename, stat.size, stat.mtime_ns, sha256, md5, ORIGIN_MIRROR),
+            CatalogFile(want.filename, stat.size, stat.mtime_ns, sha256, known_md5, ORIGIN_MIRROR),
             downloaded=False,
             failure=None,
         )

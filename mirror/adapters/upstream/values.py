@@ -47,7 +47,7 @@ class FetchedBytes:
 class Downloaded:
     size: int
     sha256: str
-    md5: str
+    md5: str | None  # only for a record without a sha256 (md5 costs 2.5x a sha256 per byte)
     attempts: int
 
 
