@@ -3,6 +3,7 @@ catalog with its record; new bytes under a published name are swapped in safely.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -139,13 +140,15 @@ class Transfer:
                 else:
                     verified += 1
                 if time.monotonic() - last_flush > CATALOG_FLUSH_S:
-                    self._flush(buffer)
+                    failures += self._flush(buffer, downloaded)
                     last_flush = time.monotonic()
         finally:
-            self._flush(buffer)
+            failures += self._flush(buffer, downloaded)
             ctx.progress.finish()
-        self._swap_in(staged)
-        return Transferred(good, failures, downloaded, verified)
+        failures += self._swap_in(staged, downloaded)
+        lost = {f.filename for f in failures}
+        downloaded = [f for f in downloaded if f.filename not in lost]
+        return Transferred(good - lost, failures, downloaded, verified)
 
     def _published_times(self, found: tuple[WantedFile, ...]) -> dict[str, tuple[str | None, int]]:
         """Files found in place but unknown to the catalog (its database was lost): the
@@ -159,12 +162,14 @@ class Transfer:
         except (OSError, MirrorError):
             return {}
 
-    def _swap_in(self, staged: list[tuple[CatalogFile, Path]]) -> None:
+    def _swap_in(
+        self, staged: list[tuple[CatalogFile, Path]], downloaded: list[CatalogFile]
+    ) -> list[FileFailure]:
         """Upstream replaced files under names we publish. Their old records leave the
         published index first, then the new bytes take the names, and the new records are
         published with the rest: at no moment does an index name bytes it does not describe."""
         if not staged:
-            return
+            return []
         ctx = self.ctx
         with ctx.catalog.transaction():
             ctx.catalog.retire_records(self.name, self.subdir, (f.filename for f, _ in staged))
@@ -174,13 +179,43 @@ class Transfer:
             final = ctx.tree.package_key(self.name, self.subdir, row.filename)
             stat = ctx.tree.install(temp, final, sha256=row.sha256)
             rows.append(replace(row, size=stat.size, mtime_ns=stat.mtime_ns))
-        self._flush(rows)
+        return self._flush(rows, downloaded)
 
-    def _flush(self, buffer: list[CatalogFile]) -> None:
-        if buffer:
-            with self.ctx.catalog.transaction():
-                self.ctx.catalog.put_files(self.name, self.subdir, buffer)
-            buffer.clear()
+    def _flush(self, buffer: list[CatalogFile], downloaded: list[CatalogFile]) -> list[FileFailure]:
+        """Files enter the catalog only once they are durable, so neither the catalog nor any
+        index built from it ever vouches for bytes a crash could still take away."""
+        if not buffer:
+            return []
+        fetched = {f.filename for f in downloaded}
+        failures = self._make_durable([f.filename for f in buffer], fetched)
+        lost = {f.filename for f in failures}
+        with self.ctx.catalog.transaction():
+            rows = [f for f in buffer if f.filename not in lost]
+            self.ctx.catalog.put_files(self.name, self.subdir, rows)
+        buffer.clear()
+        return failures
+
+    def _make_durable(self, filenames: list[str], fetched: set[str]) -> list[FileFailure]:
+        """One sync for the batch; when it fails (a full network share reports it only now),
+        file by file: a file this run fetched that cannot be made durable is removed (no index
+        names it yet), one found in place is left for the next run to hash again."""
+        tree = self.ctx.tree
+        keys = {fn: tree.package_key(self.name, self.subdir, fn) for fn in filenames}
+        try:
+            tree.make_durable(keys.values())
+            return []
+        except MirrorError:
+            pass
+        failures = []
+        for filename, key in keys.items():
+            try:
+                tree.make_durable([key])
+            except MirrorError as exc:
+                if filename in fetched:
+                    with contextlib.suppress(OSError, MirrorError):
+                        tree.remove(key)
+                failures.append(FileFailure(filename, "store", str(exc)))
+        return failures
 
 
 def _indexed_ms(
