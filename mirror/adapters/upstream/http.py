@@ -104,13 +104,13 @@ class HttpUpstream:
         self._pacer = http.pacer if isinstance(http, PacedClient) else None
         self._policy = HostPolicy(settings.workers, settings.max_connections_per_host)
         self._max_retry_after_s = settings.max_retry_after_s
+        self._host = host_of(self._base)
 
     def transfer_threads(self) -> int:
-        """Enough download threads to fill the host's cap: those beyond its current limit
-        wait for a slot (no request is sent without one)."""
-        if self._pacer is None:
-            return self._policy.start
-        return max(self._policy.start, self._policy.cap)
+        """As many download threads as the host may have requests in flight now: its adaptive
+        limit (a pool adds threads as it grows), `workers` until its first request ends."""
+        limit = None if self._pacer is None else self._pacer.limit(self._host)
+        return self._policy.start if limit is None else min(limit, self._policy.cap)
 
     def fetch_repodata(
         self, subdir: str, previous: Validators | None, skip_zst: bool
@@ -293,9 +293,7 @@ class HttpUpstream:
 
     def _slot(self, url: str) -> contextlib.AbstractContextManager[Slot]:
         """A slot of the URL's host (scheme, name and port: never credentials)."""
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-        host = f"{parts.scheme}://{parts.hostname}{port}"
+        host = host_of(url)
         if self._pacer is None:
             return contextlib.nullcontext(Slot(host, time.monotonic()))
         return self._pacer.slot(host, self._policy, self._retry.stop)
@@ -308,6 +306,13 @@ class HttpUpstream:
 
     def _shown(self, url: str) -> str:
         return self._redact(redact_url(url))
+
+
+def host_of(url: str) -> str:
+    """What the pacer keys a host by: scheme, name and port (never credentials)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def raise_for_status(response: httpx.Response, shown: str, wait_s: float | None = None) -> None:
