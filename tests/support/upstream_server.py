@@ -87,7 +87,8 @@ class RequestRecord:
     status is 0 for a "reset" (no response was sent). body_bytes_sent is what the
     server sent (or was about to send) as body. headers has lower-cased names.
     arrived_s is the wall-clock time the request arrived; in_flight counts the requests the
-    server was handling at that moment, this one included.
+    server was handling at that moment, this one included. client_port is the client's end
+    of the connection (requests on one kept-alive connection share it).
     """
 
     method: str
@@ -99,6 +100,7 @@ class RequestRecord:
     fault: str | None = None
     arrived_s: float = 0.0
     in_flight: int = 0
+    client_port: int = 0
 
 
 _LogFn = Callable[[int, int, "str | None"], None]
@@ -225,6 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
                     fault,
                     arrived_s,
                     in_flight,
+                    self.client_address[1],
                 )
             )
 
@@ -458,6 +461,15 @@ class UpstreamServer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    def drop_connections(self) -> None:
+        """Close every kept-alive connection from the server's side (a FIN, as a server whose
+        keep-alive timeout expired sends); the server itself keeps serving."""
+        with self._state.lock:
+            connections = list(self._state.connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> UpstreamServer:
         return self.start()

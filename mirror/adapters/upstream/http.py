@@ -8,6 +8,7 @@ import hashlib
 import os
 import ssl
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mirror import __version__
+from mirror.adapters.upstream.direct import DirectPool, DirectResponse, Timeouts
 from mirror.adapters.upstream.pacing import HostPacer, HostPolicy, Slot
 from mirror.adapters.upstream.retry import Retrier
 from mirror.adapters.upstream.values import (
@@ -47,11 +49,18 @@ _CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 class PacedClient(httpx.Client):
-    """The process's httpx client with the per-host request slots every upstream shares."""
+    """The process's httpx client with the per-host request slots every upstream shares, and
+    (when given) the lean path for package GETs."""
 
-    def __init__(self, pacer: HostPacer, **kwargs: Any) -> None:
+    def __init__(self, pacer: HostPacer, direct: DirectPool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pacer = pacer
+        self.direct = direct
+
+    def close(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
+        super().close()
 
 
 def make_http_client(max_connections_per_host: int) -> httpx.Client:
@@ -68,12 +77,17 @@ def make_http_client(max_connections_per_host: int) -> httpx.Client:
         if cafile:
             verify = ssl.create_default_context(cafile=cafile)
             break
+    # one TLS context for both paths: the same trust (certifi's, or the bundle named above)
+    tls = httpx.create_ssl_context(verify=verify, trust_env=True)
+    user_agent = f"mirror/{__version__} httpx/{httpx.__version__}"
+    proxied = frozenset(k for k in urllib.request.getproxies() if k in ("http", "https", "all"))
     return PacedClient(
         HostPacer(),
-        headers={"User-Agent": f"mirror/{__version__} httpx/{httpx.__version__}"},
+        DirectPool(user_agent, tls, proxied),
+        headers={"User-Agent": user_agent},
         follow_redirects=True,
         trust_env=True,
-        verify=verify,
+        verify=tls,
         limits=httpx.Limits(
             max_connections=None, max_keepalive_connections=2 * max_connections_per_host
         ),
@@ -102,6 +116,8 @@ class HttpUpstream:
         self._max_repodata = max_repodata_bytes
         self.shown_url = redact_url(self._base)
         self._pacer = http.pacer if isinstance(http, PacedClient) else None
+        self._direct = http.direct if isinstance(http, PacedClient) else None
+        self._timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
         self._policy = HostPolicy(settings.workers, settings.max_connections_per_host)
         self._max_retry_after_s = settings.max_retry_after_s
         self._host = host_of(self._base)
@@ -194,14 +210,9 @@ class HttpUpstream:
         url = f"{self._base}/{subdir}/{want.filename}"
 
         def attempt() -> Downloaded:
-            with self._stream(url, dict(self._auth)) as response:
+            with self._body(url, dict(self._auth)) as chunks:
                 return write_verified(
-                    response.iter_bytes(CHUNK_BYTES),
-                    dest,
-                    want,
-                    on_bytes,
-                    self._retry.stop,
-                    self._shown(url),
+                    chunks, dest, want, on_bytes, self._retry.stop, self._shown(url)
                 )
 
         result, tries = self._retry.run(attempt)
@@ -263,6 +274,37 @@ class HttpUpstream:
         return FetchedBytes(bytes(body), validators)
 
     @contextlib.contextmanager
+    def _body(self, url: str, headers: dict[str, str]) -> Iterator[Iterator[bytes]]:
+        """A package file's body: over the lean path when it serves the URL, else httpx."""
+        if self._direct is not None and self._direct.serves(url):
+            with self._direct_get(url, headers) as response:
+                if response.plain:
+                    yield response.chunks(CHUNK_BYTES)
+                    return
+                self._direct.avoid(url)  # a redirect or an encoded body: httpx knows those
+        with self._stream(url, headers) as streamed:
+            yield streamed.iter_bytes(CHUNK_BYTES)
+
+    @contextlib.contextmanager
+    def _direct_get(self, url: str, headers: dict[str, str]) -> Iterator[DirectResponse]:
+        """As _stream(), over the lean path: a slot of the host, its outcome judged."""
+        assert self._direct is not None
+        shown = self._shown(url)
+        with self._slot(url) as slot:
+            try:
+                with self._direct.get(url, headers, self._timeouts, shown, self._redact) as got:
+                    if got.status in (429, 503):
+                        slot.congested(self._retry_after(got.header("Retry-After")))
+                    if got.plain:
+                        raise_for_code(got.status, shown, slot.pause_s)
+                    yield got
+                slot.done()
+            except UpstreamError as exc:
+                if exc.reason == "timeout":
+                    slot.congested()
+                raise
+
+    @contextlib.contextmanager
     def _stream(self, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
         """A streamed GET whose failures arrive as classified, redacted UpstreamErrors."""
         shown = self._shown(url)
@@ -301,8 +343,10 @@ class HttpUpstream:
     def _judge(self, slot: Slot, response: httpx.Response) -> None:
         """429 and 503 are the upstream pushing back; Retry-After says for how long."""
         if response.status_code in (429, 503):
-            header = response.headers.get("Retry-After")
-            slot.congested(retry_after_s(header, time.time(), self._max_retry_after_s))
+            slot.congested(self._retry_after(response.headers.get("Retry-After")))
+
+    def _retry_after(self, header: str | None) -> float | None:
+        return retry_after_s(header, time.time(), self._max_retry_after_s)
 
     def _shown(self, url: str) -> str:
         return self._redact(redact_url(url))
@@ -316,7 +360,11 @@ def host_of(url: str) -> str:
 
 
 def raise_for_status(response: httpx.Response, shown: str, wait_s: float | None = None) -> None:
-    status = response.status_code
+    raise_for_code(response.status_code, shown, wait_s)
+
+
+def raise_for_code(status: int, shown: str, wait_s: float | None = None) -> None:
+    """The classified UpstreamError of an HTTP status other than 200 and 304."""
     if status in (200, 304):
         return
     if status in (404, 410):
