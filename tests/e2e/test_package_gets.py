@@ -2,14 +2,18 @@
 does not serve (a redirect, a proxy in the environment) httpx carries them, with the same
 result: every file verified, nothing else changed.
 
-Real parts: the loopback upstream server, a redirecting server in front of it, the upstream
-server standing in for a forward proxy, real package files, in-process syncs, `mirror verify`.
+Real parts: the loopback upstream server (over http and over TLS with a certificate made for
+the test), a redirecting server in front of it, the upstream server standing in for a forward
+proxy, real package files, in-process syncs, `mirror verify`.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,12 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from mirror.adapters.upstream import make_http_client, open_upstream
 from mirror.config import load_config
 from mirror.config.model import TransferSettings
 from mirror.core.plan import WantedFile
 from mirror.core.secrets import Redactor
+from mirror.errors import UpstreamError
 from mirror.health.repair import run_verify
 from mirror.reports import SyncReport
 from mirror.sync.run import SyncOptions, run_sync
@@ -198,3 +207,85 @@ def test_a_proxy_in_the_environment_carries_package_files_too(
     assert_complete(report, config, upstream[1])
     assert len(files) == PACKAGES and not any(lean(r) for r in files)
     assert all(r.path.startswith("http://channel.invalid/") for r in files)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own trust anchor) and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mirror test upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_server(
+    upstream: tuple[Path, Channel], certificate: tuple[Path, Path]
+) -> Iterator[UpstreamServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    with UpstreamServer(upstream[0], tls=context) as server:
+        yield server
+
+
+def test_over_https_package_files_take_the_lean_path_with_the_trust_httpx_has(
+    tls_server: UpstreamServer,
+    certificate: tuple[Path, Path],
+    upstream: tuple[Path, Channel],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # the CA bundle a site sets
+    report, config = sync(tmp_path, tls_server.url, workers=2)
+    assert_complete(report, config, upstream[1])
+    files = packages(tls_server.requests)
+    assert len(files) == PACKAGES and all(lean(r) for r in files)
+
+
+def test_a_certificate_nobody_vouches_for_is_refused_on_the_lean_path(
+    tls_server: UpstreamServer,
+    upstream: tuple[Path, Channel],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    name = sorted(upstream[1]["linux-64"])[0]
+    record = upstream[1]["linux-64"][name]
+    with make_http_client(4) as client:
+        up = open_upstream(
+            tls_server.url, http=client, settings=TransferSettings(retries=0), bearer_token=None,
+            redactor=Redactor(), stop=threading.Event(), max_repodata_bytes=1 << 20,
+            on_retry=lambda reason: None,
+        )  # fmt: skip
+        want = WantedFile(name, record["size"], record["sha256"], None)
+        with pytest.raises(UpstreamError, match=r"cannot connect.*CERTIFICATE_VERIFY_FAILED") as e:
+            up.download("linux-64", want, tmp_path / name, lambda n: None)
+    assert e.value.reason == "connect"
+    assert not (tmp_path / name).exists()
+    assert packages(tls_server.requests) == []

@@ -18,6 +18,7 @@ import os
 import random
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -415,8 +416,10 @@ class UpstreamServer:
         latency_s: float = 0.0,
         shed_above: int | None = None,
         shed_retry_after: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.root = Path(root).resolve()
+        self.tls = tls  # serve https with this server context
         self.token = token
         self.bearer = bearer
         self.slow_delay = slow_delay
@@ -436,6 +439,8 @@ class UpstreamServer:
             raise RuntimeError("already started")
         self._stopping.clear()
         self._httpd = _HTTPServer(self)
+        if self.tls is not None:  # the handshake happens as each connection is accepted
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -490,8 +495,8 @@ class UpstreamServer:
 
     @property
     def base_url(self) -> str:
-        """http://127.0.0.1:PORT, without the token part."""
-        return f"http://127.0.0.1:{self.port}"
+        """http://127.0.0.1:PORT (https with tls), without the token part."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
