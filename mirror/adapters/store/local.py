@@ -31,6 +31,8 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # folders staging_path() made: thousands of downloads need not each ask again
+        self._staging_folders: set[Path] = set()
 
     @property
     def location(self) -> str:
@@ -147,7 +149,9 @@ class LocalStore:
 
     def staging_path(self, near: str) -> Path:
         directory = self.path(near)
-        self._mkdir(directory)
+        if directory not in self._staging_folders:
+            self._mkdir(directory)
+            self._staging_folders.add(directory)
         return directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
 
     def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
