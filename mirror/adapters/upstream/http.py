@@ -208,12 +208,11 @@ class HttpUpstream:
 
     def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
         url = f"{self._base}/{subdir}/{want.filename}"
+        shown = self._shown(url)
 
         def attempt() -> Downloaded:
-            with self._body(url, dict(self._auth)) as chunks:
-                return write_verified(
-                    chunks, dest, want, on_bytes, self._retry.stop, self._shown(url)
-                )
+            with self._body(url, shown, dict(self._auth)) as chunks:
+                return write_verified(chunks, dest, want, on_bytes, self._retry.stop, shown)
 
         result, tries = self._retry.run(attempt)
         return Downloaded(result.size, result.sha256, result.md5, tries)
@@ -274,10 +273,10 @@ class HttpUpstream:
         return FetchedBytes(bytes(body), validators)
 
     @contextlib.contextmanager
-    def _body(self, url: str, headers: dict[str, str]) -> Iterator[Iterator[bytes]]:
+    def _body(self, url: str, shown: str, headers: dict[str, str]) -> Iterator[Iterator[bytes]]:
         """A package file's body: over the lean path when it serves the URL, else httpx."""
         if self._direct is not None and self._direct.serves(url):
-            with self._direct_get(url, headers) as response:
+            with self._direct_get(url, shown, headers) as response:
                 if response.plain:
                     yield response.chunks(CHUNK_BYTES)
                     return
@@ -286,10 +285,11 @@ class HttpUpstream:
             yield streamed.iter_bytes(CHUNK_BYTES)
 
     @contextlib.contextmanager
-    def _direct_get(self, url: str, headers: dict[str, str]) -> Iterator[DirectResponse]:
+    def _direct_get(
+        self, url: str, shown: str, headers: dict[str, str]
+    ) -> Iterator[DirectResponse]:
         """As _stream(), over the lean path: a slot of the host, its outcome judged."""
         assert self._direct is not None
-        shown = self._shown(url)
         with self._slot(url) as slot:
             try:
                 with self._direct.get(url, headers, self._timeouts, shown, self._redact) as got:
