@@ -23,7 +23,8 @@ each into a fresh target, alternating the order every round:
     imports of each (~0.4 s for mirror, ~0.05 s for the bare fetch).
 
 The bare fetch uses as many threads as mirror ended up using: the most requests the server
-had in flight during a calibration sync before the rounds (--threads overrides it). The
+had in flight during a sync, the median over three calibration syncs before the rounds
+(--threads overrides it). The
 server is in this process; every client is a child, so none shares its GIL. Every tree is
 checked (all files with upstream's sha256; mirror's repodata.json listing exactly them).
 
@@ -168,16 +169,20 @@ def run_warm(bench: Bench, out: Path, samples: Samples, order: list[str]) -> Non
     samples[BARE_STEP].append(Sample(bare["transfer_seconds"], problems=problems))
 
 
+CALIBRATION_RUNS = 3
+
+
 def calibrate(server: UpstreamServer, channel: Channel, workdir: Path) -> int:
-    """How many requests mirror has in flight at most: one sync before the rounds (it also
-    warms the page cache and the server's ETags)."""
+    """How many requests mirror has in flight at most, the median over a few syncs before the
+    rounds (one run's peak is noisy on a shared machine; they also warm the page cache)."""
     bench = Bench(server, channel, 0, workdir)
     samples: Samples = {MIRROR_CLI: []}
     out = workdir / "calibrate"
-    shutil.rmtree(out, ignore_errors=True)
-    run_mirror_cli(bench, out, samples)
+    for _ in range(CALIBRATION_RUNS):
+        shutil.rmtree(out, ignore_errors=True)
+        run_mirror_cli(bench, out, samples)
     shutil.rmtree(out)
-    return int(samples[MIRROR_CLI][0].extra["peak_in_flight"])
+    return int(Summary.of(s.extra["peak_in_flight"] for s in samples[MIRROR_CLI]).median)
 
 
 def run_workload(
