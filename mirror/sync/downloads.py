@@ -127,10 +127,13 @@ class _Crew:
 
     def take(self) -> list[FileOutcome]:
         """The outcomes collected so far; a thread's unexpected error is raised (after the
-        other threads have finished their files)."""
+        other threads have finished their files). A thread stopped by a stop request has
+        nothing to say: the caller sees the request itself."""
         done: list[FileOutcome] = []
         while self.results:
             item = self.results.popleft()
+            if isinstance(item, Interrupted):
+                continue
             if isinstance(item, BaseException):
                 self.join()
                 raise item

@@ -10,8 +10,11 @@ ENOSPC from fsync, as a full network share reports it) by wrapping the store's c
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from mirror.adapters.store import local as local_store
 from mirror.config import load_config
 from mirror.errors import StoreError
 from mirror.health.repair import run_verify
-from mirror.reports import SyncReport
+from mirror.reports import Outcome, SyncReport
 from mirror.sync.run import SyncOptions, run_sync
 from tests.conftest import write_config
 from tests.support.builder import PackageSpec, build_channel
@@ -122,4 +125,44 @@ def test_a_file_that_cannot_be_made_durable_is_removed_named_and_fetched_next_ti
         fetched = [r.match_path.rsplit("/", 1)[-1] for r in server.requests if r.status == 200]
     assert again.ok
     assert [f for f in fetched if f.endswith((".conda", ".tar.bz2"))] == [victim]
+    assert published(config) == set(upstream[1]["linux-64"])
+
+
+def test_a_stop_request_mid_transfer_keeps_what_was_done_and_leaves_no_temp_file(
+    upstream: tuple[Path, Channel], tmp_path: Path
+) -> None:
+    """The daemon's stop (SIGTERM) during downloads: the subdir ends interrupted, the files
+    done by then are made durable and recorded, nothing half-written stays, and the next run
+    fetches only the others."""
+    stop = threading.Event()
+    with UpstreamServer(upstream[0], latency_s=0.05) as server:
+        transfer = {"workers": 2, "max_connections_per_host": 2}
+        config = write_config(
+            tmp_path, {"up": {"upstream": server.url, "subdirs": ["linux-64"], **transfer}}
+        )
+        reports: list[SyncReport] = []
+        thread = threading.Thread(
+            target=lambda: reports.append(run_sync(load_config(config), SyncOptions(), stop=stop))
+        )
+        thread.start()
+        tree = tmp_path / "tree" / "up" / "linux-64"
+        deadline = time.monotonic() + 30
+        while len(list(tree.glob("*.conda"))) < PACKAGES // 4:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.01)
+        stop.set()
+        thread.join(30)
+        (subdir,) = reports[0].subdirs
+        assert subdir.outcome == Outcome.INTERRUPTED
+        assert list(tree.glob(".mirror-*.tmp")) == []
+        with Catalog(tmp_path / "state" / "catalog.sqlite") as catalog:
+            recorded = catalog.files("up", "linux-64")
+        assert PACKAGES // 4 <= len(recorded) < PACKAGES
+        for name, row in recorded.items():
+            assert hashlib.sha256((tree / name).read_bytes()).hexdigest() == row.sha256
+
+        server.clear_log()
+        assert sync(config).ok
+        fetched = {r.match_path.rsplit("/", 1)[-1] for r in server.requests if r.status == 200}
+    assert fetched.isdisjoint(recorded)
     assert published(config) == set(upstream[1]["linux-64"])
