@@ -37,6 +37,35 @@ class Timeouts:
     read_s: float
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a GET goes, parsed once per upstream rather than once per file: the origin, the
+    request target (path and query, quoted), and the Basic credentials of the URL, if any."""
+
+    origin: Origin
+    path: str
+    basic_auth: str | None = None
+
+    @classmethod
+    def of(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        default = 443 if parts.scheme == "https" else 80
+        origin = (parts.scheme, parts.hostname or "", parts.port or default)
+        path = quote(parts.path or "/", safe=_PATH_SAFE)
+        if parts.query:
+            path += f"?{parts.query}"
+        auth = None
+        if parts.username is not None:
+            secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            auth = "Basic " + base64.b64encode(secret.encode()).decode()
+        return cls(origin, path, auth)
+
+    def child(self, suffix: str) -> Target:
+        """The target of `suffix` (e.g. `/linux-64/a-1-0.conda`) below this one's path."""
+        return Target(self.origin, self.path.rstrip("/") + quote(suffix, safe=_PATH_SAFE),
+                      self.basic_auth)  # fmt: skip
+
+
 class DirectResponse:
     """A response whose status and headers have arrived; its body is read by chunks()."""
 
@@ -83,36 +112,37 @@ class DirectPool:
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._avoided: set[Origin] = set()
 
-    def serves(self, url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or {parts.scheme, "all"} & self._proxied:
+    def serves(self, target: Target) -> bool:
+        scheme = target.origin[0]
+        if scheme not in ("http", "https") or scheme in self._proxied or "all" in self._proxied:
             return False
-        return _origin(url) not in self._avoided
+        return target.origin not in self._avoided
 
-    def avoid(self, url: str) -> None:
+    def avoid(self, target: Target) -> None:
         """The origin redirects or encodes bodies: its requests go through httpx from now on."""
         with self._lock:
-            self._avoided.add(_origin(url))
+            self._avoided.add(target.origin)
 
     @contextlib.contextmanager
     def get(
-        self, url: str, headers: dict[str, str], timeouts: Timeouts, shown: str, redact: Redact
+        self,
+        target: Target,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        shown: str,
+        redact: Redact,
     ) -> Iterator[DirectResponse]:
         """A GET on a kept-alive connection (or a new one); the connection is kept again only
         if its response was read to the end."""
-        origin, parts = _origin(url), urlsplit(url)
-        target = quote(parts.path or "/", safe=_PATH_SAFE)
-        if parts.query:
-            target += f"?{parts.query}"
+        origin = target.origin
         sent = {"User-Agent": self._user_agent, "Accept": "*/*", **headers}
-        if parts.username is not None and "Authorization" not in sent:
-            secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            sent["Authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
+        if target.basic_auth is not None and "Authorization" not in sent:
+            sent["Authorization"] = target.basic_auth
         conn = self._checkout(origin, timeouts, shown, redact)
         reusable = False
         try:
             try:
-                conn.request("GET", target, headers=sent)
+                conn.request("GET", target.path, headers=sent)
                 response = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 raise classified(exc, shown, redact) from None
@@ -175,12 +205,6 @@ def classified(
         return UpstreamError(f"{shown}: cannot connect ({text})", reason="connect")
     reason = "truncated" if isinstance(exc, http.client.IncompleteRead) else "connection"
     return UpstreamError(f"{shown}: connection failed mid-transfer ({text})", reason=reason)
-
-
-def _origin(url: str) -> Origin:
-    parts = urlsplit(url)
-    default = 443 if parts.scheme == "https" else 80
-    return parts.scheme, parts.hostname or "", parts.port or default
 
 
 def _readable(sock: object) -> bool:

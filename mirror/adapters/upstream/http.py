@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mirror import __version__
-from mirror.adapters.upstream.direct import DirectPool, DirectResponse, Timeouts
+from mirror.adapters.upstream.direct import DirectPool, DirectResponse, Target, Timeouts
 from mirror.adapters.upstream.pacing import HostPacer, HostPolicy, Slot
 from mirror.adapters.upstream.retry import Retrier
 from mirror.adapters.upstream.values import (
@@ -117,6 +117,7 @@ class HttpUpstream:
         self.shown_url = redact_url(self._base)
         self._pacer = http.pacer if isinstance(http, PacedClient) else None
         self._direct = http.direct if isinstance(http, PacedClient) else None
+        self._direct_base = Target.of(self._base)
         self._timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
         self._policy = HostPolicy(settings.workers, settings.max_connections_per_host)
         self._max_retry_after_s = settings.max_retry_after_s
@@ -208,10 +209,11 @@ class HttpUpstream:
 
     def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
         url = f"{self._base}/{subdir}/{want.filename}"
+        target = self._direct_base.child(f"/{subdir}/{want.filename}")
         shown = self._shown(url)
 
         def attempt() -> Downloaded:
-            with self._body(url, shown, dict(self._auth)) as chunks:
+            with self._body(url, target, shown, dict(self._auth)) as chunks:
                 return write_verified(chunks, dest, want, on_bytes, self._retry.stop, shown)
 
         result, tries = self._retry.run(attempt)
@@ -273,26 +275,28 @@ class HttpUpstream:
         return FetchedBytes(bytes(body), validators)
 
     @contextlib.contextmanager
-    def _body(self, url: str, shown: str, headers: dict[str, str]) -> Iterator[Iterator[bytes]]:
+    def _body(
+        self, url: str, target: Target, shown: str, headers: dict[str, str]
+    ) -> Iterator[Iterator[bytes]]:
         """A package file's body: over the lean path when it serves the URL, else httpx."""
-        if self._direct is not None and self._direct.serves(url):
-            with self._direct_get(url, shown, headers) as response:
+        if self._direct is not None and self._direct.serves(target):
+            with self._direct_get(target, shown, headers) as response:
                 if response.plain:
                     yield response.chunks(CHUNK_BYTES)
                     return
-                self._direct.avoid(url)  # a redirect or an encoded body: httpx knows those
+                self._direct.avoid(target)  # a redirect or an encoded body: httpx knows those
         with self._stream(url, headers) as streamed:
             yield streamed.iter_bytes(CHUNK_BYTES)
 
     @contextlib.contextmanager
     def _direct_get(
-        self, url: str, shown: str, headers: dict[str, str]
+        self, target: Target, shown: str, headers: dict[str, str]
     ) -> Iterator[DirectResponse]:
         """As _stream(), over the lean path: a slot of the host, its outcome judged."""
         assert self._direct is not None
-        with self._slot(url) as slot:
+        with self._host_slot(self._host) as slot:
             try:
-                with self._direct.get(url, headers, self._timeouts, shown, self._redact) as got:
+                with self._direct.get(target, headers, self._timeouts, shown, self._redact) as got:
                     if got.status in (429, 503):
                         slot.congested(self._retry_after(got.header("Retry-After")))
                     if got.plain:
@@ -335,7 +339,9 @@ class HttpUpstream:
 
     def _slot(self, url: str) -> contextlib.AbstractContextManager[Slot]:
         """A slot of the URL's host (scheme, name and port: never credentials)."""
-        host = host_of(url)
+        return self._host_slot(host_of(url))
+
+    def _host_slot(self, host: str) -> contextlib.AbstractContextManager[Slot]:
         if self._pacer is None:
             return contextlib.nullcontext(Slot(host, time.monotonic()))
         return self._pacer.slot(host, self._policy, self._retry.stop)
