@@ -13,6 +13,29 @@ from collections.abc import Callable
 import httpx
 
 
+class SharedTls:
+    """The TLS context of a process's client, built once when an https URL first needs it and
+    shared by httpx and the direct package GETs (the same trust on both paths)."""
+
+    def __init__(self, cafile: str | None) -> None:
+        self._cafile = cafile  # a CA bundle named by the environment, else certifi's
+        self._context: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> ssl.SSLContext:
+        context = self._context
+        if context is None:
+            with self._lock:
+                if self._context is None:
+                    self._context = (
+                        ssl.create_default_context(cafile=self._cafile)
+                        if self._cafile
+                        else httpx.create_ssl_context(trust_env=True)
+                    )
+                context = self._context
+        return context
+
+
 class LazyTransport(httpx.BaseTransport):
     """Builds its transport on the first request (once, whichever thread asks first)."""
 
@@ -35,16 +58,14 @@ class LazyTransport(httpx.BaseTransport):
             self._transport.close()
 
 
-def transports(
-    verify: ssl.SSLContext | bool, limits: httpx.Limits
-) -> dict[str, httpx.BaseTransport] | None:
+def transports(tls: SharedTls, limits: httpx.Limits) -> dict[str, httpx.BaseTransport] | None:
     """Mounts for plain http (no CA bundle loaded) and https (loaded when first needed); None
     when the environment names a proxy, whose mounts httpx builds itself from it."""
     if httpx._utils.get_environment_proxies():  # the rules httpx itself applies
         return None
     return {
         "http://": plain_transport(limits),
-        "https://": LazyTransport(lambda: httpx.HTTPTransport(verify=verify, limits=limits)),
+        "https://": LazyTransport(lambda: httpx.HTTPTransport(verify=tls(), limits=limits)),
     }
 
 
