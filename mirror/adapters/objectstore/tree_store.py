@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
+import os
+import secrets
 import shutil
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +32,8 @@ from mirror.errors import StoreConflictError, StoreMissingError
 
 STAGING_PREFIX = ".mirror-"
 STAGING_SUFFIX = ".tmp"
+_TAG = secrets.token_hex(4)  # with the pid, tells this process's staging files from another's
+_SERIAL = itertools.count()  # next() is atomic under the GIL: threads never share a number
 _DOWNLOADERS = 8  # parallel GETs when many package files are read at once (an index)
 _ABSENT = ""  # seen: the writer looked and there was no object
 
@@ -51,6 +55,7 @@ class BucketStore:
     def __init__(self, bucket: Bucket, staging: Path) -> None:
         self.bucket = bucket
         self.staging = staging
+        self._staging_folders: set[Path] = set()
         self._seen: dict[str, str] = {}  # key -> ETag this writer last saw ("" = none)
         self._seen_lock = threading.Lock()
         self._guard: Callable[[], None] | None = None
@@ -173,8 +178,10 @@ class BucketStore:
 
     def staging_path(self, near: str) -> Path:
         folder = self.staging / near if near else self.staging
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{STAGING_PREFIX}{uuid.uuid4().hex}{STAGING_SUFFIX}"
+        if folder not in self._staging_folders:  # thousands of downloads need not each ask
+            folder.mkdir(parents=True, exist_ok=True)
+            self._staging_folders.add(folder)
+        return folder / f"{STAGING_PREFIX}{os.getpid():x}-{_TAG}-{next(_SERIAL):x}{STAGING_SUFFIX}"
 
     def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
         """Upload the verified staging file (multipart when large), then remove it."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import os
+import secrets
 import shutil
 import stat as stat_module
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +25,14 @@ from mirror.errors import StoreError
 TEMP_PREFIX = ".mirror-"
 TEMP_SUFFIX = ".tmp"
 DURABLE_ONE_BY_ONE = 32  # past this many new files, one sync(2) beats an fsync each
+
+_TAG = secrets.token_hex(4)  # with the pid, tells this process's temp files from any other's
+_SERIAL = itertools.count()  # next() is atomic under the GIL: threads never share a number
+
+
+def temp_name() -> str:
+    """A temp file name no other writer uses: ~0.2 us where a uuid4 costs ~1.8 us per file."""
+    return f"{TEMP_PREFIX}{os.getpid():x}-{_TAG}-{next(_SERIAL):x}{TEMP_SUFFIX}"
 
 
 class LocalStore:
@@ -130,7 +139,7 @@ class LocalStore:
         over the file: readers see the old file or the new one, never a part."""
         path = self.path(key)
         self._mkdir(path.parent)
-        temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        temp = path.parent / temp_name()
         try:
             with open(temp, "wb") as handle:
                 handle.writelines(pieces)
@@ -152,7 +161,7 @@ class LocalStore:
         if directory not in self._staging_folders:
             self._mkdir(directory)
             self._staging_folders.add(directory)
-        return directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        return directory / temp_name()
 
     def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
         final = self.path(key)
@@ -186,7 +195,7 @@ class LocalStore:
         return FileStat(st.st_size, st.st_mtime_ns)
 
     def _copy_then_link(self, source: Path, final: Path) -> None:
-        temp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        temp = final.parent / temp_name()
         try:
             with open(source, "rb") as src, open(temp, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
