@@ -54,14 +54,19 @@ def admit_drops(ctx: DropContext, channel: ChannelConfig, paths: Sequence[Path])
     for path in paths:
         outcome, row = _admit(ctx, channel, path)
         outcomes.append(outcome)
-        ctx.on_outcome(outcome)
         if row is not None and outcome.subdir is not None:
             rows.setdefault(outcome.subdir, []).append(row)
     published = []
     if rows:
         with ctx.catalog.transaction():
-            for subdir, subdir_rows in rows.items():
-                ctx.catalog.put_files(channel.name, subdir, subdir_rows)
+            refused = {
+                subdir: ctx.catalog.put_files(channel.name, subdir, subdir_rows)
+                for subdir, subdir_rows in rows.items()
+            }
+        outcomes = _take_back(ctx, channel, outcomes, refused)
+    for outcome in outcomes:  # counted once each file's fate is known, before publishing
+        ctx.on_outcome(outcome)
+    if rows:
         local = not channel.mirrored
         for subdir in sorted(rows):
             settings = settings_for(channel.index, subdir, local_channel=local)
@@ -82,6 +87,29 @@ def admit_drops(ctx: DropContext, channel: ChannelConfig, paths: Sequence[Path])
             enabled=channeldata_enabled(channel.index, local),
         )
     return DropReport(channel.name, tuple(outcomes), tuple(published), time.monotonic() - started)
+
+
+def _take_back(
+    ctx: DropContext,
+    channel: ChannelConfig,
+    outcomes: list[DropOutcome],
+    refused: dict[str, dict[str, str]],
+) -> list[DropOutcome]:
+    """Files already in the tree whose catalog rows SQLite refused go to quarantine (no index
+    will name them); the rest of the batch is published as usual."""
+    kept = []
+    for outcome in outcomes:
+        name = outcome.source.name
+        why = refused.get(outcome.subdir or "", {}).get(name)
+        if outcome.result != DropResult.PUBLISHED or why is None:
+            kept.append(outcome)
+            continue
+        key = ctx.tree.package_key(channel.name, outcome.subdir or "", name)
+        ctx.quarantine.take(ctx.tree, key, channel.name, outcome.subdir or "", f"catalog: {why}")
+        log.warning("%s: quarantined %s (catalog): %s", channel.name, name, why)
+        kept.append(DropOutcome(outcome.source, DropResult.QUARANTINED, outcome.subdir,
+                                "catalog", why))  # fmt: skip
+    return kept
 
 
 def _admit(

@@ -243,9 +243,11 @@ class _SubdirIndex:
                 ctx.tree.read_if_there(join(self.directory, REPODATA_JSON)), self.rows, known
             )
         with ctx.catalog.transaction():
-            ctx.catalog.put_files(self.channel, self.subdir, self.rows)
+            refused = ctx.catalog.put_files(self.channel, self.subdir, self.rows)
             ctx.catalog.update_stats(self.channel, self.subdir, self.stats_only)
-            ctx.catalog.remove_files(self.channel, self.subdir, gone + self.drop)
+            ctx.catalog.remove_files(self.channel, self.subdir, gone + self.drop + list(refused))
+        for filename, why in sorted(refused.items()):
+            self.reject(filename, "catalog", why)
 
     def reject(self, filename: str, reason: str, message: str) -> None:
         self.quarantined.append(

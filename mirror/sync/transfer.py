@@ -154,8 +154,15 @@ class Transfer:
         lost = {f.filename for f in failures}
         with self.ctx.catalog.transaction():
             rows = [f for f in buffer if f.filename not in lost]
-            self.ctx.catalog.put_files(self.name, self.subdir, rows)
+            refused = self.ctx.catalog.put_files(self.name, self.subdir, rows)
         buffer.clear()
+        for filename, why in sorted(refused.items()):  # no index names it: take it back out
+            if filename in fetched:
+                with contextlib.suppress(OSError, MirrorError):
+                    self.ctx.tree.remove(
+                        self.ctx.tree.package_key(self.name, self.subdir, filename)
+                    )
+            failures.append(FileFailure(filename, "catalog", f"{filename}: {why}"))
         return failures
 
     def _make_durable(self, filenames: list[str], fetched: set[str]) -> list[FileFailure]:

@@ -55,3 +55,19 @@ def catalog_tables(path: Path) -> set[str]:
 
     with sqlite3.connect(path) as db:
         return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_a_row_sqlite_cannot_hold_is_refused_alone(tmp_path: Path) -> None:
+    """An integer past 64 bits fails its row, not the batch: the others are stored and marked
+    for publication, the refused one is named with why."""
+    from mirror.adapters.catalog import CatalogFile
+
+    def row(name: str, size: int) -> CatalogFile:
+        return CatalogFile(f"{name}-1.0-0.conda", size, 1, "0" * 64, None, "mirror",
+                           name=name, record=b"{}", indexed_ms=1)  # fmt: skip
+
+    with Catalog.in_state_dir(tmp_path) as catalog, catalog.transaction():
+        refused = catalog.put_files("up", "noarch", [row("a", 1), row("b", 2**64), row("c", 3)])
+        assert list(refused) == ["b-1.0-0.conda"] and "too large" in refused["b-1.0-0.conda"]
+        assert set(catalog.files("up", "noarch")) == {"a-1.0-0.conda", "c-1.0-0.conda"}
+        assert catalog.put_files("up", "noarch", [row("d", 4)]) == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator
 
 from mirror.adapters.catalog.changes import ChangeLog
@@ -9,6 +10,11 @@ from mirror.adapters.catalog.values import CatalogFile, StoredRecord
 
 # The subdir key of what a channel publishes at its root (channeldata.json), which is no subdir
 CHANNEL_ROOT = ""
+
+# what one row's values can make SQLite refuse (an integer past 64 bits, a value of no SQL
+# type); a database that is locked, full or damaged raises other errors, for the whole batch
+_ROW_ERRORS = (OverflowError, ValueError, sqlite3.InterfaceError, sqlite3.IntegrityError)
+_PUT = "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 class FileTable(ChangeLog):
@@ -41,8 +47,10 @@ class FileTable(ChangeLog):
                 found[filename] = CatalogFile(*row[:7], indexed_ms=row[7])  # type: ignore[misc]
         return found
 
-    def put_files(self, channel: str, subdir: str, files: Iterable[CatalogFile]) -> None:
-        """Insert or replace files with their records; each becomes dirty (to be published)."""
+    def put_files(self, channel: str, subdir: str, files: Iterable[CatalogFile]) -> dict[str, str]:
+        """Insert or replace files with their records; each becomes dirty (to be published).
+        A row SQLite refuses is left out, the others go in: the refused ones by file name,
+        with why (the caller takes their files back out of the tree)."""
         rows = [
             (
                 channel,
@@ -61,10 +69,17 @@ class FileTable(ChangeLog):
             )
             for f in files
         ]
-        self._db.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-        )
-        self._mark_dirty(channel, subdir, (row[2] for row in rows))
+        refused: dict[str, str] = {}
+        try:
+            self._db.executemany(_PUT, rows)
+        except _ROW_ERRORS:
+            for row in rows:  # again one by one (INSERT OR REPLACE: the ones in are unchanged)
+                try:
+                    self._db.execute(_PUT, row)
+                except _ROW_ERRORS as exc:
+                    refused[str(row[2])] = f"the catalog cannot store its row ({exc})"
+        self._mark_dirty(channel, subdir, (str(row[2]) for row in rows if row[2] not in refused))
+        return refused
 
     def update_stats(
         self, channel: str, subdir: str, stats: Iterable[tuple[str, int, int]]
