@@ -8,14 +8,17 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from mirror.adapters.lock import WriterLock, WriterLocks, state_lock
-from mirror.adapters.objectstore import Bucket, Lease, LeaseTiming
-from mirror.adapters.objectstore.tree_store import BucketStore
 from mirror.adapters.store import ChannelTree, local_tree
 from mirror.config.model import MirrorConfig
 from mirror.core.bucket_location import BucketLocation
 from mirror.errors import LeaseLostError
+
+if TYPE_CHECKING:  # imported when a tree is in a bucket: obstore costs a local run ~35 ms
+    from mirror.adapters.objectstore import Lease, LeaseTiming
+    from mirror.adapters.objectstore.tree_store import BucketStore
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +36,16 @@ def open_tree(config: MirrorConfig) -> ChannelTree:
 def bucket_store(location: BucketLocation, state_dir: Path) -> BucketStore:
     """One store (one connection pool, one record of what the writer saw) per bucket and
     state directory in a process, shared by every use case that opens the tree."""
+    from mirror.adapters.objectstore import Bucket
+    from mirror.adapters.objectstore.tree_store import BucketStore
+
     return BucketStore(Bucket(location), state_dir / STAGING_DIR)
 
 
 def lease_timing(ttl_s: float) -> LeaseTiming:
     """Renewed three times per term; host clocks may disagree by a tenth of it (at most 5 s)."""
+    from mirror.adapters.objectstore import LeaseTiming
+
     return LeaseTiming(ttl_s=ttl_s, renew_every_s=ttl_s / 3, clock_skew_s=min(5.0, ttl_s / 10))
 
 
@@ -86,6 +94,8 @@ class TreeWriter:
         self._state.acquire()
         try:
             store = bucket_store(self.bucket, self.state_dir)
+            from mirror.adapters.objectstore import Lease
+
             lease = Lease(store.bucket, timing=lease_timing(self.lease_ttl_s))
             lease.acquire()
         except BaseException:
