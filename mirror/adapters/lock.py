@@ -5,8 +5,9 @@ The lock is keyed to the tree, not to a config: a sync, `mirror index`, the daem
 and `verify --repair` exclude each other on the same root whatever their state directories.
 The state directory is locked as well, because two trees sharing one catalog would mix up
 channels of the same name. Lock files are dotfiles, which web servers do not serve. No child
-process may hold the lock: its descriptor is close-on-exec, and process pools are started with
-`spawn` (a forked worker would inherit the lock and keep it after its parent died).
+process may hold the lock: its descriptor is close-on-exec, and process pool workers are forked
+from a `forkserver`, a fresh interpreter (a worker forked from this process would inherit the
+lock and keep it after its parent died).
 """
 
 from __future__ import annotations

@@ -31,6 +31,28 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def descendants_of(pid: int) -> set[int]:
+    """Children, their children, and so on (pool workers may be forked from a server)."""
+    found = children_of(pid)
+    for child in list(found):
+        found |= descendants_of(child)
+    return found
+
+
+def pool_workers(pid: int) -> set[int]:
+    """The descendants that read packages: not multiprocessing's resource tracker, not a fork
+    server (a descendant with children of its own)."""
+    workers = set()
+    for candidate in descendants_of(pid):
+        try:
+            command = (Path("/proc") / str(candidate) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"resource_tracker" not in command and not children_of(candidate):
+            workers.add(candidate)
+    return workers
+
+
 def alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -62,11 +84,11 @@ def test_kill_9_of_index_leaves_no_worker_and_the_next_run_takes_the_tree(tmp_pa
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert wait_for(lambda: len(children_of(proc.pid)) >= 2, 30), "no worker started"
-        workers = children_of(proc.pid)
+        assert wait_for(lambda: len(pool_workers(proc.pid)) >= 2, 30), "no worker started"
+        everyone = descendants_of(proc.pid)  # the workers, and whatever started them
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        assert wait_for(lambda: not any(alive(w) for w in workers), 5), "workers outlived it"
+        assert wait_for(lambda: not any(alive(p) for p in everyone), 5), "workers outlived it"
     finally:
         if proc.poll() is None:
             proc.kill()
