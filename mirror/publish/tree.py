@@ -95,6 +95,12 @@ class TreeWriter:
         store.begin_writing(lease.check)
         self._lease = lease
 
+    def check_soon(self) -> None:
+        """A conditional write was refused: renew the bucket's lease now, so that a writer
+        whose lease was taken over hears of it (`on_lost`) at once, not at the next renewal."""
+        if self._lease is not None:
+            self._lease.renew_soon()
+
     def release(self) -> None:
         if self._local is not None:
             self._local.release()

@@ -208,6 +208,15 @@ class Lease:
         if keeper is not None:
             keeper.stop()
 
+    def renew_soon(self) -> None:
+        """Have the keeper renew now rather than at its next tick: a writer refused a
+        conditional write learns at once whether another host took the tree over. (Renewing
+        from the caller's thread instead could race the keeper's own renewal, and the loser
+        of that race would wrongly count the lease as lost.)"""
+        keeper = self._keeper
+        if keeper is not None:
+            keeper.wake()
+
     def __enter__(self) -> Lease:
         self.acquire()
         self.keep_renewed()
@@ -284,6 +293,7 @@ class LeaseKeeper:
     ) -> None:
         self.lease = lease
         self.stopped = threading.Event()
+        self._woken = threading.Event()
         self._on_lost = on_lost
         self._thread = threading.Thread(
             target=self._run, name=f"lease-renewal {lease.url}", daemon=True
@@ -294,11 +304,20 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         self.stopped.set()
+        self._woken.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
+    def wake(self) -> None:
+        """Renew now (then every renew_every_s again)."""
+        self._woken.set()
+
     def _run(self) -> None:
-        while not self.stopped.wait(self.lease.timing.renew_every_s):
+        while True:
+            self._woken.wait(self.lease.timing.renew_every_s)
+            self._woken.clear()
+            if self.stopped.is_set():
+                return
             try:
                 self.lease.renew()
             except LeaseLostError as exc:
