@@ -12,6 +12,7 @@ from types import TracebackType
 from mirror.adapters.lock import WriterLock, WriterLocks, state_lock
 from mirror.adapters.objectstore import Bucket, Lease, LeaseTiming
 from mirror.adapters.objectstore.tree_store import BucketStore
+from mirror.adapters.state_files import write_atomically
 from mirror.adapters.store import ChannelTree, local_tree
 from mirror.config.model import MirrorConfig
 from mirror.core.bucket_location import BucketLocation
@@ -20,6 +21,10 @@ from mirror.errors import LeaseLostError
 log = logging.getLogger(__name__)
 
 STAGING_DIR = "staging"  # under the state directory: bytes on their way into a bucket
+# under the state directory: the lease holder id of the last run that used it, so that a run
+# following one that was killed takes the dead run's lease over at once (it holds the state
+# directory's lock, so that run is gone) instead of standing by until the lease expires
+LEASE_HOLDER_FILE = "lease-holder"
 
 
 def open_tree(config: MirrorConfig) -> ChannelTree:
@@ -84,16 +89,26 @@ class TreeWriter:
             return
         assert self._state is not None and self.bucket is not None
         self._state.acquire()
+        lease: Lease | None = None
         try:
             store = bucket_store(self.bucket, self.state_dir)
             lease = Lease(store.bucket, timing=lease_timing(self.lease_ttl_s))
-            lease.acquire()
+            lease.acquire(successor_of=self._last_holder())
+            write_atomically(self.state_dir / LEASE_HOLDER_FILE, lease.holder.encode())
         except BaseException:
+            if lease is not None:
+                lease.release()  # not held: does nothing
             self._state.release()
             raise
         lease.keep_renewed(on_lost=self._on_lost)
         store.begin_writing(lease.check)
         self._lease = lease
+
+    def _last_holder(self) -> str | None:
+        try:
+            return (self.state_dir / LEASE_HOLDER_FILE).read_text().strip() or None
+        except OSError:
+            return None
 
     def check_soon(self) -> None:
         """A conditional write was refused: renew the bucket's lease now, so that a writer

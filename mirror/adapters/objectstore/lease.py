@@ -100,8 +100,12 @@ class Lease:
 
     # -- the protocol -----------------------------------------------------------------------
 
-    def acquire(self) -> LeaseRecord:
-        """Take the lease or raise LockBusyError saying who holds it and until when."""
+    def acquire(self, *, successor_of: str | None = None) -> LeaseRecord:
+        """Take the lease or raise LockBusyError saying who holds it and until when.
+
+        `successor_of`: the holder id of a writer known to be gone (the last run of this
+        host's state directory, whose lock the caller now holds): its lease, if still
+        there, is taken over at once instead of after it expires."""
         ttl, skew = self._ttl(), timedelta(seconds=self.timing.clock_skew_s)
         for _ in range(3):  # lost races only: each round reads the lease again
             found = self._read()
@@ -114,7 +118,14 @@ class Lease:
                 judged = standing(
                     record, self.holder, self._clock(), skew, written_at=stat.last_modified, ttl=ttl
                 )
-                if judged == Standing.HELD:
+                if judged == Standing.HELD and self._predecessor(record, successor_of):
+                    log.warning(
+                        "taking over the writer lease %s of %s: the last run of this state "
+                        "directory, which ended without giving it back (killed?)",
+                        self.url,
+                        record.describe() if record else "?",
+                    )
+                elif judged == Standing.HELD:
                     raise LockBusyError(self._busy_message(record, stat.last_modified + ttl))
                 if judged == Standing.EXPIRED and record is not None:
                     log.warning(
@@ -228,6 +239,14 @@ class Lease:
         self.release()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _predecessor(self, record: LeaseRecord | None, successor_of: str | None) -> bool:
+        return (
+            record is not None
+            and successor_of is not None
+            and record.holder == successor_of
+            and record.host == self.host
+        )
 
     def _ttl(self) -> timedelta:
         return timedelta(seconds=self.timing.ttl_s)

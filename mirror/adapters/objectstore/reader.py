@@ -1,11 +1,11 @@
 """Reading an object as a seekable file (each buffer refill is one ranged GET), or as a
-stream of chunks that resumes where it broke off."""
+stream of chunks that resumes where it broke off (also as a file read once in order)."""
 
 from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import obstore
@@ -61,13 +61,39 @@ class ObjectReader(io.RawIOBase):
         return len(data)
 
 
+class ChunkReader(io.RawIOBase):
+    """A read-once, forward-only file over a stream of chunks: hashing or copying an object
+    this way costs one GET, where a seekable reader needs a HEAD for the size and then one
+    ranged GET per buffer."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        taken = min(len(view), len(self._pending))
+        view[:taken] = self._pending[:taken]
+        self._pending = self._pending[taken:]
+        return taken
+
+
 def resuming_chunks(
     open_from: Callable[[int], Any],
     retrier: Retrier,
     ctx: Context,
     *,
     chunk_bytes: int,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The object's bytes in chunks. `open_from(offset)` starts a GET at that offset
     (conditional on the first answer's ETag, so a changed object is noticed rather than
     spliced); a stream that breaks is reopened where it stopped, within the retry budget."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import itertools
 import shutil
 import threading
 import uuid
@@ -25,6 +27,7 @@ from typing import BinaryIO, cast
 
 from mirror.adapters.objectstore.bucket import Bucket
 from mirror.adapters.objectstore.objects import ObjectStat, etag_names
+from mirror.adapters.objectstore.reader import ChunkReader
 from mirror.core.tree_store import FileStat, Pieces
 from mirror.errors import StoreConflictError, StoreMissingError
 
@@ -48,10 +51,13 @@ class BucketStore:
     """The tree at a bucket's prefix. `staging` is a local directory for bytes on their way
     in (one folder per subdir, like a local tree's temp files beside their targets)."""
 
+    cheap_listing = False  # one request per 1,000 keys
+
     def __init__(self, bucket: Bucket, staging: Path) -> None:
         self.bucket = bucket
         self.staging = staging
         self._seen: dict[str, str] = {}  # key -> ETag this writer last saw ("" = none)
+        self._sha256: dict[str, tuple[int, str]] = {}  # key -> (version, sha256) it wrote
         self._seen_lock = threading.Lock()
         self._guard: Callable[[], None] | None = None
 
@@ -103,12 +109,17 @@ class BucketStore:
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
+        """One streaming GET (resumed by a ranged GET if the link breaks)."""
+        chunks = self.bucket.iter_bytes(key)
         try:
-            reader = self.bucket.open_read(key, buffer_bytes=8 << 20)
+            first = next(chunks, b"")  # the GET itself: a missing object is known now
         except StoreMissingError as exc:
             raise FileNotFoundError(str(exc)) from None
-        with reader:
-            yield cast(BinaryIO, reader)
+        try:
+            with io.BufferedReader(ChunkReader(itertools.chain([first], chunks))) as reader:
+                yield cast(BinaryIO, reader)
+        finally:
+            chunks.close()  # a stream left half-read
 
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path]:
@@ -153,10 +164,19 @@ class BucketStore:
             return False
         return etag_names(found.etag, data) or self.read(key) == data
 
-    def write(self, key: str, pieces: Pieces, *, durable: bool = True) -> FileStat:
+    def write(
+        self, key: str, pieces: Pieces, *, durable: bool = True, create_only: bool = False
+    ) -> FileStat:
         """One conditional PUT: on the ETag this writer last saw, or create-only."""
         self._check()
         data = b"".join(pieces)
+        if create_only:
+            try:
+                etag = self.bucket.put_bytes(key, data, create_only=True)
+            except StoreConflictError:
+                raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
+            self._wrote(key, etag, hashlib.sha256(data).hexdigest())
+            return FileStat(len(data), version_token(etag))
         last = self._last_seen(key)
         try:
             etag = self.bucket.put_bytes(
@@ -168,7 +188,7 @@ class BucketStore:
                 "saw it, so another writer has published since (did this one lose the writer "
                 "lease?); nothing was overwritten, run again"
             ) from None
-        self._wrote(key, etag)
+        self._wrote(key, etag, hashlib.sha256(data).hexdigest())
         return FileStat(len(data), version_token(etag))
 
     def staging_path(self, near: str) -> Path:
@@ -176,13 +196,20 @@ class BucketStore:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{STAGING_PREFIX}{uuid.uuid4().hex}{STAGING_SUFFIX}"
 
-    def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
+    def install(
+        self, staged: Path, key: str, *, sha256: str | None, create_only: bool = False
+    ) -> FileStat:
         """Upload the verified staging file (multipart when large), then remove it."""
         self._check()
         size = staged.stat().st_size
-        etag = self.bucket.put_file(key, staged, sha256_hex=sha256)
+        try:
+            etag = self.bucket.put_file(key, staged, sha256_hex=sha256, create_only=create_only)
+        except StoreConflictError:
+            if not create_only:
+                raise
+            raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
         staged.unlink(missing_ok=True)
-        self._wrote(key, etag)
+        self._wrote(key, etag, sha256)
         return FileStat(size, version_token(etag))
 
     def adopt(self, source: Path, key: str) -> FileStat:
@@ -235,9 +262,20 @@ class BucketStore:
         with self._seen_lock:
             self._seen.setdefault(key, etag)
 
-    def _wrote(self, key: str, etag: str) -> None:
+    def _wrote(self, key: str, etag: str, sha256: str | None = None) -> None:
         with self._seen_lock:
             self._seen[key] = etag
+            if sha256:
+                self._sha256[key] = (version_token(etag), sha256)
+            else:
+                self._sha256.pop(key, None)
+
+    def vouched_sha256(self, key: str, stat: FileStat) -> str | None:
+        """The sha256 of what this process wrote under `key`, if the object is still that
+        version (`stat` from a listing): a snapshot need not download it to hash it."""
+        with self._seen_lock:
+            written = self._sha256.get(key)
+        return written[1] if written is not None and written[0] == stat.mtime_ns else None
 
     def _last_seen(self, key: str) -> str:
         with self._seen_lock:

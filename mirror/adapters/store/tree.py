@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from mirror.errors import StoreError
 CHANNEL_MARKER = ".mirror-channel.json"  # in each channel folder: who keeps it, with what state
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _TEMP = re.compile(r"\.mirror-[0-9a-f]{32}\.tmp")
+_READERS = 8  # files hashed at once by digests()
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,17 @@ class ChannelTree:
         with self.store.open(key) as stream:
             return hash_stream(stream, with_md5=with_md5)
 
+    def digests(
+        self, keys: Sequence[str], *, with_md5: bool = True
+    ) -> dict[str, tuple[int, str, str]]:
+        """digest() of many files, several read at once: a bucket answers each GET after a
+        round trip, and hashing releases the GIL."""
+        if len(keys) < 2:
+            return {key: self.digest(key, with_md5=with_md5) for key in keys}
+        with ThreadPoolExecutor(min(_READERS, len(keys)), thread_name_prefix="digest") as pool:
+            found = pool.map(lambda key: self.digest(key, with_md5=with_md5), keys)
+            return dict(zip(keys, found, strict=True))
+
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path]:
         with self.store.local_file(key) as path:
@@ -182,9 +195,12 @@ class ChannelTree:
         """A fresh local temp file for bytes on their way into this subdir."""
         return self.store.staging_path(self.subdir_key(channel, subdir))
 
-    def install(self, staged: Path, key: str, *, sha256: str | None = None) -> FileStat:
-        """Verified bytes in a staging file take their name."""
-        return self.store.install(staged, key, sha256=sha256)
+    def install(
+        self, staged: Path, key: str, *, sha256: str | None = None, create_only: bool = False
+    ) -> FileStat:
+        """Verified bytes in a staging file take their name (with `create_only`, only if the
+        name is free: FileExistsError, and the staging file stays)."""
+        return self.store.install(staged, key, sha256=sha256, create_only=create_only)
 
     def adopt(self, source: Path, key: str) -> FileStat:
         """A file from a drop folder is published as `key`, never over an existing file
@@ -193,8 +209,13 @@ class ChannelTree:
 
     def write_new(self, key: str, data: bytes, *, durable: bool = True) -> bool:
         """A content-addressed file (its name is its hash) is written unless it holds these
-        bytes already; one with other bytes (damaged) is replaced."""
-        return self.write_if_changed(key, data, durable=durable)
+        bytes already; one with other bytes (damaged) is replaced. Created without asking
+        first: new is the usual case, and in a bucket a question is a round trip."""
+        try:
+            self.store.write(key, [data], durable=durable, create_only=True)
+            return True
+        except FileExistsError:
+            return self.write_if_changed(key, data, durable=durable)
 
     def make_durable(self, keys: Iterable[str]) -> None:
         self.store.make_durable(keys)
