@@ -159,9 +159,10 @@ class ChannelConfig:
 @dataclass(frozen=True)
 class StorageSettings:
     """For a tree in an object store: how long the writer lease binds between renewals (a
-    writer that dies frees the tree after this long)."""
+    writer that dies frees the tree after this long), and how many uploads run at once."""
 
     lease_ttl_s: float = 60.0
+    max_uploads: int = 8
 
 
 @dataclass(frozen=True)

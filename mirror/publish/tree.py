@@ -29,16 +29,18 @@ LEASE_HOLDER_FILE = "lease-holder"
 
 def open_tree(config: MirrorConfig) -> ChannelTree:
     if config.bucket is not None:
-        return ChannelTree(bucket_store(config.bucket, config.state_dir))
+        return ChannelTree(
+            bucket_store(config.bucket, config.state_dir, config.storage.max_uploads)
+        )
     assert config.root is not None
     return local_tree(config.root)
 
 
 @functools.lru_cache(maxsize=8)
-def bucket_store(location: BucketLocation, state_dir: Path) -> BucketStore:
+def bucket_store(location: BucketLocation, state_dir: Path, max_uploads: int = 8) -> BucketStore:
     """One store (one connection pool, one record of what the writer saw) per bucket and
     state directory in a process, shared by every use case that opens the tree."""
-    return BucketStore(Bucket(location), state_dir / STAGING_DIR)
+    return BucketStore(Bucket(location), state_dir / STAGING_DIR, max_uploads=max_uploads)
 
 
 def lease_timing(ttl_s: float) -> LeaseTiming:
@@ -58,9 +60,11 @@ class TreeWriter:
         root: Path | None = None,
         bucket: BucketLocation | None = None,
         lease_ttl_s: float = 60.0,
+        max_uploads: int = 8,
         on_lost: Callable[[LeaseLostError], None] | None = None,
     ) -> None:
         self.state_dir, self.bucket, self.lease_ttl_s = state_dir, bucket, lease_ttl_s
+        self.max_uploads = max_uploads  # with bucket and state_dir: which shared store
         self._on_lost = on_lost
         self._local: WriterLocks | None = None
         self._state: WriterLock | None = None
@@ -80,6 +84,7 @@ class TreeWriter:
             root=config.root,
             bucket=config.bucket,
             lease_ttl_s=config.storage.lease_ttl_s,
+            max_uploads=config.storage.max_uploads,
             on_lost=on_lost,
         )
 
@@ -91,7 +96,7 @@ class TreeWriter:
         self._state.acquire()
         lease: Lease | None = None
         try:
-            store = bucket_store(self.bucket, self.state_dir)
+            store = self._store()
             lease = Lease(store.bucket, timing=lease_timing(self.lease_ttl_s))
             lease.acquire(successor_of=self._last_holder())
             write_atomically(self.state_dir / LEASE_HOLDER_FILE, lease.holder.encode())
@@ -103,6 +108,10 @@ class TreeWriter:
         lease.keep_renewed(on_lost=self._on_lost)
         store.begin_writing(lease.check)
         self._lease = lease
+
+    def _store(self) -> BucketStore:
+        assert self.bucket is not None
+        return bucket_store(self.bucket, self.state_dir, self.max_uploads)
 
     def _last_holder(self) -> str | None:
         try:
@@ -121,7 +130,7 @@ class TreeWriter:
             self._local.release()
             return
         if self._lease is not None and self.bucket is not None:
-            bucket_store(self.bucket, self.state_dir).end_writing()
+            self._store().end_writing()
             self._lease.release()
             self._lease = None
         if self._state is not None:

@@ -119,7 +119,9 @@ def _fetch(args: JobArgs) -> FileOutcome:
     final = job.tree.package_key(job.channel, job.subdir, want.filename)
     temp: Path = job.tree.staging_path(job.channel, job.subdir)
     try:
-        got = job.upstream.download(job.subdir, want, temp, job.progress.advance)
+        got = job.upstream.download(
+            job.subdir, want, temp, job.progress.advance, durable=job.tree.store.durable_staging
+        )
         try:
             stat = job.tree.install(temp, final, sha256=got.sha256, create_only=True)
         except FileExistsError:

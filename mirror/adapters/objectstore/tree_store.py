@@ -52,10 +52,15 @@ class BucketStore:
     in (one folder per subdir, like a local tree's temp files beside their targets)."""
 
     cheap_listing = False  # one request per 1,000 keys
+    durable_staging = False  # uploaded from, then removed: a crash loses nothing published
 
-    def __init__(self, bucket: Bucket, staging: Path) -> None:
+    def __init__(self, bucket: Bucket, staging: Path, *, max_uploads: int = 8) -> None:
         self.bucket = bucket
         self.staging = staging
+        # a bound on PUTs in flight whatever the number of download threads feeding them:
+        # a server slows down past its own concurrency (moto at 4-8), and the lease's
+        # renewals, which do not wait for this, must still get through
+        self._uploads = threading.BoundedSemaphore(max_uploads)
         self._seen: dict[str, str] = {}  # key -> ETag this writer last saw ("" = none)
         self._sha256: dict[str, tuple[int, str]] = {}  # key -> (version, sha256) it wrote
         self._seen_lock = threading.Lock()
@@ -172,16 +177,18 @@ class BucketStore:
         data = b"".join(pieces)
         if create_only:
             try:
-                etag = self.bucket.put_bytes(key, data, create_only=True)
+                with self._uploads:
+                    etag = self.bucket.put_bytes(key, data, create_only=True)
             except StoreConflictError:
                 raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
             self._wrote(key, etag, hashlib.sha256(data).hexdigest())
             return FileStat(len(data), version_token(etag))
         last = self._last_seen(key)
         try:
-            etag = self.bucket.put_bytes(
-                key, data, create_only=last == _ABSENT, if_match=last or None
-            )
+            with self._uploads:
+                etag = self.bucket.put_bytes(
+                    key, data, create_only=last == _ABSENT, if_match=last or None
+                )
         except StoreConflictError:
             raise StoreConflictError(
                 f"{self.bucket.url_of(key)} was not written: it changed since this writer last "
@@ -203,7 +210,8 @@ class BucketStore:
         self._check()
         size = staged.stat().st_size
         try:
-            etag = self.bucket.put_file(key, staged, sha256_hex=sha256, create_only=create_only)
+            with self._uploads:
+                etag = self.bucket.put_file(key, staged, sha256_hex=sha256, create_only=create_only)
         except StoreConflictError:
             if not create_only:
                 raise
@@ -216,7 +224,8 @@ class BucketStore:
         self._check()
         size = source.stat().st_size
         try:
-            etag = self.bucket.put_file(key, source, create_only=True)
+            with self._uploads:
+                etag = self.bucket.put_file(key, source, create_only=True)
         except StoreConflictError:
             raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
         source.unlink()

@@ -29,6 +29,7 @@ class LocalStore:
     """The TreeStore of a directory: keys are paths below `root`."""
 
     cheap_listing = True
+    durable_staging = True
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -190,7 +190,9 @@ class HttpUpstream:
         fetched = Fetched(parsed, validators, zst_missing=False, transferred_bytes=transferred)
         return fetched, digest, checksummed
 
-    def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
+    def download(
+        self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes, *, durable: bool = True
+    ) -> Downloaded:
         url = f"{self._base}/{subdir}/{want.filename}"
 
         def attempt() -> Downloaded:
@@ -202,6 +204,7 @@ class HttpUpstream:
                     on_bytes,
                     self._retry.stop,
                     self._shown(url),
+                    durable=durable,
                 )
 
         result, tries = self._retry.run(attempt)

@@ -59,8 +59,10 @@ class Upstream(Protocol):
     ) -> NotModified | Fetched: ...
 
     def download(
-        self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes
-    ) -> Downloaded: ...
+        self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes, *, durable: bool = True
+    ) -> Downloaded:
+        """Into `dest`, verified; `durable`: fsynced before this returns."""
+        ...
 
     def transfer_threads(self) -> int:
         """How many downloads a pool should run at once (an http upstream paces the requests

@@ -33,8 +33,12 @@ def write_verified(
     on_bytes: OnBytes,
     stop: threading.Event,
     shown: str,
+    *,
+    durable: bool = True,
 ) -> Downloaded:
     """Stream chunks into `dest` (a temp file), hashing as they pass; check size and hash.
+    `durable`: fsync it (it is about to be renamed into a tree; not when it is only read
+    once more, to be uploaded, and then removed).
 
     On any failure the temp file is removed, so nothing unverified is ever left behind.
     """
@@ -56,7 +60,8 @@ def write_verified(
                 out.write(chunk)
                 on_bytes(len(chunk))
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         got = Downloaded(size, sha256.hexdigest(), md5.hexdigest(), attempts=1)
         if want.size is not None and size != want.size:
             raise VerificationError(
