@@ -87,6 +87,7 @@ RATTLER_CODE = (
     "    secret_access_key=os.environ['AWS_SECRET_ACCESS_KEY'], addressing_style='path')\n"
     "asyncio.run(index_s3(sys.argv[1], credentials=credentials, write_zst=True,"
     " write_shards=True))\n"
+    "sys.stdout.flush(); os._exit(0)  # py-rattler 0.28 may crash at interpreter exit\n"
 )
 
 

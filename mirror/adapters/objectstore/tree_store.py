@@ -20,6 +20,7 @@ import itertools
 import shutil
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,18 @@ STAGING_PREFIX = ".mirror-"
 STAGING_SUFFIX = ".tmp"
 _DOWNLOADERS = 8  # parallel GETs when many package files are read at once (an index)
 _ABSENT = ""  # seen: the writer looked and there was no object
+
+
+def _staged_names(folder: Path, keys: Sequence[str]) -> list[Path]:
+    """Where each key is downloaded to: `folder/<name>`, or `folder/<n>/<name>` for a name
+    that repeats (the same file name in two subdirs); a folder per file would double the
+    file-system work of staging thousands of small packages."""
+    names = [key.rpartition("/")[2] for key in keys]
+    repeated = {name for name, count in Counter(names).items() if count > 1}
+    return [
+        folder / str(n) / name if name in repeated else folder / name
+        for n, name in enumerate(names)
+    ]
 
 
 def version_token(etag: str) -> int:
@@ -136,10 +149,10 @@ class BucketStore:
         """Downloaded (several at once) into a staging folder, under their own names (a
         package reader judges a file by its name), removed afterwards."""
         folder = self.staging_path("")
-        paths = [folder / str(n) / key.rpartition("/")[2] for n, key in enumerate(keys)]
+        paths = _staged_names(folder, keys)
         try:
-            for path in paths:
-                path.parent.mkdir(parents=True)
+            for directory in sorted({path.parent for path in paths}):
+                directory.mkdir(parents=True)
             with ThreadPoolExecutor(min(_DOWNLOADERS, max(1, len(keys)))) as pool:
                 for _ in pool.map(self._download, keys, paths):
                     pass

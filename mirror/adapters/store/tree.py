@@ -161,6 +161,30 @@ class ChannelTree:
         with self.store.local_files(keys) as paths:
             yield paths
 
+    def local_batches(self, batches: Sequence[Sequence[str]]) -> Iterator[list[Path]]:
+        """local_files() of each batch in turn, the next one fetched while the caller works
+        on the current one (an object store's downloads overlap the reading); each batch is
+        removed once the caller asks for the next, or stops."""
+        if not batches:
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as fetcher:
+
+            def fetch(keys: Sequence[str]) -> tuple[contextlib.ExitStack, list[Path]]:
+                stack = contextlib.ExitStack()
+                return stack, stack.enter_context(self.local_files(keys))
+
+            pending = [fetcher.submit(fetch, batch) for batch in batches[:1]]
+            try:
+                for following in [*batches[1:], None]:
+                    stack, paths = pending.pop().result()
+                    if following is not None:
+                        pending.append(fetcher.submit(fetch, following))
+                    with stack:
+                        yield paths
+            finally:
+                for future in pending:  # the caller stopped early: the prefetched batch too
+                    future.result()[0].close()
+
     def free_bytes(self) -> int | None:
         return self.store.free_bytes()
 
