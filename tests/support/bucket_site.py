@@ -30,11 +30,12 @@ def bucket_config(
     storage: dict[str, Any] | None = None,
     state_dir: str = "state",
     name: str = "mirror.yaml",
+    prefix: str = PREFIX,
     **top: Any,
 ) -> Path:
-    """A config whose root is `s3://<bucket>/channels`, reached through the test's gateway."""
+    """A config whose root is `s3://<bucket>/<prefix>`, reached through the test's gateway."""
     document = {
-        "root": f"s3://{s3.name}/{PREFIX}",
+        "root": f"s3://{s3.name}/{prefix}",
         "storage": {"endpoint_url": s3.url, "region": "us-east-1", "addressing": "path",
                     **(storage or {})},
         "state_dir": state_dir,
