@@ -3,8 +3,9 @@ object that is not there, and the next run finishes the job without downloading 
 the killed run had already put in the bucket.
 
 The moment is drawn (seeded) as a point in the run's progress, not in wall time: the kill
-comes after a random number of package downloads and a random extra delay, so it lands in
-the download, publish or prune phase whatever the speed of the machine.
+comes after a random number of package downloads, or once the first subdir's downloads are
+done (its publish and prune), and a random extra delay, so it lands in every phase whatever
+the speed of the machine.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def package_objects(bucket: Bucket) -> set[str]:
 
 
 def sync_killed_after(
-    config: Path, server: UpstreamServer, downloads: int, extra_s: float
+    config: Path, server: UpstreamServer, downloads: int, extra_s: float, glob: str
 ) -> int | None:
-    """Start `mirror sync`, SIGKILL it once `downloads` package files were served and
+    """Start `mirror sync`, SIGKILL it once `downloads` files matching `glob` were served and
     `extra_s` more passed; None if it was killed, else its exit code (it finished first)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "mirror", "sync", "--config", str(config)],
@@ -63,7 +64,7 @@ def sync_killed_after(
     )  # fmt: skip
     try:
         wait_for(
-            lambda: server.count(PACKAGE_GLOB, status=200) >= downloads or proc.poll() is not None,
+            lambda: server.count(glob, status=200) >= downloads or proc.poll() is not None,
             timeout=60,
             interval=0.002,
         )
@@ -96,10 +97,18 @@ def test_kill_9_during_a_sync_into_a_bucket_leaves_no_index_naming_a_missing_obj
         for point in range(2):  # a first sync, then one that adds and removes packages
             if point:
                 publish_upstream(upstream, rng.sample(specs, k=len(specs) // 2))
-            wanted = len(specs) // 2
-            downloads = rng.randint(0, wanted - len(package_objects(bucket) & names(upstream)))
-            killed = sync_killed_after(config, server, downloads, rng.uniform(0.0, 0.4))
-            where = f"seed {seed} point {point} (killed after {downloads} downloads: {killed})"
+            missing = names(upstream) - package_objects(bucket)
+            if rng.random() < 0.5:  # somewhere in the downloads
+                glob, downloads = PACKAGE_GLOB, rng.randint(0, len(missing))
+            else:  # as linux-64 (synced first) publishes, prunes, and noarch starts
+                glob = "*/linux-64/*-1.*"
+                downloads = len({n for n in missing if n in names(upstream / "linux-64")})
+            extra_s = rng.uniform(0.0, 0.4)
+            killed = sync_killed_after(config, server, downloads, extra_s, glob)
+            where = (
+                f"seed {seed} point {point} (killed {extra_s:.2f} s after {downloads} downloads "
+                f"of {glob}: {killed})"
+            )
             assert index_problems(bucket) == [], where
 
             finished = package_objects(bucket) & names(upstream)
