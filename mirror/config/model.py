@@ -216,6 +216,7 @@ def describe(
                 "region": config.bucket.region,
                 "addressing": config.bucket.addressing,
                 "lease_ttl_s": config.storage.lease_ttl_s,
+                "max_uploads": config.storage.max_uploads,
             }
             if config.bucket is not None
             else None
