@@ -1,14 +1,16 @@
 """Looking after a tree in a bucket: `verify` finds objects damaged or deleted behind the
 mirror's back and `verify --repair` puts them right, `status` and `snapshots` read it, and a
-bundle exported from one bucket tree and imported into another gives the same objects."""
+bundle exported from one bucket tree and imported into another gives the same objects; the
+bucket policy the docs give serves the channels and keeps mirror's own files private."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from mirror.core.object_headers import is_served
-from tests.conftest import CliResult, run_cli
+from tests.conftest import REPO, CliResult, run_cli
 from tests.support.bucket_site import bucket_config, index_problems, published
 from tests.support.builder import PackageSpec, build_channel
 from tests.support.s3_server import S3Bucket, environment
@@ -74,3 +76,34 @@ def test_verify_repair_status_snapshots_export_and_import_work_on_bucket_trees(
     assert imported.code == 0, imported.stdout + imported.stderr
     assert served(s3, "offline") == served(s3, "connected")
     assert cli("verify", "--full", "--config", str(offline)).code == 0
+
+
+def documented_policy(bucket: str, prefix: str) -> bytes:
+    """The bucket policy docs/object-storage.md gives, for this bucket and prefix."""
+    page = (REPO / "docs" / "object-storage.md").read_text()
+    block = re.search(r"```json\n(\{\n  \"Version\".*?)```", page, re.DOTALL)
+    assert block is not None, "the policy block is gone from docs/object-storage.md"
+    text = block.group(1).replace("conda-mirror/channels", f"{bucket}/{prefix}")
+    return json.dumps(json.loads(text)).encode()
+
+
+def test_the_documented_bucket_policy_serves_the_channels_and_not_mirrors_own_files(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    build_channel(tmp_path / "upstream", [PackageSpec("served", "1.0")])
+    config = bucket_config(
+        tmp_path, s3, {"up": {"upstream": str(tmp_path / "upstream"), "subdirs": ["noarch"]}},
+        prefix="channels",
+    )  # fmt: skip
+    assert cli("sync", "--config", str(config)).code == 0
+    s3.bucket("other").put_bytes("up/noarch/repodata.json", b"{}")  # beside the prefix
+    status, body, _ = s3.moto.request(
+        "PUT", f"/{s3.name}?policy", documented_policy(s3.name, "channels")
+    )
+    assert status in (200, 204), body
+    for key in ("up/noarch/repodata.json", "up/noarch/served-1.0-0.conda"):
+        assert s3.http_get(f"channels/{key}")[0] == 200, key
+    for key in (".mirror-lease.json", "up/.mirror-channel.json"):
+        assert s3.bucket("channels").head(key) is not None  # there, and private
+        assert s3.http_get(f"channels/{key}")[0] == 403, key
+    assert s3.http_get("other/up/noarch/repodata.json")[0] == 403  # there, outside the prefix
