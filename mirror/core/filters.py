@@ -26,7 +26,13 @@ from mirror.core.records import (
     name_from_filename,
     split_extension,
 )
-from mirror.core.specs import RattlerRecordCache, Spec, license_matches, newest_versions
+from mirror.core.specs import (
+    RattlerRecordCache,
+    Spec,
+    SpecsByName,
+    license_matches,
+    newest_versions,
+)
 
 DAY_MS = 86_400_000
 
@@ -99,16 +105,11 @@ def _candidates(
     skipped = 0
     cache = RattlerRecordCache()
     gate_cache = GateCache()
-    # a subdir has ~20x fewer names than records: decide each name once
-    name_verdicts: dict[str, bool] = {}
+    include, exclude = SpecsByName(rules.include), SpecsByName(rules.exclude)
     for filename, (group, raw) in repodata.entries.items():
         if rules.include:
             implied = name_from_filename(filename) or ""
-            verdict = name_verdicts.get(implied)
-            if verdict is None:
-                verdict = bool(implied) and any(s.matches_name(implied) for s in rules.include)
-                name_verdicts[implied] = verdict
-            if not verdict:
+            if not implied or not include.for_name(implied):
                 skipped += 1
                 continue
         decoded = admit(filename, raw, group=group, subdir=subdir, cache=gate_cache)
@@ -116,7 +117,7 @@ def _candidates(
             refused.append(decoded)
             continue
         try:
-            wanted = _passes_specs_and_licences(decoded, rules, cache)
+            wanted = _passes_specs_and_licences(decoded, rules, (include, exclude), cache)
         except Exception as exc:  # one record must never stop its subdir (DESIGN rule 7)
             refused.append(_unexpected(decoded, "the include/exclude/licence rules", exc))
             continue
@@ -128,13 +129,17 @@ def _candidates(
 
 
 def _passes_specs_and_licences(
-    record: Record, rules: FilterRules, cache: RattlerRecordCache
+    record: Record,
+    rules: FilterRules,
+    specs: tuple[SpecsByName, SpecsByName],
+    cache: RattlerRecordCache,
 ) -> bool:
     """Rules 1-3 for a record whose name an include spec may match."""
     fields = record.fields
-    if rules.include and not any(spec.matches(fields, cache) for spec in rules.include):
+    include, exclude = (s.for_name(fields.name) for s in specs)
+    if rules.include and not any(spec.matches(fields, cache) for spec in include):
         return False
-    if any(spec.matches(fields, cache) for spec in rules.exclude):
+    if any(spec.matches(fields, cache) for spec in exclude):
         return False
     if rules.license_deny and license_matches(fields, rules.license_deny):
         return False

@@ -16,15 +16,21 @@ _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]', re.DOTALL)
 _SCALAR_END = re.compile(rb"[,}\]\s]")
 _SPACE = b" \t\r\n"
 MAX_DEPTH = 256  # deeper than any reader of repodata goes; past it the document is refused
+# ...but not what the record groups hold: a record nested deeper is the gate's to refuse
+# (too_deep) on its own, and counting brackets does not recurse, so nothing bounds it here
+UNBOUNDED = None
 
 
 class SplitError(ValueError):
     """The bytes are not shaped like a JSON object; the message says where."""
 
 
-def object_members(data: bytes, start: int = 0) -> tuple[list[tuple[bytes, bytes]], int]:
+def object_members(
+    data: bytes, start: int = 0, max_depth: int | None = MAX_DEPTH
+) -> tuple[list[tuple[bytes, bytes]], int]:
     """The members of the object at data[start:] (after whitespace) as (the key's raw string,
-    quotes included; the value's raw bytes), and the index just past its closing brace."""
+    quotes included; the value's raw bytes), and the index just past its closing brace.
+    A value nested deeper than `max_depth` (None: any depth) is refused."""
     at = _skip_space(data, start)
     if data[at : at + 1] != b"{":
         raise SplitError(f"expected an object at byte {at}")
@@ -40,7 +46,7 @@ def object_members(data: bytes, start: int = 0) -> tuple[list[tuple[bytes, bytes
         if data[at : at + 1] != b":":
             raise SplitError(f"expected ':' at byte {at}")
         value_start = _skip_space(data, at + 1)
-        value_end = value_end_at(data, value_start)
+        value_end = value_end_at(data, value_start, max_depth)
         members.append((key.group(), data[value_start:value_end]))
         at = _skip_space(data, value_end)
         separator = data[at : at + 1]
@@ -51,7 +57,7 @@ def object_members(data: bytes, start: int = 0) -> tuple[list[tuple[bytes, bytes
         at = _skip_space(data, at + 1)
 
 
-def value_end_at(data: bytes, start: int) -> int:
+def value_end_at(data: bytes, start: int, max_depth: int | None = MAX_DEPTH) -> int:
     """Where the JSON value starting at data[start] ends (exclusive)."""
     first = data[start : start + 1]
     if not first:
@@ -62,7 +68,7 @@ def value_end_at(data: bytes, start: int) -> int:
             raise SplitError(f"an unterminated string at byte {start}")
         return string.end()
     if first in (b"{", b"["):
-        return _container_end(data, start)
+        return _container_end(data, start, max_depth)
     scalar_end = _SCALAR_END.search(data, start)
     end = scalar_end.start() if scalar_end else len(data)
     if end == start:
@@ -70,14 +76,14 @@ def value_end_at(data: bytes, start: int) -> int:
     return end
 
 
-def _container_end(data: bytes, start: int) -> int:
+def _container_end(data: bytes, start: int, max_depth: int | None) -> int:
     depth = 0
     for token in _TOKEN.finditer(data, start):
         mark = token.group()
         if mark in (b"{", b"["):
             depth += 1
-            if depth > MAX_DEPTH:
-                raise SplitError(f"nested deeper than {MAX_DEPTH} at byte {token.start()}")
+            if max_depth is not None and depth > max_depth:
+                raise SplitError(f"nested deeper than {max_depth} at byte {token.start()}")
         elif mark in (b"}", b"]"):
             depth -= 1
             if depth == 0:

@@ -18,6 +18,14 @@ class WantedFile:
     sha256: str | None
     md5: str | None
 
+    def comparable(self, sha256: str | None, md5: str | None) -> bool:
+        """Whether known hashes can answer same_content(): a file hashed for a record with a
+        sha256 has no md5 (it would cost more than the sha256), and one the catalog lost has
+        neither; such a file is hashed again, not taken for a replacement."""
+        if self.sha256 is not None:
+            return sha256 is not None
+        return md5 is not None
+
     def same_content(self, size: int | None, sha256: str | None, md5: str | None) -> bool:
         if self.size is not None and size != self.size:
             return False
@@ -78,7 +86,7 @@ def plan_sync(wanted: Mapping[str, WantedFile], present: Mapping[str, PresentFil
             download.append(want)
             if have.origin == ORIGIN_MIRROR:
                 replaced.append(want)  # upstream changed the file under the same name
-        elif have.sha256 is None and have.md5 is None:
+        elif not want.comparable(have.sha256, have.md5):
             verify.append(want)
         elif want.same_content(have.size, have.sha256, have.md5):
             keep.append(want)

@@ -8,14 +8,14 @@ slices of the document) beside the typed fields the record gate (mirror/core/gat
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
 import msgspec
 
-from mirror.core.json_split import SplitError, object_members
+from mirror.core.json_split import UNBOUNDED, SplitError, object_members, value_end_at
 from mirror.errors import RepodataError
 
 PACKAGE_GROUPS: tuple[str, ...] = ("packages", "packages.conda")
@@ -163,7 +163,7 @@ def parse_repodata(body: bytes | bytearray, *, source: str) -> UpstreamRepodata:
         entries = _strict_entries(groups)
     except (msgspec.DecodeError, RecursionError) as exc:  # a value nested 1,000 deep recurses
         top, entries = _tolerant_split(bytes(body), source, exc)
-    _check_top_level(top, source)
+    _check_top_level(top, source, entries)
     return UpstreamRepodata(entries=entries, top_level=top, body=body)
 
 
@@ -181,7 +181,7 @@ def _tolerant_split(
 ) -> tuple[dict[str, msgspec.Raw], dict[str, tuple[str, msgspec.Raw]]]:
     """The members of a document the strict decoder refused; its structure must still hold."""
     try:
-        members, end = object_members(body)
+        members, end = object_members(body, max_depth=UNBOUNDED)  # records: the gate's to judge
         if body[end:].strip():
             raise SplitError(f"data after the document at byte {end}")
         top: dict[str, msgspec.Raw] = {}
@@ -191,7 +191,9 @@ def _tolerant_split(
             if key in PACKAGE_GROUPS:
                 for raw_filename, raw_record in _group_members(raw_value, key, source):
                     entries[_member_name(raw_filename)] = (key, msgspec.Raw(raw_record))
-            elif _is_json(raw_value):
+                continue
+            value_end_at(raw_value, 0)  # any other key nested past MAX_DEPTH refuses it all
+            if _is_json(raw_value):
                 top[key] = msgspec.Raw(raw_value)
             elif key in _TOP_LEVEL_TYPES or key == "info":
                 raise SplitError(f"'{printable_name(key)}' is not valid JSON")
@@ -206,7 +208,7 @@ def _tolerant_split(
 
 def _group_members(raw: bytes, group: str, source: str) -> list[tuple[bytes, bytes]]:
     try:
-        members, end = object_members(raw)
+        members, end = object_members(raw, max_depth=UNBOUNDED)
         if raw[end:].strip():
             raise SplitError(f"data after the object at byte {end}")
     except SplitError as exc:
@@ -241,17 +243,38 @@ _TOP_LEVEL_TYPES: dict[str, object] = {
 }
 
 
-def _check_top_level(top: Mapping[str, msgspec.Raw], source: str) -> None:
+def _check_top_level(
+    top: dict[str, msgspec.Raw], source: str, entries: Mapping[str, object]
+) -> None:
+    for key in [key for key in top if key not in _TOP_LEVEL_TYPES]:
+        if not _is_json(top[key]):  # `1e400`: msgspec.Raw passes it, our own readers do not
+            del top[key]  # an unknown key is read by nobody: dropped, as the tolerant split does
     for key, kind in _TOP_LEVEL_TYPES.items():
         if key not in top:
             continue
         try:
-            msgspec.json.decode(top[key], type=kind)
+            value = msgspec.json.decode(top[key], type=kind)
         except msgspec.ValidationError as exc:
             raise RepodataError(
                 f"{source}: '{key}' is malformed ({exc}); clients would refuse this repodata, "
                 "so nothing was changed."
             ) from exc
+        if key == "removed" and len(kept := removed_names(value, entries)) != len(value):
+            top[key] = msgspec.Raw(msgspec.json.encode(kept))
+
+
+def removed_names(names: list[str], listed: Container[str]) -> list[str]:
+    """The entries of a `removed` list worth publishing. rattler reads each as
+    <name>-<version>-<build>.conda/.tar.bz2 and refuses the whole repodata.json for one that
+    is not (no such file can be in a channel: dropping it loses nothing); and its sparse
+    reader hides a record whose file name is in `removed` while its whole-file reader and
+    conda install it, so a name the document also lists as a record is dropped (the record,
+    kept verbatim, wins) lest clients of one tree disagree on what it holds."""
+    return [
+        name
+        for name in names
+        if is_safe_filename(name) and name_from_filename(name) and name not in listed
+    ]
 
 
 def is_safe_filename(filename: str) -> bool:

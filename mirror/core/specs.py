@@ -51,6 +51,30 @@ class Spec:
         return record is not None and bool(self.rattler_spec.matches(record))
 
 
+class SpecsByName:
+    """Specs looked up by the package name they may match: a subdir holds thousands of
+    records and a filter hundreds of specs, and most specs name one package exactly, so only
+    those of the record's name and the glob ones are tried (not every spec for every record)."""
+
+    def __init__(self, specs: tuple[Spec, ...]) -> None:
+        self._exact: dict[str, list[Spec]] = {}
+        self._globs: list[Spec] = []
+        for spec in specs:
+            if any(c in spec.name_pattern for c in "*?["):
+                self._globs.append(spec)
+            else:
+                self._exact.setdefault(spec.name_pattern, []).append(spec)
+        self._found: dict[str, tuple[Spec, ...]] = {}
+
+    def for_name(self, name: str) -> tuple[Spec, ...]:
+        found = self._found.get(name)
+        if found is None:
+            key = name.lower()
+            found = (*self._exact.get(key, ()), *(s for s in self._globs if s.matches_name(name)))
+            self._found[name] = found
+        return found
+
+
 def parse_spec(text: str) -> Spec:
     """Parse a conda MatchSpec string for filtering; raises SpecError with a reason."""
     from rattler import MatchSpec  # heavy import, only when a config has specs

@@ -43,12 +43,6 @@ class TreeStore(Protocol):
         round trip per 1,000 names (a bucket): whether a run may list a subdir just to look."""
         ...
 
-    @property
-    def durable_staging(self) -> bool:
-        """Whether a staging file must be on stable storage before install() (a local tree
-        renames it into place; a bucket uploads it and removes it)."""
-        ...
-
     # -- reading --------------------------------------------------------------------------------
 
     def stat(self, key: str) -> FileStat | None: ...

@@ -21,7 +21,13 @@ from typing import Any
 import msgspec
 
 from mirror.core.closure import dependency_name
-from mirror.core.records import PACKAGE_GROUPS, Refusal, RefusalReason, name_from_filename
+from mirror.core.records import (
+    PACKAGE_GROUPS,
+    Refusal,
+    RefusalReason,
+    name_from_filename,
+    removed_names,
+)
 from mirror.core.upstream_shards import (
     FALLBACK,
     MAX_SHARD_BYTES,
@@ -138,10 +144,11 @@ def _why(value: Any, otherwise: str) -> str:
 
 
 def _removed(value: Any, source: str) -> tuple[str, ...]:
-    """As for repodata.json's `removed`, anything but a list of strings refuses it all."""
+    """As for repodata.json's `removed`, anything but a list of strings refuses it all, and
+    strings that name no package file are dropped."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _malformed(source, "'removed' is not a list of file names")
-    return tuple(sorted(set(value)))
+    return tuple(sorted(set(removed_names(value, ()))))
 
 
 def _record_json(shard_name: str, filename: str, record: Any) -> bytes | Refusal:

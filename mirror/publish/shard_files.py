@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import msgspec
@@ -15,6 +16,7 @@ from mirror.core.shards import (
     build_shard_index,
     removed_by_name,
 )
+from mirror.errors import MirrorError
 from mirror.publish.names import (
     SHARD_SUFFIX,
 )
@@ -22,6 +24,7 @@ from mirror.publish.records import final_record
 from mirror.publish.step import PublishRun, remember_output
 
 SHARD_WRITERS = 8  # a bucket store bounds its own PUTs in flight (storage.max_uploads)
+log = logging.getLogger(__name__)
 
 
 def write_shards(
@@ -42,24 +45,38 @@ def write_shards(
     futures: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=SHARD_WRITERS) as writers:
         for name in sorted(names):
-            records = []
-            removed_here = set(removed.get(name, ()))
-            for stored in run.catalog.records_named(run.channel, run.subdir, name):
-                final = final_record(stored, run.settings.patches)
-                if final is None:
-                    removed_here.add(stored.filename)  # removed by patch instructions
-                else:
-                    records.append((stored.filename, final))
-            if not records:
+            try:
+                shard = _shard_of(run, name, set(removed.get(name, ())))
+            except MirrorError:  # the catalog or the tree: a subdir-level failure
+                raise
+            except Exception:  # one name's records must not stop the others' shards
+                log.exception(
+                    "%s/%s: the shard of %s could not be built; it keeps its previous shard "
+                    "until the next publish (`mirror verify` reports it stale)",
+                    run.channel, run.subdir, name,
+                )  # fmt: skip
+                continue
+            if shard is None:
                 changes[name] = None
                 continue
-            shard = build_shard(name, records, removed_here)
             futures.append(writers.submit(write, shard))
             changes[name] = shard.sha256
     for future in futures:
         future.result()  # a failed write (disk full) must stop the index from naming it
     run.tree.make_durable(new_files)  # before the shard index names them
     return changes, len(new_files)
+
+
+def _shard_of(run: PublishRun, name: str, removed_here: set[str]) -> Shard | None:
+    """The shard of one package name (None: no record of it is left)."""
+    records = []
+    for stored in run.catalog.records_named(run.channel, run.subdir, name):
+        final = final_record(stored, run.settings.patches)
+        if final is None:
+            removed_here.add(stored.filename)  # removed by patch instructions
+        else:
+            records.append((stored.filename, final))
+    return build_shard(name, records, removed_here) if records else None
 
 
 def updated_shard_map(shard_map: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:

@@ -121,7 +121,7 @@ class ShardSession:
             removed.update(shard.removed)
         top_level = {
             "info": msgspec.Raw(msgspec.json.encode({"subdir": self.subdir})),
-            "removed": msgspec.Raw(msgspec.json.encode(sorted(removed))),
+            "removed": msgspec.Raw(msgspec.json.encode(sorted(removed - set(entries)))),
         }
         built = UpstreamRepodata(entries=entries, top_level=top_level)
         self._built = (len(self.shards), built)

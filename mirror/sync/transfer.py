@@ -3,8 +3,9 @@ catalog with its record; new bytes under a published name are swapped in safely.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mirror.adapters.catalog import CatalogFile
@@ -18,7 +19,7 @@ from mirror.publish.settings import PublishSettings
 from mirror.publish.subdir import publish_subdir
 from mirror.reports import FileFailure
 from mirror.sync.context import SyncContext
-from mirror.sync.downloads import PoolJob, run_pool
+from mirror.sync.downloads import FileOutcome, PoolJob, run_pool
 
 CATALOG_FLUSH_S = 2.0  # record installed files at least this often, so a crash loses little
 
@@ -91,61 +92,27 @@ class Transfer:
     ) -> Transferred:
         """Download and verify; each installed file enters the catalog with its record."""
         ctx = self.ctx
-        now_ms = int(ctx.clock() * 1000)
-        first_indexed = self._published_times(plan.verify)
-        good = {w.filename for w in plan.keep}
-        failures: list[FileFailure] = []
-        downloaded: list[CatalogFile] = []
-        verified = 0
-        buffer: list[CatalogFile] = []
-        last_flush = time.monotonic()
-        total_files = len(plan.download) + len(plan.verify)
+        moved = _Moved(good={w.filename for w in plan.keep})
         ctx.progress.start(
             f"{self.name}/{self.subdir}",
-            total_files,
+            len(plan.download) + len(plan.verify),
             plan.download_bytes + sum(w.size or 0 for w in plan.verify),
         )
-        job = PoolJob(
-            upstream,
-            ctx.tree,
-            self.name,
-            self.subdir,
-            upstream.transfer_threads(),
-            ctx.stop,
-            ctx.progress,
-        )
-        staged: list[tuple[CatalogFile, Path]] = []
+        job = PoolJob(upstream, ctx.tree, self.name, self.subdir, ctx.stop, ctx.progress)
+        entered = _Entered(records, self._published_times(plan.verify), int(ctx.clock() * 1000))
+        last_flush = time.monotonic()
         try:
-            for outcome in run_pool(job, list(plan.download), list(plan.verify)):
-                if outcome.failure is not None:
-                    failures.append(outcome.failure)
-                    continue
-                assert outcome.installed is not None
-                good.add(outcome.filename)
-                record = records[outcome.filename]
-                installed = replace(
-                    outcome.installed,
-                    name=record.fields.name,
-                    record=bytes(record.raw),
-                    indexed_ms=_indexed_ms(first_indexed, outcome.installed, now_ms),
-                )
-                if outcome.staged is not None:
-                    staged.append((installed, outcome.staged))
-                    downloaded.append(installed)
-                    continue
-                buffer.append(installed)
-                if outcome.downloaded:
-                    downloaded.append(installed)
-                else:
-                    verified += 1
+            for batch in run_pool(job, list(plan.download), list(plan.verify)):
+                for outcome in batch:
+                    moved.add(outcome, entered)
                 if time.monotonic() - last_flush > CATALOG_FLUSH_S:
-                    self._flush(buffer)
+                    moved.failures += self._flush(moved.buffer, moved.fetched)
                     last_flush = time.monotonic()
         finally:
-            self._flush(buffer)
+            moved.failures += self._flush(moved.buffer, moved.fetched)
             ctx.progress.finish()
-        self._swap_in(staged)
-        return Transferred(good, failures, downloaded, verified)
+        moved.failures += self._swap_in(moved.staged, moved.fetched)
+        return moved.result()
 
     def _published_times(self, found: tuple[WantedFile, ...]) -> dict[str, tuple[str | None, int]]:
         """Files found in place but unknown to the catalog (its database was lost): the
@@ -159,12 +126,14 @@ class Transfer:
         except (OSError, MirrorError):
             return {}
 
-    def _swap_in(self, staged: list[tuple[CatalogFile, Path]]) -> None:
+    def _swap_in(
+        self, staged: list[tuple[CatalogFile, Path]], fetched: set[str]
+    ) -> list[FileFailure]:
         """Upstream replaced files under names we publish. Their old records leave the
         published index first, then the new bytes take the names, and the new records are
         published with the rest: at no moment does an index name bytes it does not describe."""
         if not staged:
-            return
+            return []
         ctx = self.ctx
         with ctx.catalog.transaction():
             ctx.catalog.retire_records(self.name, self.subdir, (f.filename for f, _ in staged))
@@ -174,18 +143,98 @@ class Transfer:
             final = ctx.tree.package_key(self.name, self.subdir, row.filename)
             stat = ctx.tree.install(temp, final, sha256=row.sha256)
             rows.append(replace(row, size=stat.size, mtime_ns=stat.mtime_ns))
-        self._flush(rows)
+        return self._flush(rows, fetched)
 
-    def _flush(self, buffer: list[CatalogFile]) -> None:
-        if buffer:
-            with self.ctx.catalog.transaction():
-                self.ctx.catalog.put_files(self.name, self.subdir, buffer)
-            buffer.clear()
+    def _flush(self, buffer: list[CatalogFile], fetched: set[str]) -> list[FileFailure]:
+        """Files enter the catalog only once they are durable, so neither the catalog nor any
+        index built from it ever vouches for bytes a crash could still take away."""
+        if not buffer:
+            return []
+        failures = self._make_durable([f.filename for f in buffer], fetched)
+        lost = {f.filename for f in failures}
+        with self.ctx.catalog.transaction():
+            rows = [f for f in buffer if f.filename not in lost]
+            self.ctx.catalog.put_files(self.name, self.subdir, rows)
+        buffer.clear()
+        return failures
+
+    def _make_durable(self, filenames: list[str], fetched: set[str]) -> list[FileFailure]:
+        """One sync for the batch; when it fails (a full network share reports it only now),
+        file by file: a file this run fetched that cannot be made durable is removed (no index
+        names it yet), one found in place is left for the next run to hash again."""
+        tree = self.ctx.tree
+        keys = {fn: tree.package_key(self.name, self.subdir, fn) for fn in filenames}
+        try:
+            tree.make_durable(keys.values())
+            return []
+        except MirrorError:
+            pass
+        failures = []
+        for filename, key in keys.items():
+            try:
+                tree.make_durable([key])
+            except MirrorError as exc:
+                if filename in fetched:
+                    with contextlib.suppress(OSError, MirrorError):
+                        tree.remove(key)
+                failures.append(FileFailure(filename, "store", str(exc)))
+        return failures
 
 
-def _indexed_ms(
-    published: dict[str, tuple[str | None, int]], installed: CatalogFile, now_ms: int
-) -> int:
-    """The published time, when the published record describes exactly these bytes."""
-    sha256, indexed_ms = published.get(installed.filename, (None, now_ms))
-    return indexed_ms if sha256 is not None and sha256 == installed.sha256 else now_ms
+@dataclass(frozen=True)
+class _Entered:
+    """What a file's catalog row gets besides its stats: its record, and when it was indexed."""
+
+    records: dict[str, Record]
+    published: dict[str, tuple[str | None, int]]  # filename -> (sha256, indexed_ms) published
+    now_ms: int
+
+    def row(self, installed: CatalogFile) -> CatalogFile:
+        record = self.records[installed.filename]
+        return replace(
+            installed,
+            name=record.fields.name,
+            record=bytes(record.raw),
+            indexed_ms=self._indexed_ms(installed),
+        )
+
+    def _indexed_ms(self, installed: CatalogFile) -> int:
+        """The published time, when the published record describes exactly these bytes."""
+        sha256, indexed_ms = self.published.get(installed.filename, (None, self.now_ms))
+        return indexed_ms if sha256 is not None and sha256 == installed.sha256 else self.now_ms
+
+
+@dataclass
+class _Moved:
+    """The files of one transfer as their outcomes arrive."""
+
+    good: set[str]
+    failures: list[FileFailure] = field(default_factory=list)
+    downloaded: list[CatalogFile] = field(default_factory=list)
+    fetched: set[str] = field(default_factory=set)  # names whose bytes this run installed
+    verified: set[str] = field(default_factory=set)
+    buffer: list[CatalogFile] = field(default_factory=list)  # for the next catalog flush
+    staged: list[tuple[CatalogFile, Path]] = field(default_factory=list)
+
+    def add(self, outcome: FileOutcome, entered: _Entered) -> None:
+        if outcome.failure is not None:
+            self.failures.append(outcome.failure)
+            return
+        assert outcome.installed is not None
+        self.good.add(outcome.filename)
+        row = entered.row(outcome.installed)
+        if outcome.downloaded:
+            self.downloaded.append(row)
+            self.fetched.add(row.filename)
+        else:
+            self.verified.add(row.filename)
+        if outcome.staged is not None:
+            self.staged.append((row, outcome.staged))
+        else:
+            self.buffer.append(row)
+
+    def result(self) -> Transferred:
+        """Files that failed after their outcome (not durable) are failures, nothing else."""
+        lost = {f.filename for f in self.failures}
+        downloaded = [f for f in self.downloaded if f.filename not in lost]
+        return Transferred(self.good - lost, self.failures, downloaded, len(self.verified - lost))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
 
 from mirror.reports import Outcome
-from tests.conftest import Site
+from tests.conftest import Site, run_cli
 from tests.support.builder import PackageSpec, build_channel
 from tests.support.rattler_client import solve_and_install
 from tests.support.served import served_bytes, served_paths
@@ -439,3 +441,29 @@ def test_upstream_serving_something_that_is_not_json_leaves_the_tree_untouched(
     assert "not valid repodata JSON" in (report.subdirs[0].message or "")
     assert report.subdirs[0].retries == {"invalid_repodata": 4}
     assert served_bytes(site.root) == before
+
+
+def test_an_https_upstream_is_verified_against_the_ca_bundle_the_site_names(
+    tmp_path: Path, make_site: Any
+) -> None:
+    """TLS is set up only when an https URL is first asked for (a plain-http no-op never pays
+    for loading the CA bundle), and then it verifies: a certificate the trust store does not
+    hold is refused; with SSL_CERT_FILE naming it, the sync succeeds."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    build_channel(tmp_path / "up", [PackageSpec("alpha", "1.0")])
+    with UpstreamServer(tmp_path / "up", tls=(cert, key)) as server:
+        assert server.url.startswith("https://")
+        site = make_site(server.url, subdirs=["noarch"], retries=0)
+        command = ["sync", "--config", str(site.config_path)]
+        refused = run_cli(command, env={"SSL_CERT_FILE": ""})
+        assert refused.code == 1
+        assert "certificate" in refused.stderr.lower(), refused.stderr
+        trusted = run_cli(command, env={"SSL_CERT_FILE": str(cert)})
+        assert trusted.code == 0, trusted.stderr
+    assert (site.root / "up" / "noarch" / "alpha-1.0-0.conda").exists()

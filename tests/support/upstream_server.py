@@ -18,6 +18,7 @@ import os
 import random
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -87,7 +88,8 @@ class RequestRecord:
     status is 0 for a "reset" (no response was sent). body_bytes_sent is what the
     server sent (or was about to send) as body. headers has lower-cased names.
     arrived_s is the wall-clock time the request arrived; in_flight counts the requests the
-    server was handling at that moment, this one included.
+    server was handling at that moment, this one included. client_port is the client's end
+    of the connection (requests on one kept-alive connection share it).
     """
 
     method: str
@@ -99,6 +101,7 @@ class RequestRecord:
     fault: str | None = None
     arrived_s: float = 0.0
     in_flight: int = 0
+    client_port: int = 0
 
 
 _LogFn = Callable[[int, int, "str | None"], None]
@@ -225,6 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
                     fault,
                     arrived_s,
                     in_flight,
+                    self.client_address[1],
                 )
             )
 
@@ -412,8 +416,11 @@ class UpstreamServer:
         latency_s: float = 0.0,
         shed_above: int | None = None,
         shed_retry_after: str | None = None,
+        tls: tuple[Path, Path] | ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: (certificate, key) files in PEM, or a server context: serve https."""
         self.root = Path(root).resolve()
+        self.tls = tls
         self.token = token
         self.bearer = bearer
         self.slow_delay = slow_delay
@@ -433,6 +440,12 @@ class UpstreamServer:
             raise RuntimeError("already started")
         self._stopping.clear()
         self._httpd = _HTTPServer(self)
+        if self.tls is not None:  # the handshake happens as each connection is accepted
+            context = self.tls
+            if not isinstance(context, ssl.SSLContext):
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -459,6 +472,15 @@ class UpstreamServer:
             self._thread.join()
             self._thread = None
 
+    def drop_connections(self) -> None:
+        """Close every kept-alive connection from the server's side (a FIN, as a server whose
+        keep-alive timeout expired sends); the server itself keeps serving."""
+        with self._state.lock:
+            connections = list(self._state.connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
     def __enter__(self) -> UpstreamServer:
         return self.start()
 
@@ -478,8 +500,8 @@ class UpstreamServer:
 
     @property
     def base_url(self) -> str:
-        """http://127.0.0.1:PORT, without the token part."""
-        return f"http://127.0.0.1:{self.port}"
+        """http(s)://127.0.0.1:PORT, without the token part."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:

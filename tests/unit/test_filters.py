@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mirror.core.filters import DAY_MS, FilterRules, select
 from mirror.core.records import parse_repodata
@@ -238,3 +240,21 @@ def test_records_no_include_could_match_are_not_even_decoded() -> None:
     selection = select(broken, FilterRules(include=(parse_spec("a"),)), NOW_MS, subdir="linux-64")
     assert [r.filename for r in selection.records] == ["a-1-0.conda"]
     assert selection.refused == ()
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["numpy", "NumPy", "py*", "python", "lib*", "*-dev", "*", "scipy"]),
+        max_size=6,
+    ),
+    st.sampled_from(["numpy", "python", "pytest", "libb", "liba-dev", "scipy", "zlib", "Py"]),
+)
+def test_specs_looked_up_by_name_are_exactly_the_specs_whose_name_matches(
+    patterns: list[str], name: str
+) -> None:
+    from mirror.core.specs import SpecsByName, parse_spec
+
+    specs = tuple(parse_spec(p) for p in patterns)
+    expected = sorted(s.text for s in specs if s.matches_name(name))
+    assert sorted(s.text for s in SpecsByName(specs).for_name(name)) == expected

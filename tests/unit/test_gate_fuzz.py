@@ -139,7 +139,7 @@ def _index_of(mutant: Mutant) -> dict[str, Any] | None:
     return index if isinstance(index, dict) else None
 
 
-@FUZZ
+@settings(FUZZ, max_examples=max(1, EXAMPLES // 2))  # each example loads a file in rattler
 @given(mutants(BASES), st.sampled_from(sorted(FOREIGN_KEYS)), json_values(3))
 def test_a_local_record_is_refused_or_names_only_its_own_file(
     mutant: Mutant, foreign: str, claim: Any

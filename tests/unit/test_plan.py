@@ -59,6 +59,23 @@ def test_md5_only_records_compare_by_md5() -> None:
     assert [w.filename for w in plan_sync(wanted, present).keep] == ["a.conda"]
 
 
+def test_a_file_whose_known_hashes_cannot_answer_the_record_is_hashed_not_replaced() -> None:
+    """Files downloaded for a record with a sha256 are known without an md5 (never computed);
+    should upstream's record lose its sha256, the file is hashed again, not fetched and
+    counted as a replacement."""
+    wanted = {
+        "a.conda": WantedFile("a.conda", 5, None, "c" * 32),
+        "b.conda": WantedFile("b.conda", 5, "d" * 64, None),
+    }
+    present = {
+        "a.conda": PresentFile("a.conda", 5, "d" * 64, None, "mirror"),
+        "b.conda": PresentFile("b.conda", 5, None, "c" * 32, "mirror"),
+    }
+    plan = plan_sync(wanted, present)
+    assert [w.filename for w in plan.verify] == ["a.conda", "b.conda"]
+    assert plan.download == () and plan.replaced == ()
+
+
 def guard(plan: SyncPlan, published: int, **options: Any) -> GuardVerdict | None:
     return check_guards(
         published=published,

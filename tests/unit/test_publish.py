@@ -321,14 +321,14 @@ def test_recompress_raises_a_fast_zst_to_the_final_level_with_the_same_content(
     with Catalog(tmp_path / "catalog.sqlite") as catalog:
         with catalog.transaction():
             # a name each: every record is its name's newest, so current_repodata.json is large
-            catalog.put_files(CHANNEL, "linux-64", generated_rows(4000, names=4000))
+            catalog.put_files(CHANNEL, "linux-64", generated_rows(600, names=600))
         settings = PublishSettings(shards=False, current_repodata=True)
         publish_subdir(tree, catalog, CHANNEL, "linux-64", settings, now=1.8e9)
         directory = tmp_path / "tree" / CHANNEL / "linux-64"
         pairs = ((REPODATA_ZST, REPODATA_JSON), (CURRENT_REPODATA_ZST, CURRENT_REPODATA))
         bodies = {zst: (directory / json_name).read_bytes() for zst, json_name in pairs}
         # large enough that the first .zst files were written at a fast level
-        assert all(len(body) > 1 << 20 for body in bodies.values())
+        assert all(len(body) > 128 << 10 for body in bodies.values())
         fast = {zst: (directory / zst).read_bytes() for zst in bodies}
         json_mtime = (directory / REPODATA_JSON).stat().st_mtime_ns
         assert recompress(tree, catalog, CHANNEL, "linux-64")
@@ -613,3 +613,37 @@ def test_channeldata_follows_the_patched_records(ws: Workspace) -> None:
     assert set(all_records(ws.repodata("noarch"))) == {"c-1.0-0.conda"}
     channeldata = json.loads((ws.channel_dir / "channeldata.json").read_bytes())
     assert channeldata["packages"]["c"]["version"] == "1.0"
+
+
+def test_a_shard_that_cannot_be_built_keeps_its_old_one_and_the_others_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Per-record isolation reaches the shards: an unexpected failure building one name's
+    shard leaves that name's previous shard in the index, and every other name gets its new
+    shard and the subdir is published."""
+    from mirror.publish import shard_files
+
+    tree = local_tree(tmp_path / "tree")
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        with catalog.transaction():
+            catalog.put_files(CHANNEL, "linux-64", generated_rows(20, names=5))
+        publish_subdir(tree, catalog, CHANNEL, "linux-64", PublishSettings(), now=1.8e9)
+        folder = tmp_path / "tree" / CHANNEL / "linux-64"
+        before, _ = read_shard_index(folder / "repodata_shards.msgpack.zst")
+        real = shard_files.build_shard
+
+        def fails_for_one(name: str, *args: Any) -> Any:
+            if name == "pkg001":
+                raise RecursionError("an unforeseen record shape")
+            return real(name, *args)
+
+        monkeypatch.setattr(shard_files, "build_shard", fails_for_one)
+        with catalog.transaction():
+            catalog.put_files(CHANNEL, "linux-64", generated_rows(20, start=20, names=5))
+        result = publish_subdir(tree, catalog, CHANNEL, "linux-64", PublishSettings(), now=1.8e9)
+        assert result.records == 40
+        after, _ = read_shard_index(folder / "repodata_shards.msgpack.zst")
+    assert after["shards"]["pkg001"] == before["shards"]["pkg001"]
+    changed = {n for n in after["shards"] if after["shards"][n] != before["shards"][n]}
+    assert changed == {"pkg000", "pkg002", "pkg003", "pkg004"}
+    assert "the shard of pkg001 could not be built" in caplog.text

@@ -88,6 +88,12 @@ def test_a_server_error_without_pushback_leaves_the_limit_alone() -> None:
     assert pacer.limit("https://up.example") == 8
 
 
-def test_download_threads_fill_the_cap_so_that_the_limit_can_grow_into_it() -> None:
-    upstream = upstream_answering(httpx.Response(200), HostPacer())
-    assert upstream.transfer_threads() == 32
+def test_download_threads_follow_the_hosts_limit() -> None:
+    """A pool runs as many threads as the host may have requests in flight: `workers` at
+    first, then the adaptive limit (here halved by a refusal)."""
+    pacer = HostPacer()
+    upstream = upstream_answering(httpx.Response(503, headers={"Retry-After": "1"}), pacer)
+    assert upstream.transfer_threads() == 8
+    with pytest.raises(UpstreamError):
+        upstream.fetch_small("https://up.example/chan/linux-64/x.json", None, 1000)
+    assert upstream.transfer_threads() == 4

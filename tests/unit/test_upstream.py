@@ -158,6 +158,17 @@ def test_download_stops_reading_once_more_bytes_arrive_than_the_record_says(tmp_
     assert not (tmp_path / "t").exists()
 
 
+def test_a_download_computes_an_md5_only_for_a_record_without_a_sha256(tmp_path: Path) -> None:
+    data = b"x" * 5000
+    upstream = make(lambda r: httpx.Response(200, content=data), retries=0)
+    sha256 = hashlib.sha256(data).hexdigest()
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    with_sha = WantedFile("a-1-0.conda", len(data), sha256, md5)
+    assert upstream.download("noarch", with_sha, tmp_path / "a", lambda n: None).md5 is None
+    md5_only = WantedFile("b-1-0.conda", len(data), None, md5)
+    assert upstream.download("noarch", md5_only, tmp_path / "b", lambda n: None).md5 == md5
+
+
 def test_authorization_is_not_forwarded_to_another_host_on_redirect() -> None:
     seen: list[httpx.Request] = []
 

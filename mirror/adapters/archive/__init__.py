@@ -204,6 +204,7 @@ def _conda_members(zip_file: IO[bytes], name: str) -> list[_ZipMember]:
     members = []
     for entry in entries:
         _check_entry_name(entry.filename)
+        _check_component_name(entry.filename, name.removesuffix(CONDA))
         if not entry.filename.endswith(".tar.zst"):
             continue
         if entry.flag_bits & 0x1:
@@ -226,6 +227,21 @@ def _check_entry_name(name: str) -> None:
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or ".." in parts or any(ord(c) < 32 for c in name):
         raise Refused("unsafe_member", f"the zip holds an entry named {show(name)}")
+
+
+def _check_component_name(name: str, stem: str) -> None:
+    """conda (conda-package-streaming) takes the entry whose name *starts with* pkg-<stem> or
+    info-<stem> as that tar, whatever follows; rattler takes every entry ending in .tar.zst,
+    and only those are walked here. An entry conda would read under another name would never
+    be checked: refuse it."""
+    for component in ("pkg", "info"):
+        prefix = f"{component}-{stem}"
+        if name.startswith(prefix) and name != f"{prefix}.tar.zst":
+            raise Refused(
+                "unsafe_member",
+                f"the zip holds {show(name)}, which conda reads as the package's {component} "
+                "tar although it is not named like one",
+            )
 
 
 def _open_member(source: Source, member: _ZipMember) -> Range:

@@ -17,9 +17,10 @@ import contextlib
 import hashlib
 import io
 import itertools
+import os
+import secrets
 import shutil
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,8 @@ from mirror.errors import StoreConflictError, StoreMissingError
 
 STAGING_PREFIX = ".mirror-"
 STAGING_SUFFIX = ".tmp"
+_TAG = secrets.token_hex(4)  # with the pid, tells this process's staging files from another's
+_SERIAL = itertools.count()  # next() is atomic under the GIL: threads never share a number
 _DOWNLOADERS = 8  # parallel GETs when many package files are read at once (an index)
 _ABSENT = ""  # seen: the writer looked and there was no object
 
@@ -65,7 +68,6 @@ class BucketStore:
     in (one folder per subdir, like a local tree's temp files beside their targets)."""
 
     cheap_listing = False  # one request per 1,000 keys
-    durable_staging = False  # uploaded from, then removed: a crash loses nothing published
 
     def __init__(self, bucket: Bucket, staging: Path, *, max_uploads: int = 8) -> None:
         self.bucket = bucket
@@ -74,6 +76,7 @@ class BucketStore:
         # a server slows down past its own concurrency (moto at 4-8), and the lease's
         # renewals, which do not wait for this, must still get through
         self._uploads = threading.BoundedSemaphore(max_uploads)
+        self._staging_folders: set[Path] = set()
         self._seen: dict[str, str] = {}  # key -> ETag this writer last saw ("" = none)
         self._sha256: dict[str, tuple[int, str]] = {}  # key -> (version, sha256) it wrote
         self._seen_lock = threading.Lock()
@@ -213,8 +216,10 @@ class BucketStore:
 
     def staging_path(self, near: str) -> Path:
         folder = self.staging / near if near else self.staging
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{STAGING_PREFIX}{uuid.uuid4().hex}{STAGING_SUFFIX}"
+        if folder not in self._staging_folders:  # thousands of downloads need not each ask
+            folder.mkdir(parents=True, exist_ok=True)
+            self._staging_folders.add(folder)
+        return folder / f"{STAGING_PREFIX}{os.getpid():x}-{_TAG}-{next(_SERIAL):x}{STAGING_SUFFIX}"
 
     def install(
         self, staged: Path, key: str, *, sha256: str | None, create_only: bool = False

@@ -8,11 +8,13 @@ the same directory, so a reader never sees half a file. Temp files are dotfiles 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import itertools
 import os
+import secrets
 import shutil
 import stat as stat_module
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -24,15 +26,24 @@ TEMP_PREFIX = ".mirror-"
 TEMP_SUFFIX = ".tmp"
 DURABLE_ONE_BY_ONE = 32  # past this many new files, one sync(2) beats an fsync each
 
+_TAG = secrets.token_hex(4)  # with the pid, tells this process's temp files from any other's
+_SERIAL = itertools.count()  # next() is atomic under the GIL: threads never share a number
+
+
+def temp_name() -> str:
+    """A temp file name no other writer uses: ~0.2 us where a uuid4 costs ~1.8 us per file."""
+    return f"{TEMP_PREFIX}{os.getpid():x}-{_TAG}-{next(_SERIAL):x}{TEMP_SUFFIX}"
+
 
 class LocalStore:
     """The TreeStore of a directory: keys are paths below `root`."""
 
     cheap_listing = True
-    durable_staging = True
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # folders staging_path() made: thousands of downloads need not each ask again
+        self._staging_folders: set[Path] = set()
 
     @property
     def location(self) -> str:
@@ -138,7 +149,7 @@ class LocalStore:
         if create_only and os.path.lexists(path):  # the writer lock keeps others out
             raise FileExistsError(f"{path} already exists")
         self._mkdir(path.parent)
-        temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        temp = path.parent / temp_name()
         try:
             with open(temp, "wb") as handle:
                 handle.writelines(pieces)
@@ -157,8 +168,10 @@ class LocalStore:
 
     def staging_path(self, near: str) -> Path:
         directory = self.path(near)
-        self._mkdir(directory)
-        return directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        if directory not in self._staging_folders:
+            self._mkdir(directory)
+            self._staging_folders.add(directory)
+        return directory / temp_name()
 
     def install(
         self, staged: Path, key: str, *, sha256: str | None, create_only: bool = False
@@ -196,7 +209,7 @@ class LocalStore:
         return FileStat(st.st_size, st.st_mtime_ns)
 
     def _copy_then_link(self, source: Path, final: Path) -> None:
-        temp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        temp = final.parent / temp_name()
         try:
             with open(source, "rb") as src, open(temp, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
@@ -209,11 +222,19 @@ class LocalStore:
                 temp.unlink()
 
     def make_durable(self, keys: Iterable[str]) -> None:
-        """fsync a batch of new files before anything names them. One fsync costs about a
-        millisecond on a disk; for thousands of shards one sync(2) is far cheaper."""
+        """fsync a batch of new files (and their folders) before anything names them. One fsync
+        costs about a millisecond on a disk; for hundreds of files one syncfs(2) of their file
+        system is far cheaper."""
         paths = [self.path(key) for key in keys]
         if len(paths) > DURABLE_ONE_BY_ONE:
-            os.sync()
+            by_device: dict[int, Path] = {}
+            for folder in {path.parent for path in paths}:
+                try:
+                    by_device.setdefault(folder.stat().st_dev, folder)
+                except OSError as exc:
+                    raise StoreError.from_os_error(f"cannot write into {folder}", exc) from exc
+            for folder in by_device.values():
+                sync_file_system(folder)
             return
         for path in paths:
             try:
@@ -258,6 +279,30 @@ class LocalStore:
             if exc.errno == errno.EEXIST and directory.is_dir():
                 return
             raise StoreError.from_os_error(f"cannot create {directory}", exc) from exc
+
+
+def sync_file_system(folder: Path) -> None:
+    """Everything written to the file system holding `folder` reaches stable storage: syncfs(2)
+    where the C library has it (only that file system, where sync(2) would also flush every
+    other mount, network shares included; and since Linux 5.8 it reports write-back errors),
+    else sync(2)."""
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError, TypeError):  # not Linux/glibc: no syncfs
+        os.sync()
+        return
+    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise StoreError.from_os_error(f"cannot write into {folder}", exc) from exc
+    try:
+        if syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            failed = OSError(code, os.strerror(code))
+            raise StoreError.from_os_error(f"cannot write the new files in {folder}", failed)
+    finally:
+        os.close(fd)
 
 
 def sync_directory(directory: Path) -> None:

@@ -109,9 +109,7 @@ class FileUpstream:
         result, _ = self._retry.run(attempt)
         return result
 
-    def download(
-        self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes, *, durable: bool = True
-    ) -> Downloaded:
+    def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
         source = self._root / subdir / want.filename
 
         def attempt() -> Downloaded:
@@ -125,9 +123,7 @@ class FileUpstream:
                 raise UpstreamError(f"{source}: cannot read: {exc.strerror}", reason="io") from None
             with handle:
                 chunks = _read_chunks(handle, source)
-                return write_verified(
-                    chunks, dest, want, on_bytes, self._retry.stop, str(source), durable=durable
-                )
+                return write_verified(chunks, dest, want, on_bytes, self._retry.stop, str(source))
 
         result, tries = self._retry.run(attempt)
         return Downloaded(result.size, result.sha256, result.md5, tries)

@@ -6,8 +6,8 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import ssl
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from mirror import __version__
+from mirror.adapters.upstream.direct import DirectPool, DirectResponse, Target, Timeouts
 from mirror.adapters.upstream.pacing import HostPacer, HostPolicy, Slot
 from mirror.adapters.upstream.retry import Retrier
+from mirror.adapters.upstream.transport import SharedTls, plain_transport, transports
 from mirror.adapters.upstream.values import (
     Downloaded,
     Fetched,
@@ -47,11 +49,18 @@ _CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 class PacedClient(httpx.Client):
-    """The process's httpx client with the per-host request slots every upstream shares."""
+    """The process's httpx client with the per-host request slots every upstream shares, and
+    (when given) the lean path for package GETs."""
 
-    def __init__(self, pacer: HostPacer, **kwargs: Any) -> None:
+    def __init__(self, pacer: HostPacer, direct: DirectPool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pacer = pacer
+        self.direct = direct
+
+    def close(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
+        super().close()
 
 
 def make_http_client(max_connections_per_host: int) -> httpx.Client:
@@ -62,21 +71,26 @@ def make_http_client(max_connections_per_host: int) -> httpx.Client:
     the pacer's business (its slots are never more than the host's cap); httpx only keeps that
     many alive for reuse, for the upstream's host and one other (where shards may live).
     """
-    verify: ssl.SSLContext | bool = True
-    for name in _CA_ENV:
-        cafile = os.environ.get(name)
-        if cafile:
-            verify = ssl.create_default_context(cafile=cafile)
-            break
+    cafile = next((os.environ[name] for name in _CA_ENV if os.environ.get(name)), None)
+    limits = httpx.Limits(
+        max_connections=None, max_keepalive_connections=2 * max_connections_per_host
+    )
+    tls = SharedTls(cafile)  # one TLS context for both paths, built when https first needs it
+    mounts = transports(tls, limits)
+    user_agent = f"mirror/{__version__} httpx/{httpx.__version__}"
+    proxied = frozenset(k for k in urllib.request.getproxies() if k in ("http", "https", "all"))
     return PacedClient(
         HostPacer(),
-        headers={"User-Agent": f"mirror/{__version__} httpx/{httpx.__version__}"},
+        DirectPool(user_agent, tls, proxied),
+        headers={"User-Agent": user_agent},
         follow_redirects=True,
         trust_env=True,
-        verify=verify,
-        limits=httpx.Limits(
-            max_connections=None, max_keepalive_connections=2 * max_connections_per_host
-        ),
+        # behind a proxy from the environment httpx builds its own transports: give them the
+        # shared context; else the mounts serve every URL and the default transport none
+        verify=tls() if mounts is None else True,
+        limits=limits,
+        mounts=mounts,
+        transport=plain_transport() if mounts else None,
     )
 
 
@@ -102,15 +116,18 @@ class HttpUpstream:
         self._max_repodata = max_repodata_bytes
         self.shown_url = redact_url(self._base)
         self._pacer = http.pacer if isinstance(http, PacedClient) else None
+        self._direct = http.direct if isinstance(http, PacedClient) else None
+        self._direct_base = Target.of(self._base)
+        self._timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
         self._policy = HostPolicy(settings.workers, settings.max_connections_per_host)
         self._max_retry_after_s = settings.max_retry_after_s
+        self._host = host_of(self._base)
 
     def transfer_threads(self) -> int:
-        """Enough download threads to fill the host's cap: those beyond its current limit
-        wait for a slot (no request is sent without one)."""
-        if self._pacer is None:
-            return self._policy.start
-        return max(self._policy.start, self._policy.cap)
+        """As many download threads as the host may have requests in flight now: its adaptive
+        limit (a pool adds threads as it grows), `workers` until its first request ends."""
+        limit = None if self._pacer is None else self._pacer.limit(self._host)
+        return self._policy.start if limit is None else min(limit, self._policy.cap)
 
     def fetch_repodata(
         self, subdir: str, previous: Validators | None, skip_zst: bool
@@ -190,22 +207,14 @@ class HttpUpstream:
         fetched = Fetched(parsed, validators, zst_missing=False, transferred_bytes=transferred)
         return fetched, digest, checksummed
 
-    def download(
-        self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes, *, durable: bool = True
-    ) -> Downloaded:
+    def download(self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes) -> Downloaded:
         url = f"{self._base}/{subdir}/{want.filename}"
+        target = self._direct_base.child(f"/{subdir}/{want.filename}")
+        shown = self._shown(url)
 
         def attempt() -> Downloaded:
-            with self._stream(url, dict(self._auth)) as response:
-                return write_verified(
-                    response.iter_bytes(CHUNK_BYTES),
-                    dest,
-                    want,
-                    on_bytes,
-                    self._retry.stop,
-                    self._shown(url),
-                    durable=durable,
-                )
+            with self._body(url, target, shown, dict(self._auth)) as chunks:
+                return write_verified(chunks, dest, want, on_bytes, self._retry.stop, shown)
 
         result, tries = self._retry.run(attempt)
         return Downloaded(result.size, result.sha256, result.md5, tries)
@@ -266,6 +275,40 @@ class HttpUpstream:
         return FetchedBytes(bytes(body), validators)
 
     @contextlib.contextmanager
+    def _body(
+        self, url: str, target: Target, shown: str, headers: dict[str, str]
+    ) -> Iterator[Iterator[bytes]]:
+        """A package file's body: over the lean path when it serves the URL, else httpx."""
+        if self._direct is not None and self._direct.serves(target):
+            with self._direct_get(target, shown, headers) as response:
+                if response.plain:
+                    yield response.chunks(CHUNK_BYTES)
+                    return
+                self._direct.avoid(target)  # a redirect or an encoded body: httpx knows those
+        with self._stream(url, headers) as streamed:
+            yield streamed.iter_bytes(CHUNK_BYTES)
+
+    @contextlib.contextmanager
+    def _direct_get(
+        self, target: Target, shown: str, headers: dict[str, str]
+    ) -> Iterator[DirectResponse]:
+        """As _stream(), over the lean path: a slot of the host, its outcome judged."""
+        assert self._direct is not None
+        with self._host_slot(self._host) as slot:
+            try:
+                with self._direct.get(target, headers, self._timeouts, shown, self._redact) as got:
+                    if got.status in (429, 503):
+                        slot.congested(self._retry_after(got.header("Retry-After")))
+                    if got.plain:
+                        raise_for_code(got.status, shown, slot.pause_s)
+                    yield got
+                slot.done()
+            except UpstreamError as exc:
+                if exc.reason == "timeout":
+                    slot.congested()
+                raise
+
+    @contextlib.contextmanager
     def _stream(self, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
         """A streamed GET whose failures arrive as classified, redacted UpstreamErrors."""
         shown = self._shown(url)
@@ -296,9 +339,9 @@ class HttpUpstream:
 
     def _slot(self, url: str) -> contextlib.AbstractContextManager[Slot]:
         """A slot of the URL's host (scheme, name and port: never credentials)."""
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-        host = f"{parts.scheme}://{parts.hostname}{port}"
+        return self._host_slot(host_of(url))
+
+    def _host_slot(self, host: str) -> contextlib.AbstractContextManager[Slot]:
         if self._pacer is None:
             return contextlib.nullcontext(Slot(host, time.monotonic()))
         return self._pacer.slot(host, self._policy, self._retry.stop)
@@ -306,15 +349,28 @@ class HttpUpstream:
     def _judge(self, slot: Slot, response: httpx.Response) -> None:
         """429 and 503 are the upstream pushing back; Retry-After says for how long."""
         if response.status_code in (429, 503):
-            header = response.headers.get("Retry-After")
-            slot.congested(retry_after_s(header, time.time(), self._max_retry_after_s))
+            slot.congested(self._retry_after(response.headers.get("Retry-After")))
+
+    def _retry_after(self, header: str | None) -> float | None:
+        return retry_after_s(header, time.time(), self._max_retry_after_s)
 
     def _shown(self, url: str) -> str:
         return self._redact(redact_url(url))
 
 
+def host_of(url: str) -> str:
+    """What the pacer keys a host by: scheme, name and port (never credentials)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
 def raise_for_status(response: httpx.Response, shown: str, wait_s: float | None = None) -> None:
-    status = response.status_code
+    raise_for_code(response.status_code, shown, wait_s)
+
+
+def raise_for_code(status: int, shown: str, wait_s: float | None = None) -> None:
+    """The classified UpstreamError of an HTTP status other than 200 and 304."""
     if status in (200, 304):
         return
     if status in (404, 410):

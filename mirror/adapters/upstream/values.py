@@ -47,7 +47,7 @@ class FetchedBytes:
 class Downloaded:
     size: int
     sha256: str
-    md5: str
+    md5: str | None  # only for a record without a sha256 (md5 costs 2.5x a sha256 per byte)
     attempts: int
 
 
@@ -59,14 +59,12 @@ class Upstream(Protocol):
     ) -> NotModified | Fetched: ...
 
     def download(
-        self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes, *, durable: bool = True
-    ) -> Downloaded:
-        """Into `dest`, verified; `durable`: fsynced before this returns."""
-        ...
+        self, subdir: str, want: WantedFile, dest: Path, on_bytes: OnBytes
+    ) -> Downloaded: ...
 
     def transfer_threads(self) -> int:
-        """How many downloads a pool should run at once (an http upstream paces the requests
-        themselves per host, and threads beyond a host's current limit wait their turn)."""
+        """How many downloads a pool should run at once now (an http upstream: its host's
+        adaptive limit, which the pool follows as it grows)."""
         ...
 
     def file_url(self, subdir: str, name: str) -> str:

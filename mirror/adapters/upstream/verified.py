@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,16 +32,15 @@ def write_verified(
     on_bytes: OnBytes,
     stop: threading.Event,
     shown: str,
-    *,
-    durable: bool = True,
 ) -> Downloaded:
     """Stream chunks into `dest` (a temp file), hashing as they pass; check size and hash.
-    `durable`: fsync it (it is about to be renamed into a tree; not when it is only read
-    once more, to be uploaded, and then removed).
 
-    On any failure the temp file is removed, so nothing unverified is ever left behind.
+    On any failure the temp file is removed, so nothing unverified is ever left behind. The
+    bytes are not fsynced here: the caller makes a whole batch durable at once before anything
+    vouches for them (one fsync per file was a journal commit per file).
     """
-    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    sha256 = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False) if want.sha256 is None else None
     size = 0
     try:
         with open(dest, "wb") as out:
@@ -56,13 +54,13 @@ def write_verified(
                         reason="size_mismatch",
                     )
                 sha256.update(chunk)
-                md5.update(chunk)
+                if md5 is not None:
+                    md5.update(chunk)
                 out.write(chunk)
                 on_bytes(len(chunk))
-            out.flush()
-            if durable:
-                os.fsync(out.fileno())
-        got = Downloaded(size, sha256.hexdigest(), md5.hexdigest(), attempts=1)
+        got = Downloaded(
+            size, sha256.hexdigest(), md5.hexdigest() if md5 is not None else None, attempts=1
+        )
         if want.size is not None and size != want.size:
             raise VerificationError(
                 f"{shown}: got {size} bytes, its record says {want.size}", reason="truncated"
