@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mirror.adapters.store import ChannelMarker, ChannelTree, local_tree
 from mirror.config import load_config
+from mirror.config.model import StorageSettings
 from mirror.core.bucket_location import BucketLocation
 from mirror.errors import MirrorError, UsageError
 from mirror.publish.tree import TreeWriter, bucket_store
@@ -47,7 +48,9 @@ def _bucket_target(
     parent_url, _, name = url.rpartition("/")
     if parent_url in ("s3:", "s3:/"):
         raise UsageError(f"{url}: give the channel's folder, s3://<bucket>[/<prefix>]/<channel>")
-    settings = load_config(Path(config).expanduser().absolute()).bucket if config else None
+    loaded = load_config(Path(config).expanduser().absolute()) if config else None
+    settings = loaded.bucket if loaded else None
+    storage = loaded.storage if loaded else StorageSettings()
     try:
         parent = BucketLocation.from_url(
             parent_url,
@@ -58,12 +61,14 @@ def _bucket_target(
     except MirrorError as exc:
         raise UsageError(f"{url}: {exc}") from None
     home = index_state_dir(url, None, state_dir, env)  # only to stage and lock before reading
-    tree = ChannelTree(bucket_store(parent, home))
+    tree = ChannelTree(bucket_store(parent, home, storage.max_uploads))
     channel = _checked_name(tree, name, url)
     chosen = index_state_dir(url, tree.marker(channel), state_dir, env)
     if chosen != home:
-        tree = ChannelTree(bucket_store(parent, chosen))
-    return IndexTarget(tree, channel, url, chosen, TreeWriter(chosen, bucket=parent))
+        tree = ChannelTree(bucket_store(parent, chosen, storage.max_uploads))
+    writer = TreeWriter(chosen, bucket=parent, lease_ttl_s=storage.lease_ttl_s,
+                        max_uploads=storage.max_uploads)  # fmt: skip
+    return IndexTarget(tree, channel, url, chosen, writer)
 
 
 def _checked_name(tree: ChannelTree, name: str, shown: str) -> str:

@@ -159,9 +159,10 @@ class ChannelConfig:
 @dataclass(frozen=True)
 class StorageSettings:
     """For a tree in an object store: how long the writer lease binds between renewals (a
-    writer that dies frees the tree after this long)."""
+    writer that dies frees the tree after this long), and how many uploads run at once."""
 
     lease_ttl_s: float = 60.0
+    max_uploads: int = 8
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ def describe(
                 "region": config.bucket.region,
                 "addressing": config.bucket.addressing,
                 "lease_ttl_s": config.storage.lease_ttl_s,
+                "max_uploads": config.storage.max_uploads,
             }
             if config.bucket is not None
             else None

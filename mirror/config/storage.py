@@ -6,6 +6,7 @@
       region: us-east-1
       addressing: path                     # or virtual
       lease_ttl_s: 60                      # how long the writer lease binds between renewals
+      max_uploads: 8                       # PUTs of the tree's objects at once
 
 Credentials are never read from here: they come from the AWS chain (environment, profile,
 instance role).
@@ -22,7 +23,7 @@ from mirror.core.bucket_location import ADDRESSING_STYLES, BucketLocation
 from mirror.core.secrets import url_secrets
 from mirror.errors import ConfigError
 
-STORAGE_KEYS = ("endpoint_url", "region", "addressing", "lease_ttl_s")
+STORAGE_KEYS = ("endpoint_url", "region", "addressing", "lease_ttl_s", "max_uploads")
 _SECRET_KEYS = ("access_key", "secret", "password", "token", "credentials")
 
 
@@ -65,7 +66,10 @@ def read_bucket_root(
     except ConfigError as exc:
         raise root.error(str(exc)) from None
     ttl = fields["lease_ttl_s"].number(minimum=6, maximum=3600) if "lease_ttl_s" in fields else 60.0
-    return location, StorageSettings(lease_ttl_s=ttl)
+    uploads = fields["max_uploads"].integer(minimum=1) if "max_uploads" in fields else 8
+    if uploads > 256:
+        raise fields["max_uploads"].error(f"at most 256 uploads at once, got {uploads}")
+    return location, StorageSettings(lease_ttl_s=ttl, max_uploads=uploads)
 
 
 def refuse_storage_for_local_root(root: Path, storage: YamlView | None) -> None:

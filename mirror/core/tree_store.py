@@ -37,6 +37,12 @@ class TreeStore(Protocol):
         """The root as shown in messages (a path, or s3://bucket/prefix); never a secret."""
         ...
 
+    @property
+    def cheap_listing(self) -> bool:
+        """Whether listing a folder costs about what a stat does (a directory) rather than a
+        round trip per 1,000 names (a bucket): whether a run may list a subdir just to look."""
+        ...
+
     # -- reading --------------------------------------------------------------------------------
 
     def stat(self, key: str) -> FileStat | None: ...
@@ -69,6 +75,11 @@ class TreeStore(Protocol):
         parallel)."""
         ...
 
+    def vouched_sha256(self, key: str, stat: FileStat) -> str | None:
+        """The sha256 of the file, if the store knows it without reading it (it wrote those
+        very bytes, and `stat` still shows that version); None otherwise."""
+        ...
+
     def same_bytes(self, key: str, data: bytes) -> bool:
         """Whether the file holds exactly `data` (False when it is not there)."""
         ...
@@ -79,9 +90,13 @@ class TreeStore(Protocol):
 
     # -- writing --------------------------------------------------------------------------------
 
-    def write(self, key: str, pieces: Pieces, *, durable: bool = True) -> FileStat:
+    def write(
+        self, key: str, pieces: Pieces, *, durable: bool = True, create_only: bool = False
+    ) -> FileStat:
         """Replace (or create) the file with the concatenation of `pieces`, atomically.
-        `durable=False`: the caller makes a batch durable at once with make_durable()."""
+        `durable=False`: the caller makes a batch durable at once with make_durable().
+        `create_only`: only if there is no file yet (FileExistsError otherwise; a bucket
+        decides that in the PUT itself, without asking first)."""
         ...
 
     def staging_path(self, near: str) -> Path:
@@ -89,9 +104,12 @@ class TreeStore(Protocol):
         `near` on a disk (the same file system: an atomic rename), elsewhere for a bucket."""
         ...
 
-    def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
+    def install(
+        self, staged: Path, key: str, *, sha256: str | None, create_only: bool = False
+    ) -> FileStat:
         """Give the verified bytes in `staged` (a staging_path(), consumed) the name `key`,
-        replacing what was there."""
+        replacing what was there; with `create_only`, only if nothing is there
+        (FileExistsError otherwise, and `staged` is left in place)."""
         ...
 
     def adopt(self, source: Path, key: str) -> FileStat:

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import msgspec
 
@@ -362,12 +361,8 @@ def _read_all(
 ) -> Iterator[tuple[str, ReadResult]]:
     """Package files read in a process pool, as files on this host (an object store's are
     fetched a batch at a time, and removed once read)."""
-    batches = [filenames[i : i + _READ_BATCH] for i in range(0, len(filenames), _READ_BATCH)]
-
-    def paths() -> Iterator[list[Path]]:
-        for batch in batches:
-            with tree.local_files([join(folder, fn) for fn in batch]) as fetched:
-                yield fetched
-
-    results = read_packages(paths(), total=len(filenames), workers=workers, deep=deep)
+    keys = [join(folder, fn) for fn in filenames]
+    batches = [keys[i : i + _READ_BATCH] for i in range(0, len(keys), _READ_BATCH)]
+    paths = tree.local_batches(batches)
+    results = read_packages(paths, total=len(filenames), workers=workers, deep=deep)
     yield from zip(filenames, results, strict=True)

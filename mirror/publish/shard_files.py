@@ -23,7 +23,7 @@ from mirror.publish.names import (
 from mirror.publish.records import final_record
 from mirror.publish.step import PublishRun, remember_output
 
-SHARD_WRITERS = 4
+SHARD_WRITERS = 8  # a bucket store bounds its own PUTs in flight (storage.max_uploads)
 log = logging.getLogger(__name__)
 
 

@@ -109,20 +109,30 @@ def _survey(
     """Dotfiles (temp files, the lock, markers) are not part of what a channel publishes."""
     folder = tree.channel_key(channel)
     found = tree.store.walk(folder)
-    changed: list[FileState] = []
-    touched: list[FileState] = []
+    states: list[FileState] = []
+    unknown: list[str] = []  # new or changed, with no hash anyone vouches for: read them
     for path, stat in found.items():
         size, mtime_ns = stat.size, stat.mtime_ns
         old = current.get(path)
         if old is not None and (old.size, old.mtime_ns) == (size, mtime_ns):
             continue
         vouched = trusted.get(path) if trusted else None
+        written = tree.store.vouched_sha256(f"{folder}/{path}", stat)  # shards, indexes
         if vouched is not None and vouched[:2] == (size, mtime_ns) and vouched[2]:
-            state = FileState(path, size, mtime_ns, vouched[2])
+            states.append(FileState(path, size, mtime_ns, vouched[2]))
+        elif written is not None:
+            states.append(FileState(path, size, mtime_ns, written))
         else:
-            _, sha256, _ = tree.digest(f"{folder}/{path}", with_md5=False)
-            state = FileState(path, size, mtime_ns, sha256)
-        if old is not None and (old.size, old.sha256) == (size, state.sha256):
+            unknown.append(path)
+    read = tree.digests([f"{folder}/{path}" for path in unknown], with_md5=False)
+    for path in unknown:
+        states.append(FileState(path, found[path].size, found[path].mtime_ns,
+                                read[f"{folder}/{path}"][1]))  # fmt: skip
+    changed: list[FileState] = []
+    touched: list[FileState] = []
+    for state in states:
+        old = current.get(state.path)
+        if old is not None and (old.size, old.sha256) == (state.size, state.sha256):
             touched.append(state)
         else:
             changed.append(state)

@@ -23,7 +23,7 @@ from mirror.bundles.export import export_to_outbox
 from mirror.config.model import ChannelConfig, MirrorConfig
 from mirror.core.secrets import Redactor
 from mirror.core.tree_store import join
-from mirror.errors import Interrupted, MirrorError
+from mirror.errors import Interrupted, MirrorError, StoreConflictError
 from mirror.local.drops import DropContext, admit_drops
 from mirror.local.indexer import IndexContext, index_channel
 from mirror.local.watch_plan import FolderWatch
@@ -52,6 +52,7 @@ class WorkerHost(Protocol):
 
     def publish_schedule(self) -> None: ...
     def requeue_drop(self, path: Path, channel: str) -> None: ...
+    def writes_refused(self) -> None: ...
 
 
 @dataclass
@@ -166,6 +167,12 @@ class ChannelWorker:
                         self._recompress(catalog)
                 except Interrupted:
                     log.info("%s: %s stopped before finishing", self.channel.name, kind)
+                except StoreConflictError as exc:
+                    # another writer published in this tree: this daemon may have lost it
+                    log.error("%s: %s failed: %s", self.channel.name, kind, exc)
+                    self.daemon.writes_refused()
+                except MirrorError as exc:  # said plainly: no traceback for a known failure
+                    log.error("%s: %s failed: %s", self.channel.name, kind, exc)
                 except Exception:  # a failing run is logged and counted; the daemon goes on
                     log.exception("%s: task failed", self.channel.name)
                 self._update_gauges(catalog)

@@ -115,6 +115,10 @@ class Daemon:
         self.lease_lost = True
         self.stopping.set()
 
+    def writes_refused(self) -> None:
+        """A worker's conditional write was refused: is the lease still ours?"""
+        self._lock.check_soon()
+
     def reload(self) -> None:
         self._reload.set()
 

@@ -181,12 +181,13 @@ def _fetch(job: PoolJob, want: WantedFile) -> FileOutcome:
     temp: Path = job.tree.staging_path(job.channel, job.subdir)
     try:
         got = job.upstream.download(job.subdir, want, temp, job.progress.advance)
-        if job.tree.stat(final) is not None:
+        try:
+            stat = job.tree.install(temp, final, sha256=got.sha256, create_only=True)
+        except FileExistsError:
             # replacing it here would make the record currently published for it lie
             job.progress.file_done()
             staged = CatalogFile(want.filename, got.size, 0, got.sha256, got.md5, ORIGIN_MIRROR)
             return FileOutcome(want.filename, staged, True, None, staged=temp)
-        stat = job.tree.install(temp, final, sha256=got.sha256)
     except Interrupted:
         raise
     except UpstreamError as exc:

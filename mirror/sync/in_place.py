@@ -25,7 +25,12 @@ class InPlace:
     def still_published(
         self, state: UpstreamState | None, selection_key: str, mirrored: dict[str, CatalogFile]
     ) -> bool:
-        """Upstream is unchanged; is what we published last time still exactly right?"""
+        """Upstream is unchanged; is what we published last time still exactly right?
+
+        In a bucket the package objects are not listed again for this (a round trip per
+        1,000 keys, on every run of a tree that may hold 500,000): the index files are
+        checked, and a package object changed behind the mirror's back is for `mirror verify`
+        to find, not for each sync."""
         if state is None or state.selection_key != selection_key:
             return False
         if state.selection_valid_until_ms is not None and (
@@ -33,6 +38,8 @@ class InPlace:
         ):
             return False
         tree = self.ctx.tree
+        if not tree.store.cheap_listing:
+            return published_intact(tree, self.ctx.catalog, self.name, self.subdir)
         on_disk = tree.scan_packages(self.name, self.subdir)
         for name, known in mirrored.items():
             stat = on_disk.get(name)

@@ -56,6 +56,7 @@ class ChildRun:
     max_rss_bytes: int
     log: Path
     timed_out: bool = False
+    cpu_s: float = 0.0  # user + system, its own children included
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -109,7 +110,8 @@ def run_child(
     max_rss = usage.ru_maxrss * 1024
     with contextlib.suppress(OSError, ValueError, IndexError):
         max_rss = int(rss_file.read_text().split()[-1]) * 1024
-    return ChildRun(seconds, proc.returncode, max_rss, log, fired.is_set())
+    cpu = usage.ru_utime + usage.ru_stime
+    return ChildRun(seconds, proc.returncode, max_rss, log, fired.is_set(), cpu)
 
 
 @dataclass(frozen=True)

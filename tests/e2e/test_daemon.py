@@ -104,7 +104,8 @@ def test_a_slowly_written_drop_is_published_and_installable(running, tmp_path: P
     data = package_bytes(PackageSpec("dropped", "1.0", files={"share/dropped/x": b"hi\n"}))
     write_slowly(base / "drops" / "dropped-1.0-0.conda", data, chunk=max(1, len(data) // 40))
     wait_for(lambda: "dropped-1.0-0.conda" in published(base, "local", "noarch"))
-    assert "dropped" in shard_names(base, "local", "noarch")
+    # the shard index is written after repodata.json (the publish order): wait for it too
+    wait_for(lambda: "dropped" in shard_names(base, "local", "noarch"))
     assert not (base / "drops" / "dropped-1.0-0.conda").exists()
     assert (base / "tree" / "local" / "noarch" / "dropped-1.0-0.conda").read_bytes() == data
     assert not list((base / "state").rglob("dropped-1.0-0.conda*"))  # never quarantined

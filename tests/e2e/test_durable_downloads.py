@@ -67,10 +67,12 @@ def test_no_file_enters_the_catalog_before_it_was_made_durable(
         make_durable(self, keys)
         durable.update(key.rsplit("/", 1)[-1] for key in keys)
 
-    def spy_put(self: Catalog, channel: str, subdir: str, files: Iterable[CatalogFile]) -> None:
+    def spy_put(
+        self: Catalog, channel: str, subdir: str, files: Iterable[CatalogFile]
+    ) -> dict[str, str]:
         files = list(files)
         early.extend(f.filename for f in files if f.filename not in durable)
-        put_files(self, channel, subdir, files)
+        return put_files(self, channel, subdir, files)
 
     monkeypatch.setattr(local_store.LocalStore, "make_durable", spy_durable)
     monkeypatch.setattr(Catalog, "put_files", spy_put)

@@ -46,7 +46,16 @@ class DaemonProcess:
         self.metrics_port = metrics_port
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> DaemonProcess:
+    def start(
+        self,
+        env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
+        *,
+        ready: str = "daemon ready",
+    ) -> DaemonProcess:
+        """Start it and wait until its log says `ready` (a daemon standing by for another
+        host's writer lease never says "daemon ready": wait for "standing by" then) or it
+        exits."""
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mirror", "daemon", "--config", str(self.config), *args],
@@ -56,8 +65,12 @@ class DaemonProcess:
             env={**os.environ, **(env or {})},
         )
         handle.close()
-        wait_for(lambda: "daemon ready" in self.text() or self.proc.poll() is not None)  # type: ignore[union-attr]
+        self.wait_for_log(ready)
         return self
+
+    def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
+        """Until the log holds `text` or the process has exited."""
+        wait_for(lambda: text in self.text() or self.proc.poll() is not None, timeout)  # type: ignore[union-attr]
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

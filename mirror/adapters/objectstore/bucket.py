@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -140,7 +140,7 @@ class Bucket:
             key,
         )
 
-    def iter_bytes(self, key: str, *, chunk_bytes: int = MIB) -> Iterator[bytes]:
+    def iter_bytes(self, key: str, *, chunk_bytes: int = MIB) -> Generator[bytes, None, None]:
         """The object as a stream of chunks, resumed by a ranged GET if the link breaks."""
         check_key(self.location, key)
         etag: list[str] = []

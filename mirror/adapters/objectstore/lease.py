@@ -100,8 +100,12 @@ class Lease:
 
     # -- the protocol -----------------------------------------------------------------------
 
-    def acquire(self) -> LeaseRecord:
-        """Take the lease or raise LockBusyError saying who holds it and until when."""
+    def acquire(self, *, successor_of: str | None = None) -> LeaseRecord:
+        """Take the lease or raise LockBusyError saying who holds it and until when.
+
+        `successor_of`: the holder id of a writer known to be gone (the last run of this
+        host's state directory, whose lock the caller now holds): its lease, if still
+        there, is taken over at once instead of after it expires."""
         ttl, skew = self._ttl(), timedelta(seconds=self.timing.clock_skew_s)
         for _ in range(3):  # lost races only: each round reads the lease again
             found = self._read()
@@ -114,7 +118,14 @@ class Lease:
                 judged = standing(
                     record, self.holder, self._clock(), skew, written_at=stat.last_modified, ttl=ttl
                 )
-                if judged == Standing.HELD:
+                if judged == Standing.HELD and self._predecessor(record, successor_of):
+                    log.warning(
+                        "taking over the writer lease %s of %s: the last run of this state "
+                        "directory, which ended without giving it back (killed?)",
+                        self.url,
+                        record.describe() if record else "?",
+                    )
+                elif judged == Standing.HELD:
                     raise LockBusyError(self._busy_message(record, stat.last_modified + ttl))
                 if judged == Standing.EXPIRED and record is not None:
                     log.warning(
@@ -208,6 +219,15 @@ class Lease:
         if keeper is not None:
             keeper.stop()
 
+    def renew_soon(self) -> None:
+        """Have the keeper renew now rather than at its next tick: a writer refused a
+        conditional write learns at once whether another host took the tree over. (Renewing
+        from the caller's thread instead could race the keeper's own renewal, and the loser
+        of that race would wrongly count the lease as lost.)"""
+        keeper = self._keeper
+        if keeper is not None:
+            keeper.wake()
+
     def __enter__(self) -> Lease:
         self.acquire()
         self.keep_renewed()
@@ -219,6 +239,14 @@ class Lease:
         self.release()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _predecessor(self, record: LeaseRecord | None, successor_of: str | None) -> bool:
+        return (
+            record is not None
+            and successor_of is not None
+            and record.holder == successor_of
+            and record.host == self.host
+        )
 
     def _ttl(self) -> timedelta:
         return timedelta(seconds=self.timing.ttl_s)
@@ -284,6 +312,7 @@ class LeaseKeeper:
     ) -> None:
         self.lease = lease
         self.stopped = threading.Event()
+        self._woken = threading.Event()
         self._on_lost = on_lost
         self._thread = threading.Thread(
             target=self._run, name=f"lease-renewal {lease.url}", daemon=True
@@ -294,11 +323,20 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         self.stopped.set()
+        self._woken.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
+    def wake(self) -> None:
+        """Renew now (then every renew_every_s again)."""
+        self._woken.set()
+
     def _run(self) -> None:
-        while not self.stopped.wait(self.lease.timing.renew_every_s):
+        while True:
+            self._woken.wait(self.lease.timing.renew_every_s)
+            self._woken.clear()
+            if self.stopped.is_set():
+                return
             try:
                 self.lease.renew()
             except LeaseLostError as exc:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import itertools
 import os
 import secrets
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import BinaryIO, cast
 
 from mirror.adapters.objectstore.bucket import Bucket
 from mirror.adapters.objectstore.objects import ObjectStat, etag_names
+from mirror.adapters.objectstore.reader import ChunkReader
 from mirror.core.tree_store import FileStat, Pieces
 from mirror.errors import StoreConflictError, StoreMissingError
 
@@ -36,6 +39,18 @@ _TAG = secrets.token_hex(4)  # with the pid, tells this process's staging files 
 _SERIAL = itertools.count()  # next() is atomic under the GIL: threads never share a number
 _DOWNLOADERS = 8  # parallel GETs when many package files are read at once (an index)
 _ABSENT = ""  # seen: the writer looked and there was no object
+
+
+def _staged_names(folder: Path, keys: Sequence[str]) -> list[Path]:
+    """Where each key is downloaded to: `folder/<name>`, or `folder/<n>/<name>` for a name
+    that repeats (the same file name in two subdirs); a folder per file would double the
+    file-system work of staging thousands of small packages."""
+    names = [key.rpartition("/")[2] for key in keys]
+    repeated = {name for name, count in Counter(names).items() if count > 1}
+    return [
+        folder / str(n) / name if name in repeated else folder / name
+        for n, name in enumerate(names)
+    ]
 
 
 def version_token(etag: str) -> int:
@@ -52,11 +67,18 @@ class BucketStore:
     """The tree at a bucket's prefix. `staging` is a local directory for bytes on their way
     in (one folder per subdir, like a local tree's temp files beside their targets)."""
 
-    def __init__(self, bucket: Bucket, staging: Path) -> None:
+    cheap_listing = False  # one request per 1,000 keys
+
+    def __init__(self, bucket: Bucket, staging: Path, *, max_uploads: int = 8) -> None:
         self.bucket = bucket
         self.staging = staging
+        # a bound on PUTs in flight whatever the number of download threads feeding them:
+        # a server slows down past its own concurrency (moto at 4-8), and the lease's
+        # renewals, which do not wait for this, must still get through
+        self._uploads = threading.BoundedSemaphore(max_uploads)
         self._staging_folders: set[Path] = set()
         self._seen: dict[str, str] = {}  # key -> ETag this writer last saw ("" = none)
+        self._sha256: dict[str, tuple[int, str]] = {}  # key -> (version, sha256) it wrote
         self._seen_lock = threading.Lock()
         self._guard: Callable[[], None] | None = None
 
@@ -108,12 +130,17 @@ class BucketStore:
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
+        """One streaming GET (resumed by a ranged GET if the link breaks)."""
+        chunks = self.bucket.iter_bytes(key)
         try:
-            reader = self.bucket.open_read(key, buffer_bytes=8 << 20)
+            first = next(chunks, b"")  # the GET itself: a missing object is known now
         except StoreMissingError as exc:
             raise FileNotFoundError(str(exc)) from None
-        with reader:
-            yield cast(BinaryIO, reader)
+        try:
+            with io.BufferedReader(ChunkReader(itertools.chain([first], chunks))) as reader:
+                yield cast(BinaryIO, reader)
+        finally:
+            chunks.close()  # a stream left half-read
 
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path]:
@@ -125,10 +152,10 @@ class BucketStore:
         """Downloaded (several at once) into a staging folder, under their own names (a
         package reader judges a file by its name), removed afterwards."""
         folder = self.staging_path("")
-        paths = [folder / str(n) / key.rpartition("/")[2] for n, key in enumerate(keys)]
+        paths = _staged_names(folder, keys)
         try:
-            for path in paths:
-                path.parent.mkdir(parents=True)
+            for directory in sorted({path.parent for path in paths}):
+                directory.mkdir(parents=True)
             with ThreadPoolExecutor(min(_DOWNLOADERS, max(1, len(keys)))) as pool:
                 for _ in pool.map(self._download, keys, paths):
                     pass
@@ -158,22 +185,33 @@ class BucketStore:
             return False
         return etag_names(found.etag, data) or self.read(key) == data
 
-    def write(self, key: str, pieces: Pieces, *, durable: bool = True) -> FileStat:
+    def write(
+        self, key: str, pieces: Pieces, *, durable: bool = True, create_only: bool = False
+    ) -> FileStat:
         """One conditional PUT: on the ETag this writer last saw, or create-only."""
         self._check()
         data = b"".join(pieces)
+        if create_only:
+            try:
+                with self._uploads:
+                    etag = self.bucket.put_bytes(key, data, create_only=True)
+            except StoreConflictError:
+                raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
+            self._wrote(key, etag, hashlib.sha256(data).hexdigest())
+            return FileStat(len(data), version_token(etag))
         last = self._last_seen(key)
         try:
-            etag = self.bucket.put_bytes(
-                key, data, create_only=last == _ABSENT, if_match=last or None
-            )
+            with self._uploads:
+                etag = self.bucket.put_bytes(
+                    key, data, create_only=last == _ABSENT, if_match=last or None
+                )
         except StoreConflictError:
             raise StoreConflictError(
                 f"{self.bucket.url_of(key)} was not written: it changed since this writer last "
                 "saw it, so another writer has published since (did this one lose the writer "
                 "lease?); nothing was overwritten, run again"
             ) from None
-        self._wrote(key, etag)
+        self._wrote(key, etag, hashlib.sha256(data).hexdigest())
         return FileStat(len(data), version_token(etag))
 
     def staging_path(self, near: str) -> Path:
@@ -183,20 +221,29 @@ class BucketStore:
             self._staging_folders.add(folder)
         return folder / f"{STAGING_PREFIX}{os.getpid():x}-{_TAG}-{next(_SERIAL):x}{STAGING_SUFFIX}"
 
-    def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
+    def install(
+        self, staged: Path, key: str, *, sha256: str | None, create_only: bool = False
+    ) -> FileStat:
         """Upload the verified staging file (multipart when large), then remove it."""
         self._check()
         size = staged.stat().st_size
-        etag = self.bucket.put_file(key, staged, sha256_hex=sha256)
+        try:
+            with self._uploads:
+                etag = self.bucket.put_file(key, staged, sha256_hex=sha256, create_only=create_only)
+        except StoreConflictError:
+            if not create_only:
+                raise
+            raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
         staged.unlink(missing_ok=True)
-        self._wrote(key, etag)
+        self._wrote(key, etag, sha256)
         return FileStat(size, version_token(etag))
 
     def adopt(self, source: Path, key: str) -> FileStat:
         self._check()
         size = source.stat().st_size
         try:
-            etag = self.bucket.put_file(key, source, create_only=True)
+            with self._uploads:
+                etag = self.bucket.put_file(key, source, create_only=True)
         except StoreConflictError:
             raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
         source.unlink()
@@ -242,9 +289,20 @@ class BucketStore:
         with self._seen_lock:
             self._seen.setdefault(key, etag)
 
-    def _wrote(self, key: str, etag: str) -> None:
+    def _wrote(self, key: str, etag: str, sha256: str | None = None) -> None:
         with self._seen_lock:
             self._seen[key] = etag
+            if sha256:
+                self._sha256[key] = (version_token(etag), sha256)
+            else:
+                self._sha256.pop(key, None)
+
+    def vouched_sha256(self, key: str, stat: FileStat) -> str | None:
+        """The sha256 of what this process wrote under `key`, if the object is still that
+        version (`stat` from a listing): a snapshot need not download it to hash it."""
+        with self._seen_lock:
+            written = self._sha256.get(key)
+        return written[1] if written is not None and written[0] == stat.mtime_ns else None
 
     def _last_seen(self, key: str) -> str:
         with self._seen_lock:

@@ -38,6 +38,8 @@ def temp_name() -> str:
 class LocalStore:
     """The TreeStore of a directory: keys are paths below `root`."""
 
+    cheap_listing = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         # folders staging_path() made: thousands of downloads need not each ask again
@@ -117,6 +119,10 @@ class LocalStore:
     def local_files(self, keys: Sequence[str]) -> Iterator[list[Path]]:
         yield [self.path(key) for key in keys]
 
+    def vouched_sha256(self, key: str, stat: FileStat) -> str | None:
+        """None: reading a local file to hash it is cheap, and nothing to keep in memory."""
+        return None
+
     def same_bytes(self, key: str, data: bytes) -> bool:
         stat = self.stat(key)
         if stat is None or stat.size != len(data):
@@ -134,10 +140,14 @@ class LocalStore:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def write(self, key: str, pieces: Pieces, *, durable: bool = True) -> FileStat:
+    def write(
+        self, key: str, pieces: Pieces, *, durable: bool = True, create_only: bool = False
+    ) -> FileStat:
         """Write a temp file beside the file (fsynced unless told otherwise), then rename it
         over the file: readers see the old file or the new one, never a part."""
         path = self.path(key)
+        if create_only and os.path.lexists(path):  # the writer lock keeps others out
+            raise FileExistsError(f"{path} already exists")
         self._mkdir(path.parent)
         temp = path.parent / temp_name()
         try:
@@ -163,8 +173,12 @@ class LocalStore:
             self._staging_folders.add(directory)
         return directory / temp_name()
 
-    def install(self, staged: Path, key: str, *, sha256: str | None) -> FileStat:
+    def install(
+        self, staged: Path, key: str, *, sha256: str | None, create_only: bool = False
+    ) -> FileStat:
         final = self.path(key)
+        if create_only and os.path.lexists(final):
+            raise FileExistsError(f"{final} already exists")
         try:
             os.replace(staged, final)
             st = final.lstat()

@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from mirror.errors import StoreError
 CHANNEL_MARKER = ".mirror-channel.json"  # in each channel folder: who keeps it, with what state
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _TEMP = re.compile(r"\.mirror-[0-9a-f]{32}\.tmp")
+_READERS = 8  # files hashed at once by digests()
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,17 @@ class ChannelTree:
         with self.store.open(key) as stream:
             return hash_stream(stream, with_md5=with_md5)
 
+    def digests(
+        self, keys: Sequence[str], *, with_md5: bool = True
+    ) -> dict[str, tuple[int, str, str]]:
+        """digest() of many files, several read at once: a bucket answers each GET after a
+        round trip, and hashing releases the GIL."""
+        if len(keys) < 2:
+            return {key: self.digest(key, with_md5=with_md5) for key in keys}
+        with ThreadPoolExecutor(min(_READERS, len(keys)), thread_name_prefix="digest") as pool:
+            found = pool.map(lambda key: self.digest(key, with_md5=with_md5), keys)
+            return dict(zip(keys, found, strict=True))
+
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path]:
         with self.store.local_file(key) as path:
@@ -147,6 +160,30 @@ class ChannelTree:
     def local_files(self, keys: Sequence[str]) -> Iterator[list[Path]]:
         with self.store.local_files(keys) as paths:
             yield paths
+
+    def local_batches(self, batches: Sequence[Sequence[str]]) -> Iterator[list[Path]]:
+        """local_files() of each batch in turn, the next one fetched while the caller works
+        on the current one (an object store's downloads overlap the reading); each batch is
+        removed once the caller asks for the next, or stops."""
+        if not batches:
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as fetcher:
+
+            def fetch(keys: Sequence[str]) -> tuple[contextlib.ExitStack, list[Path]]:
+                stack = contextlib.ExitStack()
+                return stack, stack.enter_context(self.local_files(keys))
+
+            pending = [fetcher.submit(fetch, batch) for batch in batches[:1]]
+            try:
+                for following in [*batches[1:], None]:
+                    stack, paths = pending.pop().result()
+                    if following is not None:
+                        pending.append(fetcher.submit(fetch, following))
+                    with stack:
+                        yield paths
+            finally:
+                for future in pending:  # the caller stopped early: the prefetched batch too
+                    future.result()[0].close()
 
     def free_bytes(self) -> int | None:
         return self.store.free_bytes()
@@ -182,9 +219,12 @@ class ChannelTree:
         """A fresh local temp file for bytes on their way into this subdir."""
         return self.store.staging_path(self.subdir_key(channel, subdir))
 
-    def install(self, staged: Path, key: str, *, sha256: str | None = None) -> FileStat:
-        """Verified bytes in a staging file take their name."""
-        return self.store.install(staged, key, sha256=sha256)
+    def install(
+        self, staged: Path, key: str, *, sha256: str | None = None, create_only: bool = False
+    ) -> FileStat:
+        """Verified bytes in a staging file take their name (with `create_only`, only if the
+        name is free: FileExistsError, and the staging file stays)."""
+        return self.store.install(staged, key, sha256=sha256, create_only=create_only)
 
     def adopt(self, source: Path, key: str) -> FileStat:
         """A file from a drop folder is published as `key`, never over an existing file
@@ -193,8 +233,13 @@ class ChannelTree:
 
     def write_new(self, key: str, data: bytes, *, durable: bool = True) -> bool:
         """A content-addressed file (its name is its hash) is written unless it holds these
-        bytes already; one with other bytes (damaged) is replaced."""
-        return self.write_if_changed(key, data, durable=durable)
+        bytes already; one with other bytes (damaged) is replaced. Created without asking
+        first: new is the usual case, and in a bucket a question is a round trip."""
+        try:
+            self.store.write(key, [data], durable=durable, create_only=True)
+            return True
+        except FileExistsError:
+            return self.write_if_changed(key, data, durable=durable)
 
     def make_durable(self, keys: Iterable[str]) -> None:
         self.store.make_durable(keys)
