@@ -6,6 +6,7 @@ upstream unchanged; an upstream on the site's network over plain http never need
 
 from __future__ import annotations
 
+import functools
 import ssl
 import threading
 from collections.abc import Callable
@@ -72,7 +73,13 @@ def transports(tls: SharedTls, limits: httpx.Limits) -> dict[str, httpx.BaseTran
 def plain_transport(limits: httpx.Limits | None = None) -> httpx.HTTPTransport:
     """A transport for http:// URLs only. httpx would build an SSL context for it anyway (and
     load its defaults, ~40 ms); it gets a bare one it never uses, which verifies nothing."""
+    return httpx.HTTPTransport(verify=_unused_tls(), limits=limits or httpx.Limits())
+
+
+@functools.cache
+def _unused_tls() -> ssl.SSLContext:
+    """One per process: even a bare context costs ~10 ms to make."""
     unused = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     unused.check_hostname = False
     unused.verify_mode = ssl.CERT_NONE
-    return httpx.HTTPTransport(verify=unused, limits=limits or httpx.Limits())
+    return unused
