@@ -80,8 +80,9 @@ class Harness:
         self.server = UpstreamServer(self.upstream, latency_s=0.01).start()
         self.config.write_text(yaml.safe_dump({
             "root": "tree", "state_dir": "state", "retry_backoff_s": 0.01, "workers": 4,
-            "max_delete_fraction": 1.0, "watch": {"settle_s": 0.3, "debounce_s": 0.05},
-            "recompress_after_s": 0.5,
+            # the upstream deletes and replaces files every run by design: no guard may stop it
+            "max_delete_fraction": 1.0, "max_replace_fraction": 1.0,
+            "watch": {"settle_s": 0.3, "debounce_s": 0.05}, "recompress_after_s": 0.5,
             "channels": {
                 "up": {"upstream": self.server.url, "subdirs": list(SUBDIRS)},
                 "local": {"subdirs": list(SUBDIRS), "drop_folders": ["drops"]},
