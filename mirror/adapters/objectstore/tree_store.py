@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,10 @@ _TAG = secrets.token_hex(4)  # with the pid, tells this process's staging files 
 _SERIAL = itertools.count()  # next() is atomic under the GIL: threads never share a number
 _DOWNLOADERS = 8  # parallel GETs when many package files are read at once (an index)
 _ABSENT = ""  # seen: the writer looked and there was no object
+# How long a subdir's listing answers for its index files (a HEAD each otherwise): a publish
+# right after the listing needs no HEAD per output; one after long downloads asks again.
+LISTING_FRESH_S = 30.0
+_PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
 
 
 def _staged_names(folder: Path, keys: Sequence[str]) -> list[Path]:
@@ -81,6 +86,9 @@ class BucketStore:
         self._sha256: dict[str, tuple[int, str]] = {}  # key -> (version, sha256) it wrote
         self._seen_lock = threading.Lock()
         self._guard: Callable[[], None] | None = None
+        # folder -> (when listed, its objects other than packages, names written since: their
+        # stats are the write's, not the listing's)
+        self._listed: dict[str, tuple[float, dict[str, ObjectStat], set[str]]] = {}
 
     @property
     def location(self) -> str:
@@ -91,6 +99,7 @@ class BucketStore:
         write. What was seen before belongs to another session and is forgotten."""
         with self._seen_lock:
             self._seen.clear()
+            self._listed.clear()
         self._guard = guard
 
     def end_writing(self) -> None:
@@ -99,14 +108,16 @@ class BucketStore:
     # -- reading --------------------------------------------------------------------------------
 
     def stat(self, key: str) -> FileStat | None:
-        found = self.bucket.head(key)
-        self._saw(key, found.etag if found else _ABSENT)
+        found = self._head(key)
         return _stat(found) if found is not None else None
 
     def list_files(self, folder: str) -> dict[str, FileStat]:
-        # not remembered as seen: a subdir lists thousands of packages, and only index
-        # writes are conditional
         listing = self.bucket.list_dir(folder)
+        # the index files (not the thousands of packages) are kept: a publish that follows
+        # asks them instead of a HEAD per output
+        others = {n: s for n, s in listing.objects.items() if not n.endswith(_PACKAGE_SUFFIXES)}
+        with self._seen_lock:
+            self._listed[folder] = (time.monotonic(), others, set())
         return {name: _stat(stat) for name, stat in listing.objects.items()}
 
     def list_folders(self, folder: str) -> list[str]:
@@ -179,8 +190,7 @@ class BucketStore:
     def same_bytes(self, key: str, data: bytes) -> bool:
         """Whether the object holds exactly `data`: an ETag that is the MD5 of `data` says so
         without a download."""
-        found = self.bucket.head(key)
-        self._saw(key, found.etag if found else _ABSENT)
+        found = self._head(key)
         if found is None or found.size != len(data):
             return False
         return etag_names(found.etag, data) or self.read(key) == data
@@ -283,6 +293,22 @@ class BucketStore:
         if self._guard is not None:
             self._guard()
 
+    def _head(self, key: str) -> ObjectStat | None:
+        """The object's stats, from a fresh listing of its folder when there is one (an index
+        file absent from it is absent), else by a HEAD; seen either way."""
+        folder, _, name = key.rpartition("/")
+        with self._seen_lock:
+            listed = self._listed.get(folder)
+            answers = (
+                listed is not None
+                and time.monotonic() - listed[0] < LISTING_FRESH_S
+                and not name.endswith(_PACKAGE_SUFFIXES)
+                and name not in listed[2]
+            )
+        found = listed[1].get(name) if answers and listed is not None else self.bucket.head(key)
+        self._saw(key, found.etag if found else _ABSENT)
+        return found
+
     def _saw(self, key: str, etag: str) -> None:
         """Only the first look counts: later looks must not bless a version another writer
         put there meanwhile (this writer's own writes update it)."""
@@ -290,8 +316,11 @@ class BucketStore:
             self._seen.setdefault(key, etag)
 
     def _wrote(self, key: str, etag: str, sha256: str | None = None) -> None:
+        folder, _, name = key.rpartition("/")
         with self._seen_lock:
             self._seen[key] = etag
+            if folder in self._listed:
+                self._listed[folder][2].add(name)
             if sha256:
                 self._sha256[key] = (version_token(etag), sha256)
             else:
