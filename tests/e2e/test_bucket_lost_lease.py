@@ -113,7 +113,9 @@ def test_a_sync_paused_past_its_lease_cannot_publish_over_the_host_that_took_ove
 ) -> None:
     upstream = tmp_path / "upstream"
     build_channel(upstream, [PackageSpec(f"pkg{i}", "1.0") for i in range(6)])
-    with UpstreamServer(upstream, slow_delay=1.0) as server:
+    # pkg3 answers slowly, so that the pause lands while files are still coming in, even on a
+    # loaded machine
+    with UpstreamServer(upstream, slow_delay=3.0) as server:
         channels = {"up": {"upstream": server.url, "subdirs": ["noarch"]}}
         storage = {"lease_ttl_s": 6}
         paused = bucket_config(
@@ -142,6 +144,10 @@ def test_a_sync_paused_past_its_lease_cannot_publish_over_the_host_that_took_ove
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1, output
     assert "lease" in output and "stops writing" in output, output
-    assert tree_bytes(bucket) == after_takeover
+    after = tree_bytes(bucket)
+    assert {k for k, data in after_takeover.items() if after.get(k) != data} == set()
+    # only an upload already on the wire when the process was paused may land later: a shard
+    # under a new content-addressed name, which no index names (never an overwrite)
+    assert all("/shards/" in key for key in set(after) - set(after_takeover)), output
     assert published(bucket, "up", "noarch") == {f"pkg{i}-1.0-0.conda" for i in range(6)}
     assert index_problems(bucket) == []
