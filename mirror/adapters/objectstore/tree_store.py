@@ -199,11 +199,11 @@ class BucketStore:
         self, key: str, pieces: Pieces, *, durable: bool = True, create_only: bool = False
     ) -> FileStat:
         """One conditional PUT: on the ETag this writer last saw, or create-only."""
-        self._check()
         data = b"".join(pieces)
         if create_only:
             try:
                 with self._uploads:
+                    self._check()  # after waiting for a slot: as close to the PUT as can be
                     etag = self.bucket.put_bytes(key, data, create_only=True)
             except StoreConflictError:
                 raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
@@ -212,6 +212,7 @@ class BucketStore:
         last = self._last_seen(key)
         try:
             with self._uploads:
+                self._check()
                 etag = self.bucket.put_bytes(
                     key, data, create_only=last == _ABSENT, if_match=last or None
                 )
@@ -235,10 +236,10 @@ class BucketStore:
         self, staged: Path, key: str, *, sha256: str | None, create_only: bool = False
     ) -> FileStat:
         """Upload the verified staging file (multipart when large), then remove it."""
-        self._check()
         size = staged.stat().st_size
         try:
             with self._uploads:
+                self._check()
                 etag = self.bucket.put_file(key, staged, sha256_hex=sha256, create_only=create_only)
         except StoreConflictError:
             if not create_only:
@@ -249,10 +250,10 @@ class BucketStore:
         return FileStat(size, version_token(etag))
 
     def adopt(self, source: Path, key: str) -> FileStat:
-        self._check()
         size = source.stat().st_size
         try:
             with self._uploads:
+                self._check()
                 etag = self.bucket.put_file(key, source, create_only=True)
         except StoreConflictError:
             raise FileExistsError(f"{self.bucket.url_of(key)} already exists") from None
