@@ -164,7 +164,7 @@ class _SubdirIndex:
 
     def __init__(self, ctx: IndexContext, channel: str, subdir: str) -> None:
         self.ctx, self.channel, self.subdir = ctx, channel, subdir
-        self.directory = ctx.tree.ensure_subdir(channel, subdir)
+        self.directory = ctx.tree.subdir_key(channel, subdir)
         self.quarantined: list[QuarantinedFile] = []
         self.rows: list[CatalogFile] = []  # new or re-read files with their records
         self.stats_only: list[tuple[str, int, int]] = []  # touched, bytes unchanged

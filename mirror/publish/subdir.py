@@ -79,7 +79,7 @@ def publish_subdir(
         subdir,
         settings,
         now if now is not None else time.time(),
-        tree.ensure_subdir(channel, subdir),
+        tree.subdir_key(channel, subdir),
     )
     tree.sync_folder(run.folder)  # package renames must be durable before an index names them
     top = local_top_level(subdir, unpack_top_level(catalog.top_level(channel, subdir)))

@@ -163,7 +163,6 @@ class SubdirSync:
     def _run(self) -> SubdirReport:
         ctx = self.ctx
         if not self.options.dry_run:
-            ctx.tree.ensure_subdir(self.name, self.subdir)
             ctx.tree.clean_temp(self.name, self.subdir)
         memory = remembered(ctx, self.channel, self.subdir)
         state, skip_zst = memory.state, memory.skip_zst

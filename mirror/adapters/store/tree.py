@@ -24,7 +24,6 @@ from mirror.errors import StoreError
 
 CHANNEL_MARKER = ".mirror-channel.json"  # in each channel folder: who keeps it, with what state
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_TEMP = re.compile(r"\.mirror-[0-9a-f]{32}\.tmp")
 _READERS = 8  # files hashed at once by digests()
 
 
@@ -108,9 +107,7 @@ class ChannelTree:
         return sorted(
             name
             for name in files
-            if name.endswith((".conda", ".tar.bz2"))
-            and not is_safe_filename(name)
-            and not _TEMP.fullmatch(name)
+            if name.endswith((".conda", ".tar.bz2")) and not is_safe_filename(name)
         )
 
     def stat_packages(
@@ -254,9 +251,6 @@ class ChannelTree:
     def clean_temp(self, channel: str, subdir: str) -> int:
         """Temp files an interrupted run left behind (we hold the writer lock)."""
         return self.store.clean_staging(self.subdir_key(channel, subdir))
-
-    def ensure_subdir(self, channel: str, subdir: str) -> str:
-        return self.subdir_key(channel, subdir)
 
     def mark_channel(self, channel: str, marker: ChannelMarker) -> None:
         """Say who keeps the channel (written only when it changes)."""
