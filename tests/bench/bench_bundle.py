@@ -45,7 +45,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from tests.bench.benchlib import (
     fmt_s,
     markdown_table,
     rotated,
+    rows_json,
     run_child,
     write_json,
 )
@@ -419,10 +420,7 @@ def report(samples: Samples, tree: Tree, snapshot_s: float, cold: bool) -> dict[
         "bytes": total,
         "cold_cache": cold,
         "snapshot_seconds": snapshot_s,
-        "rows": {
-            row: {"summary": asdict(summaries[row]), "samples": [asdict(s) for s in runs]}
-            for row, runs in samples.items()
-        },
+        "rows": rows_json(samples, summaries),
         "targets": [{"target": t, "ratio": v, "met": v <= TARGET_RATIO} for t, v in targets],
     }
 

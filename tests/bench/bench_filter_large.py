@@ -54,6 +54,7 @@ from tests.bench.benchlib import (
     last_json_line,
     markdown_table,
     rotated,
+    rows_json,
     run_child,
     warm_server,
     write_json,
@@ -510,10 +511,7 @@ def report(samples: Samples, meta: dict[str, Any]) -> dict[str, Any]:
         print(f"| {text} | {value:.2f} | {'yes' if met else 'NO'} |")
     return {
         "meta": meta,
-        "rows": {
-            row: {"summary": asdict(summaries[row]), "samples": [asdict(x) for x in runs]}
-            for row, runs in samples.items()
-        },
+        "rows": rows_json(samples, summaries),
         "targets": [{"target": t, "value": v, "met": m} for t, v, m in targets],
     }
 

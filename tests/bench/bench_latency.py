@@ -31,7 +31,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from tests.bench.benchlib import (
     fmt_s,
     markdown_table,
     rotated,
+    rows_json,
     run_child,
     warm_server,
     write_json,
@@ -152,10 +152,7 @@ def report(samples: Samples, files: int, latency_ms: float) -> dict[str, Any]:
     return {
         "files": files,
         "latency_ms": latency_ms,
-        "rows": {
-            row: {"summary": asdict(summaries[row]), "samples": [asdict(s) for s in runs]}
-            for row, runs in samples.items()
-        },
+        "rows": rows_json(samples, summaries),
         "speedup": ratio,
     }
 

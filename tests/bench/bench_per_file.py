@@ -57,6 +57,7 @@ from tests.bench.benchlib import (
     last_json_line,
     markdown_table,
     rotated,
+    rows_json,
     run_child,
     warm_server,
     write_json,
@@ -266,10 +267,7 @@ def report(name: str, samples: Samples, files: int, threads: int, target: float)
     return {
         "files": files,
         "threads": threads,
-        "rows": {
-            row: {"summary": asdict(summaries[row]), "samples": [asdict(s) for s in runs]}
-            for row, runs in samples.items()
-        },
+        "rows": rows_json(samples, summaries),
         "targets": targets,
     }
 

@@ -46,6 +46,7 @@ from tests.bench.benchlib import (
     last_json_line,
     markdown_table,
     rotated,
+    rows_json,
     run_child,
     warm_server,
     write_json,
@@ -405,10 +406,7 @@ def report(
         "sizes": asdict(sizes),
         "files": files,
         "bytes": total,
-        "rows": {
-            row: {"summary": asdict(summaries[row]), "samples": [asdict(s) for s in runs]}
-            for row, runs in samples.items()
-        },
+        "rows": rows_json(samples, summaries),
         "targets": [{"target": t, "value": v, "met": m} for t, v, m in targets],
     }
 

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -170,6 +170,14 @@ def fmt_ratio(value: float) -> str:
 
 def fmt_mb(nbytes: float) -> str:
     return f"{nbytes / 1e6:,.1f}"
+
+
+def rows_json(samples: Mapping[str, Sequence[Any]], summaries: Mapping[str, Any]) -> dict[str, Any]:
+    """Each row's summary and samples (dataclasses), as the benchmarks' --json output holds them."""
+    return {
+        row: {"summary": asdict(summaries[row]), "samples": [asdict(s) for s in runs]}
+        for row, runs in samples.items()
+    }
 
 
 def write_json(path: Path, payload: Any) -> None:
